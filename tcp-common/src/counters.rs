@@ -1,0 +1,99 @@
+//! Per-CPU outcome counters of the XDP program.
+//!
+//! The XDP program adds one to exactly one "verdict" counter per frame (every counter here but
+//! [`Counter::RxFrames`]), so the verdicts sum to `RxFrames`: a test can check that nothing is
+//! counted twice or lost.
+
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])* $variant:ident => $name:literal, )*) => {
+        /// Index of a counter in the `SYNSHIELD_COUNTERS` per-CPU array.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Counter {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl Counter {
+            /// Every counter, in index order.
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
+
+            /// Stable `snake_case` name, used in the status line and in metrics.
+            #[must_use]
+            pub const fn name(self) -> &'static str {
+                match self { $(Counter::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Every frame the program saw.
+    RxFrames => "rx_frames",
+    /// Not IPv4 or IPv6 (ARP, LLDP, ...): the kernel's business.
+    PassNotIp => "pass_not_ip",
+    /// IP but not TCP (ICMP, UDP, ...): the kernel's business.
+    PassNotTcp => "pass_not_tcp",
+    /// TCP to a port we do not protect.
+    PassOtherPort => "pass_other_port",
+    /// IPv4 fragment after the first, or IPv6 with extension headers that do not lead to a
+    /// protected port: no TCP header to judge, the kernel reassembles or rejects.
+    PassFragment => "pass_fragment",
+    /// TCP to a protected port that the SYN-cookie path does not handle yet.
+    PassProtected => "pass_protected",
+    /// Shorter than its headers claim: dropped.
+    DropTruncated => "drop_truncated",
+    /// IPv4 fragment (a fragment cannot be a SYN we answer): dropped.
+    DropIpFragment => "drop_ip_fragment",
+    /// IPv4 header with options: dropped on protected ports.
+    DropIpOptions => "drop_ip_options",
+    /// IPv6 extension header before TCP: dropped on protected ports.
+    DropIpv6ExtHeader => "drop_ipv6_ext_header",
+    /// IPv4 header or TCP checksum wrong: dropped.
+    DropBadChecksum => "drop_bad_checksum",
+    /// SYN carrying payload (a SYN flood's favourite): dropped.
+    DropSynWithPayload => "drop_syn_with_payload",
+    /// SYN with FIN or RST set: an invalid combination, dropped.
+    DropSynBadFlags => "drop_syn_bad_flags",
+    /// TCP header shorter than 20 bytes (data offset below 5): dropped.
+    DropBadTcpHeader => "drop_bad_tcp_header",
+    /// TCP options malformed: dropped.
+    DropBadOptions => "drop_bad_options",
+    /// RST for a flow we do not know: dropped.
+    DropRstUnknown => "drop_rst_unknown",
+    /// Segment without ACK for a flow we do not know: dropped.
+    DropNoAckUnknown => "drop_no_ack_unknown",
+    /// ACK whose cookie does not validate (forged, expired or made with a retired key: one
+    /// hash cannot tell them apart): dropped.
+    DropAckInvalid => "drop_ack_invalid",
+    /// Valid ACK, but the flow table was full: dropped.
+    DropFlowTableFull => "drop_flow_table_full",
+    /// Redirect to the AF_XDP socket failed (no socket on this queue): dropped.
+    DropNoSocket => "drop_no_socket",
+    /// SYN answered with a SYN-cookie SYN-ACK (XDP_TX).
+    TxSynAck => "tx_synack",
+    /// Invalid ACK answered with a RST (only when configured).
+    TxRst => "tx_rst",
+    /// Third-handshake ACK validated; flow inserted and redirected to userspace.
+    RedirectNewFlow => "redirect_new_flow",
+    /// Segment of a known flow redirected to userspace.
+    RedirectFlow => "redirect_flow",
+}
+
+/// Number of counters: the size of the counters map.
+#[expect(clippy::cast_possible_truncation, reason = "a few dozen counters")]
+pub const COUNTER_COUNT: u32 = Counter::ALL.len() as u32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn indices_are_dense_and_names_unique() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+            for d in &Counter::ALL[..i] {
+                assert_ne!(c.name(), d.name());
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! synshield userspace: the XDP loader, the counters, the lab used by tests and `cargo xtask
+//! run`, and (to come) the AF_XDP data path, connection manager and applications.
+
+pub mod lab;
+pub mod loader;
+pub mod stats;

@@ -1,0 +1,259 @@
+//! Loads the XDP program, attaches it to an interface, and gives access to its maps.
+//!
+//! Attachment goes through a BPF link owned by [`Shield`]: dropping the `Shield` (on exit,
+//! SIGINT, SIGTERM, or even when the process is killed and its fds are closed) detaches the
+//! program, so synshield never leaves a stale program on an interface.
+
+use std::io;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, PerCpuArray},
+    programs::{ProgramError, Xdp, XdpMode},
+};
+use tcp_common::{Config, Counter, maps};
+
+use crate::stats::CounterSnapshot;
+
+/// The XDP object, embedded at build time (empty when built without `cargo xtask build`).
+pub static XDP_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/synshield.bpf.o"));
+
+/// How to attach the program.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpModeChoice {
+    /// Native (driver) mode if the driver supports it, else generic.
+    #[default]
+    Auto,
+    /// Native (driver) mode only: fastest, needs driver support.
+    Native,
+    /// Generic (skb) mode: works on every interface, slower.
+    Generic,
+}
+
+/// The mode the program ended up attached in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachedMode {
+    /// Native (driver) mode.
+    Native,
+    /// Generic (skb) mode.
+    Generic,
+}
+
+impl std::fmt::Display for AttachedMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AttachedMode::Native => "native",
+            AttachedMode::Generic => "generic",
+        })
+    }
+}
+
+/// Why the shield could not be loaded or attached: each a sentence saying what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not root.
+    #[error(
+        "synshield needs root (CAP_BPF and CAP_NET_ADMIN) to load its XDP program: run it as root, e.g. with sudo"
+    )]
+    NotRoot,
+    /// Built without the XDP object.
+    #[error(
+        "this synshield binary was built without its XDP program: build it with `cargo xtask build`"
+    )]
+    NoObject,
+    /// No such interface.
+    #[error("there is no network interface named {0:?}: pick one that `ip link` lists")]
+    NoSuchInterface(String),
+    /// Someone else's XDP program is on the interface.
+    #[error(
+        "{0} already has an XDP program attached by another tool: detach it (`ip link set dev {0} xdp off`) or choose another interface"
+    )]
+    XdpBusy(String),
+    /// The driver cannot run XDP natively.
+    #[error("the driver of {0} does not support native XDP: use `--xdp-mode generic` (or `auto`)")]
+    NativeUnsupported(String),
+    /// Anything else, with its cause.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The XDP program, loaded and attached; detached when dropped.
+pub struct Shield {
+    ebpf: Ebpf,
+    iface: String,
+    mode: AttachedMode,
+}
+
+impl std::fmt::Debug for Shield {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shield")
+            .field("iface", &self.iface)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shield {
+    /// Loads the embedded program, writes `config`, and attaches to `iface` (in the calling
+    /// thread's network namespace).
+    pub fn attach(iface: &str, mode: XdpModeChoice, config: &Config) -> Result<Shield, LoadError> {
+        Shield::attach_object(XDP_OBJECT, iface, mode, config)
+    }
+
+    /// As [`Shield::attach`], with the object given (tests, benchmarks).
+    pub fn attach_object(
+        object: &[u8],
+        iface: &str,
+        mode: XdpModeChoice,
+        config: &Config,
+    ) -> Result<Shield, LoadError> {
+        let mut ebpf = load(object)?;
+        write_config(&mut ebpf, config)?;
+        let program: &mut Xdp = program(&mut ebpf)?;
+        program.load().map_err(|e| program_error(&e, iface))?;
+        let mode = match mode {
+            XdpModeChoice::Native => attach_in(program, iface, XdpMode::Driver)?,
+            XdpModeChoice::Generic => attach_in(program, iface, XdpMode::Skb)?,
+            XdpModeChoice::Auto => match attach_in(program, iface, XdpMode::Driver) {
+                Err(LoadError::NativeUnsupported(_)) => attach_in(program, iface, XdpMode::Skb)?,
+                other => other?,
+            },
+        };
+        Ok(Shield { ebpf, iface: iface.to_owned(), mode })
+    }
+
+    /// The interface the program is attached to.
+    #[must_use]
+    pub fn iface(&self) -> &str {
+        &self.iface
+    }
+
+    /// The mode the program is attached in.
+    #[must_use]
+    pub fn mode(&self) -> AttachedMode {
+        self.mode
+    }
+
+    /// Replaces the configuration the program reads.
+    pub fn set_config(&mut self, config: &Config) -> Result<(), LoadError> {
+        write_config(&mut self.ebpf, config)
+    }
+
+    /// Reads the counters, summed over CPUs.
+    pub fn counters(&self) -> Result<CounterSnapshot, LoadError> {
+        read_counters(&self.ebpf)
+    }
+
+    /// The loaded object, for maps that other modules own (flow table, AF_XDP sockets).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+}
+
+/// Loads (but does not attach) the object: for `BPF_PROG_TEST_RUN` tests and benchmarks.
+pub fn load(object: &[u8]) -> Result<Ebpf, LoadError> {
+    if object.is_empty() {
+        return Err(LoadError::NoObject);
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(LoadError::NotRoot);
+    }
+    EbpfLoader::new().load(object).map_err(|e| match &e {
+        aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
+            if io_error.kind() == io::ErrorKind::PermissionDenied =>
+        {
+            LoadError::NotRoot
+        }
+        _ => other(&e),
+    })
+}
+
+/// The XDP program in a loaded object.
+pub fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
+    ebpf.program_mut(tcp_common::XDP_PROGRAM)
+        .ok_or_else(|| {
+            LoadError::Other(format!("the XDP object has no program {:?}", tcp_common::XDP_PROGRAM))
+        })?
+        .try_into()
+        .map_err(|e: ProgramError| other(&e))
+}
+
+/// Writes the single `Config` entry.
+pub fn write_config(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
+    let map = ebpf
+        .map_mut(maps::CONFIG)
+        .ok_or_else(|| LoadError::Other(format!("the XDP object has no map {}", maps::CONFIG)))?;
+    let mut array: Array<_, Config> = Array::try_from(map).map_err(|e| other(&e))?;
+    array.set(0, config, 0).map_err(|e| other(&e))
+}
+
+/// Reads every counter, summed over CPUs.
+pub fn read_counters(ebpf: &Ebpf) -> Result<CounterSnapshot, LoadError> {
+    let map = ebpf
+        .map(maps::COUNTERS)
+        .ok_or_else(|| LoadError::Other(format!("the XDP object has no map {}", maps::COUNTERS)))?;
+    let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(|e| other(&e))?;
+    let mut snapshot = CounterSnapshot::default();
+    for &c in Counter::ALL {
+        let per_cpu = array.get(&(c as u32), 0).map_err(|e| other(&e))?;
+        snapshot.set(c, per_cpu.iter().sum());
+    }
+    Ok(snapshot)
+}
+
+fn attach_in(program: &mut Xdp, iface: &str, mode: XdpMode) -> Result<AttachedMode, LoadError> {
+    program.attach(iface, mode).map_err(|e| {
+        let err = program_error(&e, iface);
+        match (mode, &err) {
+            // veth and most drivers support native XDP; one that does not answers EOPNOTSUPP
+            // (or EINVAL from older netlink paths).
+            (XdpMode::Driver, LoadError::Other(_))
+                if matches!(os_error(&e), Some(libc::EOPNOTSUPP | libc::EINVAL)) =>
+            {
+                LoadError::NativeUnsupported(iface.to_owned())
+            }
+            _ => err,
+        }
+    })?;
+    Ok(if mode == XdpMode::Driver { AttachedMode::Native } else { AttachedMode::Generic })
+}
+
+fn os_error(e: &ProgramError) -> Option<i32> {
+    if let ProgramError::SyscallError(s) = e {
+        return s.io_error.raw_os_error();
+    }
+    // Netlink errors carry the errno in their source chain.
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            return io.raw_os_error();
+        }
+        source = s.source();
+    }
+    None
+}
+
+fn program_error(e: &ProgramError, iface: &str) -> LoadError {
+    match e {
+        ProgramError::UnknownInterface { name } => LoadError::NoSuchInterface(name.clone()),
+        _ => match os_error(e) {
+            Some(libc::EPERM) => LoadError::NotRoot,
+            Some(libc::EBUSY | libc::EEXIST) => LoadError::XdpBusy(iface.to_owned()),
+            _ => other(e),
+        },
+    }
+}
+
+/// An error with its whole cause chain on one line (the verifier log included).
+fn other(e: &dyn std::error::Error) -> LoadError {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    LoadError::Other(text)
+}

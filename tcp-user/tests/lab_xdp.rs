@@ -1,0 +1,134 @@
+//! Root tests of the XDP program's skeleton in the lab: it loads, attaches, counts what
+//! arrives from the client namespace, and detaches; the usual mistakes give one clear sentence.
+#![cfg(feature = "root-tests")]
+#![allow(clippy::unwrap_used, reason = "a test that fails should panic with a stack trace")]
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use common::{Synshield, wait_for_line};
+use tcp_common::{Config, Counter, PortSet};
+use tcp_user::lab::{Lab, LabOptions, SHIELD_IF, SHIELD_V4, SHIELD_V6};
+use tcp_user::loader::{LoadError, Shield, XdpModeChoice};
+
+fn config(ports: &[u16]) -> Config {
+    let mut set = PortSet::EMPTY;
+    for p in ports {
+        set.insert(*p);
+    }
+    let mut config = Config::EMPTY;
+    config.ports = set;
+    config
+}
+
+/// Sends one UDP datagram and makes one TCP connection attempt to a port nobody listens on,
+/// from the client namespace, over `shield`'s address.
+fn client_traffic(lab: &Lab, shield: std::net::IpAddr) {
+    lab.client
+        .enter(|| {
+            let bind: SocketAddr =
+                if shield.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().unwrap();
+            let udp = UdpSocket::bind(bind).unwrap();
+            udp.send_to(b"hello", SocketAddr::new(shield, 9)).unwrap();
+            // The shield's kernel answers RST: refused.
+            let r = TcpStream::connect_timeout(&SocketAddr::new(shield, 9), Duration::from_secs(5));
+            assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused);
+        })
+        .unwrap();
+}
+
+#[test]
+fn counters_move_when_client_traffic_arrives() {
+    let lab =
+        Lab::with_options(&LabOptions { client_xdp_pass: true, ..LabOptions::default() }).unwrap();
+    let shield = lab
+        .shield
+        .enter(|| Shield::attach(SHIELD_IF, XdpModeChoice::Native, &config(&[7])))
+        .unwrap()
+        .unwrap();
+    let before = shield.counters().unwrap();
+    client_traffic(&lab, SHIELD_V4.into());
+    client_traffic(&lab, SHIELD_V6.into());
+    let after = shield.counters().unwrap();
+    let d = after.since(&before);
+    // ARP and neighbour discovery precede the first datagram; ND is ICMPv6, so "not TCP".
+    assert!(d.get(Counter::PassNotIp) >= 1, "{d:?}");
+    assert!(d.get(Counter::PassNotTcp) >= 2, "{d:?}");
+    // SYN to port 9, then the RST that refused it came back the other way (not through XDP).
+    assert!(d.get(Counter::PassOtherPort) >= 2, "{d:?}");
+    // Every frame got exactly one verdict.
+    assert_eq!(after.get(Counter::RxFrames), after.verdict_total(), "{after:?}");
+}
+
+#[test]
+fn binary_serves_prints_counters_and_detaches_on_sigterm() {
+    let lab = Lab::new().unwrap();
+    let mut s = Synshield::start(
+        &lab.shield,
+        &["serve", "--iface", SHIELD_IF, "--port", "7,8", "--xdp-mode", "generic"],
+    );
+    let xdp = lab.shield.run("ip", &["link", "show", "dev", SHIELD_IF]).unwrap();
+    assert!(xdp.contains("xdpgeneric"), "{xdp}");
+    client_traffic(&lab, SHIELD_V4.into());
+    let status =
+        wait_for_line(&s.stdout, |l| l.starts_with("status:") && l.contains("pass_other_port"));
+    assert!(status.is_ok(), "no status line with the traffic: {status:?}");
+    s.terminate();
+    assert!(
+        wait_for_line(&s.stdout, |l| l == format!("synshield: detached from {SHIELD_IF}")).is_ok()
+    );
+    assert!(s.child.wait().unwrap().success());
+    let xdp = lab.shield.run("ip", &["link", "show", "dev", SHIELD_IF]).unwrap();
+    assert!(!xdp.contains("xdp"), "program still attached: {xdp}");
+}
+
+#[test]
+fn missing_interface_is_one_clear_sentence() {
+    let lab = Lab::new().unwrap();
+    let err = lab
+        .shield
+        .enter(|| Shield::attach("nosuch0", XdpModeChoice::Auto, &config(&[7])))
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, LoadError::NoSuchInterface(ref n) if n == "nosuch0"), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "there is no network interface named \"nosuch0\": pick one that `ip link` lists"
+    );
+}
+
+#[test]
+fn interface_with_another_xdp_program_is_refused() {
+    let lab = Lab::new().unwrap();
+    // Someone else's program: here a first synshield on the same interface.
+    let _first = lab
+        .shield
+        .enter(|| Shield::attach(SHIELD_IF, XdpModeChoice::Native, &config(&[7])))
+        .unwrap()
+        .unwrap();
+    let err = lab
+        .shield
+        .enter(|| Shield::attach(SHIELD_IF, XdpModeChoice::Native, &config(&[7])))
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, LoadError::XdpBusy(ref n) if n == SHIELD_IF), "{err:?}");
+}
+
+#[test]
+fn not_root_is_one_clear_sentence() {
+    let lab = Lab::new().unwrap();
+    let out = lab
+        .shield
+        .command("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .arg(env!("CARGO_BIN_EXE_synshield"))
+        .args(["serve", "--iface", SHIELD_IF, "--port", "7"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("synshield needs root (CAP_BPF and CAP_NET_ADMIN)"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

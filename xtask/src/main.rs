@@ -1,0 +1,82 @@
+//! `cargo xtask`: setup, build, run, test and bench synshield.
+//!
+//! Every command that needs the toolchain or root first runs `setup`, which is idempotent and
+//! takes a few seconds when everything is already there.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+mod build;
+#[path = "../../tcp-user/src/lab.rs"]
+#[expect(dead_code, reason = "shared with tcp-user; xtask uses only part of it")]
+mod lab;
+mod run;
+mod setup;
+mod test;
+
+#[derive(Parser)]
+#[command(about = "synshield project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install everything the build and the tests need (apt, crates.io), mount bpffs. Idempotent.
+    Setup,
+    /// Build the XDP object and the synshield binary (release).
+    Build,
+    /// With no ARGS: build, start a lab (client and shield namespaces), serve in it, show
+    /// counters until Ctrl-C, tear down. With ARGS: run `synshield ARGS` on this host.
+    Run {
+        /// Arguments for synshield (e.g. `--iface eth0 --port 80`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Setup, build, lint, the pure tests, then the root tests in the lab. What CI runs.
+    Test,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Setup => setup::setup(),
+        Cmd::Build => setup::setup().and_then(|()| build::build()).map(drop),
+        Cmd::Run { args } => run::run(&args),
+        Cmd::Test => test::test(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of xtask/).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Runs a command, failing with the command line if it fails.
+fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Whether we run as root.
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

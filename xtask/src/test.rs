@@ -1,0 +1,34 @@
+//! `cargo xtask test`: what CI runs.
+
+use anyhow::{Context as _, Result};
+
+use crate::build::{build, host_cargo};
+use crate::{run_cmd, setup::setup};
+
+/// Setup, build, lint, pure tests, root tests.
+pub fn test() -> Result<()> {
+    setup()?;
+    build()?;
+    step("format check");
+    run_cmd(host_cargo().args(["fmt", "--all", "--check"]))
+        .context("`cargo fmt` would change files: run `cargo fmt --all`")?;
+    step("clippy");
+    run_cmd(host_cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    step("pure tests (no root needed)");
+    run_cmd(host_cargo().args(["test"]))?;
+    step("root tests in the lab (XDP programs, namespaces, the real Linux TCP stack)");
+    run_cmd(host_cargo().args([
+        "test",
+        "--package",
+        "tcp-user",
+        "--features",
+        "root-tests",
+        "--test",
+        "*",
+    ]))?;
+    Ok(())
+}
+
+fn step(what: &str) {
+    println!("\n==> xtask test: {what}");
+}
