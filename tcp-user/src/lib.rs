@@ -4,3 +4,4 @@
 pub mod lab;
 pub mod loader;
 pub mod stats;
+pub mod xsk;

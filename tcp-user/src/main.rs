@@ -1,7 +1,7 @@
 //! `synshield`: a SYN-flood shield. Answers SYNs with SYN cookies in XDP and serves the
 //! validated connections from userspace.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -109,7 +109,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 let now = shield.counters()?;
                 if show {
                     let line = now.status_line(&last, last_at.elapsed().as_secs_f64());
-                    if terminal { println!("{line}") } else { println!("status: {line}") }
+                    if terminal {
+                        // One line, rewritten in place: carriage return, clear line.
+                        print!("\r\x1b[2K{line}");
+                        let _ = std::io::stdout().flush();
+                    } else {
+                        println!("status: {line}");
+                    }
                 }
                 last = now;
                 last_at = Instant::now();
@@ -118,6 +124,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let iface = shield.iface().to_owned();
     drop(shield);
+    if show && terminal {
+        println!();
+    }
     println!("synshield: detached from {iface}");
     Ok(())
 }
