@@ -1,0 +1,113 @@
+//! Tunables of the engine. One [`Config`] is shared (behind an `Arc`) by every connection
+//! of a table, so it costs a connection eight bytes.
+
+use crate::time::Duration;
+
+/// Which congestion controller a connection runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CongestionAlgorithm {
+    /// RFC 5681 slow start and congestion avoidance with RFC 6582 NewReno recovery.
+    NewReno,
+    /// RFC 9438 CUBIC window growth with the same loss recovery.
+    #[default]
+    Cubic,
+}
+
+/// TCP keepalive (RFC 9293 section 3.8.4; values as the seed and Linux use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepaliveConfig {
+    /// Whether idle connections are probed at all.
+    pub enabled: bool,
+    /// Silence before the first probe (2 h).
+    pub idle: Duration,
+    /// Gap between unanswered probes (75 s).
+    pub interval: Duration,
+    /// Unanswered probes after which the connection is reset (10).
+    pub probes: u32,
+}
+
+impl Default for KeepaliveConfig {
+    fn default() -> KeepaliveConfig {
+        KeepaliveConfig {
+            enabled: true,
+            idle: Duration::from_secs(2 * 60 * 60),
+            interval: Duration::from_secs(75),
+            probes: 10,
+        }
+    }
+}
+
+/// Engine configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Our maximum segment size: what we announce, and the most we send.
+    pub mss: u16,
+    /// Bytes the application may queue for sending (unacknowledged data included).
+    pub send_buffer_size: usize,
+    /// Bytes of received data we hold (in order and out of order); bounds our window.
+    pub recv_buffer_size: usize,
+    /// Our window scale shift when we may choose it (active and ordinary passive open).
+    pub window_scale: u8,
+    /// Offer and use SACK (RFC 2018).
+    pub sack: bool,
+    /// Offer and use timestamps (RFC 7323).
+    pub timestamps: bool,
+    /// Maximum segment lifetime; TIME-WAIT lasts twice this (default 30 s).
+    pub msl: Duration,
+    /// Keepalive probing.
+    pub keepalive: KeepaliveConfig,
+    /// Close (with RST) a connection that has neither sent nor received data for this long.
+    pub idle_timeout: Option<Duration>,
+    /// After `close()`, how long FIN-WAIT-2 may last without the peer's FIN (Linux
+    /// `tcp_fin_timeout`, 60 s).
+    pub fin_wait_2_timeout: Duration,
+    /// Nagle's algorithm (RFC 9293 section 3.7.4).
+    pub nagle: bool,
+    /// Longest an ACK for in-order data is delayed (RFC 9293 section 3.8.6.3: under 500 ms).
+    pub delayed_ack: Duration,
+    /// Lower bound of the retransmission timeout (RFC 6298 says 1 s; Linux uses 200 ms).
+    pub rto_min: Duration,
+    /// Upper bound of the retransmission timeout.
+    pub rto_max: Duration,
+    /// Retransmission timeout before any RTT sample (RFC 6298: 1 s).
+    pub rto_initial: Duration,
+    /// Retransmissions of SYN or SYN-ACK before giving up (Linux `tcp_synack_retries` 5).
+    pub syn_retries: u8,
+    /// Retransmissions of data or FIN before giving up (Linux `tcp_retries2` 15).
+    pub data_retries: u8,
+    /// Congestion controller.
+    pub congestion: CongestionAlgorithm,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            mss: 1460,
+            send_buffer_size: 256 * 1024,
+            recv_buffer_size: 256 * 1024,
+            window_scale: 7,
+            sack: true,
+            timestamps: true,
+            msl: Duration::from_secs(30),
+            keepalive: KeepaliveConfig::default(),
+            idle_timeout: None,
+            fin_wait_2_timeout: Duration::from_secs(60),
+            nagle: true,
+            delayed_ack: Duration::from_millis(40),
+            rto_min: Duration::from_millis(200),
+            rto_max: Duration::from_secs(120),
+            rto_initial: Duration::from_secs(1),
+            syn_retries: 5,
+            data_retries: 15,
+            congestion: CongestionAlgorithm::default(),
+        }
+    }
+}
+
+impl Config {
+    /// TIME-WAIT duration: 2 MSL.
+    #[must_use]
+    pub fn time_wait(&self) -> Duration {
+        self.msl * 2
+    }
+}

@@ -1,0 +1,1440 @@
+//! One TCP connection as a sans-IO state machine (RFC 9293).
+//!
+//! # Call order
+//!
+//! The shell owns I/O and the clock; the connection only reacts:
+//!
+//! 1. feed every segment of the connection to [`Connection::handle_segment`], and call
+//!    [`Connection::handle_timeout`] once the instant from [`Connection::poll_timeout`] has
+//!    come;
+//! 2. after any input or application call, drain [`Connection::poll_transmit`] until it
+//!    returns `None` and send what it returns;
+//! 3. drain [`Connection::poll_event`]; after [`Event::Closed`] the connection is finished
+//!    and may be dropped;
+//! 4. re-arm the shell's single timer to [`Connection::poll_timeout`].
+//!
+//! Application calls ([`Connection::send`], [`Connection::recv`], [`Connection::shutdown`],
+//! [`Connection::close`], [`Connection::abort`]) may come at any time in between.
+
+mod congestion;
+mod recv;
+mod send;
+mod timers;
+mod transmit;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::seq::SeqNumber;
+use crate::state::State;
+use crate::time::{Duration, Instant};
+use crate::tuple::FourTuple;
+use crate::wire::{Flags, Packet, PseudoHeader, TcpRepr, WireError};
+
+use congestion::Congestion;
+use recv::RecvBuffer;
+use send::SendBuffer;
+use timers::{RttEstimator, Timer, TimerTable};
+
+/// An owned outgoing (or parsed incoming) segment: header and payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// The header.
+    pub repr: TcpRepr,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+impl Segment {
+    /// Writes the segment to the front of `buf` with its checksum; returns its length.
+    pub fn emit_into(&self, buf: &mut [u8], pseudo: &PseudoHeader) -> Result<usize, WireError> {
+        self.repr.emit_segment(buf, &self.payload, pseudo)
+    }
+
+    /// The segment as bytes, checksum filled in.
+    pub fn to_bytes(&self, pseudo: &PseudoHeader) -> Result<Vec<u8>, WireError> {
+        let mut buf = vec![0; self.repr.header_len() + self.payload.len()];
+        let len = self.emit_into(&mut buf, pseudo)?;
+        buf.truncate(len);
+        Ok(buf)
+    }
+
+    /// Parses bytes, verifying the checksum.
+    pub fn parse(bytes: &[u8], pseudo: &PseudoHeader) -> Result<Segment, WireError> {
+        let packet = Packet::new_checked(bytes)?;
+        let repr = TcpRepr::parse(&packet, pseudo)?;
+        Ok(Segment { repr, payload: packet.payload().to_vec() })
+    }
+
+    /// Sequence space taken: payload plus SYN and FIN.
+    #[must_use]
+    pub fn segment_len(&self) -> usize {
+        self.repr.segment_len(self.payload.len())
+    }
+}
+
+/// What the application learns from a connection.
+///
+/// Peer reset, timeouts and our own aborts all end in [`Event::Closed`] with a
+/// [`CloseReason`] saying which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake completed (or the connection was built from a cookie ACK).
+    Connected,
+    /// New in-order data can be read.
+    Readable,
+    /// Send buffer space opened after a short `send`.
+    Writable,
+    /// The peer sent FIN: it will send no more (half-close); we may still send.
+    PeerClosed,
+    /// The connection is finished; the last event it reports.
+    Closed(CloseReason),
+}
+
+/// Why a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// Both FINs were exchanged and acknowledged (after TIME-WAIT on the side that closed
+    /// first).
+    Normal,
+    /// The peer sent an acceptable RST (or refused our SYN).
+    Reset,
+    /// The application aborted, or closed with unread data, or data arrived after `close()`.
+    Aborted,
+    /// SYN, SYN-ACK, data or FIN retransmissions ran out, or FIN-WAIT-2 lasted too long.
+    TimedOut,
+    /// Keepalive probes went unanswered.
+    KeepaliveTimeout,
+    /// No data moved for the configured idle timeout.
+    IdleTimeout,
+}
+
+/// Timestamp state handed over from the XDP program's SYN-ACK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TsInfo {
+    /// The peer's TSval from the validated ACK (becomes `TS.Recent`).
+    pub ts_recent: u32,
+    /// Our TSval is `now` in milliseconds plus this, so our timestamps continue from the
+    /// one the SYN-ACK carried.
+    pub our_tsval_offset: u32,
+}
+
+/// Everything a validated SYN cookie ACK tells us: enough to start in ESTABLISHED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CookieHandshake {
+    /// The connection's addresses.
+    pub tuple: FourTuple,
+    /// Our initial sequence number (the cookie).
+    pub iss: SeqNumber,
+    /// The peer's initial sequence number (the ACK's sequence number minus one).
+    pub irs: SeqNumber,
+    /// The MSS the peer announced (as decoded from the cookie).
+    pub peer_mss: u16,
+    /// The peer's window scale, if its SYN carried one.
+    pub peer_wscale: Option<u8>,
+    /// Our window scale, if the SYN-ACK carried one (only when the peer offered).
+    pub our_wscale: Option<u8>,
+    /// Whether both sides agreed on SACK.
+    pub sack_permitted: bool,
+    /// Timestamps, if both sides agreed on them.
+    pub timestamps: Option<TsInfo>,
+    /// The peer's window from the ACK, already scaled by `peer_wscale`.
+    pub peer_window: u32,
+}
+
+/// Why [`Connection::send`] refused data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Our side is shut down, or the connection is not open.
+    #[error("connection is closed for sending")]
+    Closed,
+}
+
+/// Why [`Connection::recv`] returned no data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// Nothing to read yet.
+    #[error("no data available")]
+    WouldBlock,
+    /// The connection ended without a FIN from the peer (reset, abort or timeout).
+    #[error("connection closed")]
+    Closed,
+}
+
+/// Why a close or shutdown request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CloseError {
+    /// The connection is already closed.
+    #[error("connection already closed")]
+    AlreadyClosed,
+}
+
+/// Per-connection counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Segments received.
+    pub segments_in: u64,
+    /// Segments sent.
+    pub segments_out: u64,
+    /// Payload bytes delivered in order to the receive buffer.
+    pub bytes_in: u64,
+    /// Payload bytes sent, retransmissions included.
+    pub bytes_out: u64,
+    /// Segments retransmitted (timeouts, fast retransmit and recovery).
+    pub retransmits: u64,
+    /// Retransmission timer expiries.
+    pub timeouts: u64,
+    /// Fast retransmits (third duplicate ACK).
+    pub fast_retransmits: u64,
+    /// Challenge ACKs sent (RFC 5961).
+    pub challenge_acks: u64,
+    /// Segments dropped as unacceptable, out of window or invalid for the state.
+    pub dropped: u64,
+    /// Segments that arrived out of order.
+    pub out_of_order: u64,
+}
+
+impl ConnStats {
+    /// Adds `other` to these counters.
+    pub fn accumulate(&mut self, other: &ConnStats) {
+        self.segments_in += other.segments_in;
+        self.segments_out += other.segments_out;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.retransmits += other.retransmits;
+        self.timeouts += other.timeouts;
+        self.fast_retransmits += other.fast_retransmits;
+        self.challenge_acks += other.challenge_acks;
+        self.dropped += other.dropped;
+        self.out_of_order += other.out_of_order;
+    }
+}
+
+/// Booleans of a connection, packed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ConnFlags(u16);
+
+impl ConnFlags {
+    /// An ACK must go out at the next `poll_transmit`.
+    const ACK_NOW: u16 = 1 << 0;
+    /// The application called `close()`: no more reading.
+    const APP_CLOSED: u16 = 1 << 1;
+    /// A `send` was cut short: report `Writable` when space opens.
+    const WANT_WRITABLE: u16 = 1 << 2;
+    /// SACK was negotiated.
+    const SACK: u16 = 1 << 3;
+    /// Send a zero-window probe.
+    const WINDOW_PROBE: u16 = 1 << 4;
+    /// Send a keepalive probe.
+    const KEEPALIVE_PROBE: u16 = 1 << 5;
+    /// Send the next segment even if small (persist timer overrode SWS avoidance).
+    const FORCE_SEND: u16 = 1 << 6;
+    /// The peer's FIN was received (EOF for the reader).
+    const FIN_RECEIVED: u16 = 1 << 7;
+    /// Window scaling was negotiated.
+    const WSCALE: u16 = 1 << 8;
+
+    fn has(self, bit: u16) -> bool {
+        self.0 & bit != 0
+    }
+
+    fn set(&mut self, bit: u16) {
+        self.0 |= bit;
+    }
+
+    fn clear(&mut self, bit: u16) {
+        self.0 &= !bit;
+    }
+
+    /// Clears `bit` and says whether it was set.
+    fn take(&mut self, bit: u16) -> bool {
+        let was = self.has(bit);
+        self.clear(bit);
+        was
+    }
+}
+
+/// Pending application events, as bits, delivered in this order.
+mod pending {
+    pub const CONNECTED: u8 = 1 << 0;
+    pub const READABLE: u8 = 1 << 1;
+    pub const WRITABLE: u8 = 1 << 2;
+    pub const PEER_CLOSED: u8 = 1 << 3;
+    /// `close_reason` is set and not yet reported.
+    pub const CLOSED: u8 = 1 << 4;
+}
+
+/// Our timestamp clock and the peer's latest (RFC 7323 section 4.3 and 5.3).
+#[derive(Clone, Copy, Debug)]
+struct Timestamps {
+    recent: u32,
+    offset: u32,
+}
+
+/// A TCP connection.
+#[derive(Debug)]
+pub struct Connection {
+    config: Arc<Config>,
+    tuple: FourTuple,
+    state: State,
+    flags: ConnFlags,
+    events: u8,
+    close_reason: Option<CloseReason>,
+
+    // Send sequence space (RFC 9293 section 3.3.1).
+    iss: SeqNumber,
+    snd_una: SeqNumber,
+    snd_nxt: SeqNumber,
+    /// Highest sequence number sent so far (`snd_nxt` moves back on timeout).
+    snd_max: SeqNumber,
+    snd_wl1: SeqNumber,
+    snd_wl2: SeqNumber,
+    /// The peer's window, scaled.
+    snd_wnd: u32,
+    max_snd_wnd: u32,
+    snd_shift: u8,
+    rcv_shift: u8,
+    /// The peer's MSS, capped by ours.
+    send_mss: u16,
+    /// Sequence number of our FIN once the application shut down.
+    fin_seq: Option<SeqNumber>,
+    send: SendBuffer,
+
+    // Receive sequence space.
+    irs: SeqNumber,
+    rcv_nxt: SeqNumber,
+    /// Right edge of the window we advertised; it never moves left.
+    rcv_adv: SeqNumber,
+    last_ack_sent: SeqNumber,
+    recv: RecvBuffer,
+    /// Sequence number of a FIN that arrived before all data preceding it.
+    fin_at: Option<SeqNumber>,
+    /// Full-sized segments received since our last ACK (delayed ACK).
+    unacked_segments: u8,
+    ts: Option<Timestamps>,
+
+    // Loss recovery.
+    rtt: RttEstimator,
+    /// Karn's algorithm without timestamps: the sequence number whose ACK times a round trip.
+    rtt_probe: Option<(SeqNumber, Instant)>,
+    cc: Congestion,
+    retries: u8,
+    dupacks: u8,
+    /// `recover` of RFC 6582 while in fast recovery.
+    recovery: Option<SeqNumber>,
+    /// One segment to retransmit at the next `poll_transmit` (fast retransmit, partial ACK,
+    /// SACK hole).
+    rtx_next: Option<SeqNumber>,
+    /// Highest sequence number retransmitted in this recovery (RFC 6675 `HighRxt`).
+    high_rxt: SeqNumber,
+    /// Ranges the peer SACKed, above `snd_una`, sorted and disjoint.
+    scoreboard: Vec<(SeqNumber, SeqNumber)>,
+
+    /// A RST to send (abort, reply to an invalid segment): its sequence number and, for a
+    /// RST+ACK, acknowledgment number. Kept compact; the header is built when sent.
+    pending_rst: Option<(SeqNumber, Option<SeqNumber>)>,
+    timers: TimerTable,
+    keepalive_probes: u8,
+    /// Last time data moved either way (idle timeout).
+    last_activity: Instant,
+    stats: ConnStats,
+}
+
+/// The RST that answers `repr` when no connection (or no acceptable state) takes it
+/// (RFC 9293 section 3.10.7.1). `None` for a RST, which is never answered.
+#[must_use]
+pub fn reset_reply(repr: &TcpRepr, payload_len: usize) -> Option<TcpRepr> {
+    if repr.flags.rst() {
+        return None;
+    }
+    let reply = TcpRepr::new(repr.dst_port, repr.src_port, SeqNumber::new(0));
+    Some(match repr.ack_number {
+        // <SEQ=SEG.ACK><CTL=RST>
+        Some(ack) => TcpRepr { seq_number: ack, flags: Flags::RST, ..reply },
+        // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
+        None => TcpRepr {
+            ack_number: Some(repr.seq_number + repr.segment_len(payload_len)),
+            flags: Flags::RST,
+            ..reply
+        },
+    })
+}
+
+/// The default MSS when the peer sends none (RFC 9293 section 3.7.1; RFC 8200 for IPv6).
+fn default_mss(tuple: &FourTuple) -> u16 {
+    if tuple.remote.is_ipv4() { 536 } else { 1220 }
+}
+
+impl Timestamps {
+    /// Our TSval at `now`: a millisecond clock plus the per-connection offset.
+    fn tsval(self, now: Instant) -> u32 {
+        ms_clock(now).wrapping_add(self.offset)
+    }
+}
+
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "the TCP timestamp clock is modulo 2^32 milliseconds"
+)]
+fn ms_clock(now: Instant) -> u32 {
+    now.total_millis() as u32
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Connection {
+    fn new(
+        now: Instant,
+        tuple: FourTuple,
+        iss: SeqNumber,
+        config: Arc<Config>,
+        state: State,
+    ) -> Connection {
+        let send_mss = config.mss;
+        Connection {
+            tuple,
+            state,
+            flags: ConnFlags::default(),
+            events: 0,
+            close_reason: None,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wl1: SeqNumber::new(0),
+            snd_wl2: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_shift: 0,
+            rcv_shift: 0,
+            send_mss,
+            fin_seq: None,
+            send: SendBuffer::new(iss + 1, config.send_buffer_size),
+            irs: SeqNumber::new(0),
+            rcv_nxt: SeqNumber::new(0),
+            rcv_adv: SeqNumber::new(0),
+            last_ack_sent: SeqNumber::new(0),
+            recv: RecvBuffer::new(config.recv_buffer_size),
+            fin_at: None,
+            unacked_segments: 0,
+            ts: None,
+            rtt: RttEstimator::new(config.rto_initial),
+            rtt_probe: None,
+            cc: Congestion::new(config.congestion, u32::from(send_mss)),
+            retries: 0,
+            dupacks: 0,
+            recovery: None,
+            rtx_next: None,
+            high_rxt: iss,
+            scoreboard: Vec::new(),
+            pending_rst: None,
+            timers: TimerTable::new(),
+            keepalive_probes: 0,
+            last_activity: now,
+            stats: ConnStats::default(),
+            config,
+        }
+    }
+
+    /// Active open: a connection in SYN-SENT whose SYN goes out at the next
+    /// `poll_transmit`.
+    #[must_use]
+    pub fn connect(
+        now: Instant,
+        tuple: FourTuple,
+        iss: SeqNumber,
+        config: Arc<Config>,
+    ) -> Connection {
+        let mut conn = Connection::new(now, tuple, iss, config, State::SynSent);
+        if conn.config.timestamps {
+            conn.ts = Some(Timestamps { recent: 0, offset: iss.raw() });
+        }
+        conn.rcv_shift = conn.config.window_scale.min(14);
+        conn
+    }
+
+    /// Passive open: a connection in LISTEN for exactly this tuple; a SYN moves it to
+    /// SYN-RECEIVED with `iss` as our initial sequence number.
+    #[must_use]
+    pub fn listen(
+        now: Instant,
+        tuple: FourTuple,
+        iss: SeqNumber,
+        config: Arc<Config>,
+    ) -> Connection {
+        Connection::new(now, tuple, iss, config, State::Listen)
+    }
+
+    /// A connection whose handshake the XDP program completed with a SYN cookie. It starts
+    /// in ESTABLISHED; feed the validated ACK to [`Connection::handle_segment`] next, so
+    /// data it carries is delivered.
+    #[must_use]
+    pub fn from_cookie(
+        now: Instant,
+        handshake: &CookieHandshake,
+        config: Arc<Config>,
+    ) -> Connection {
+        let h = handshake;
+        let mut conn = Connection::new(now, h.tuple, h.iss, config, State::Established);
+        conn.negotiate(h.peer_mss, h.peer_wscale, h.our_wscale, h.sack_permitted);
+        conn.ts =
+            h.timestamps.map(|t| Timestamps { recent: t.ts_recent, offset: t.our_tsval_offset });
+        conn.irs = h.irs;
+        conn.rcv_nxt = h.irs + 1;
+        conn.last_ack_sent = conn.rcv_nxt;
+        // The SYN-ACK's window is never scaled and at most 64 KiB.
+        conn.rcv_adv = conn.rcv_nxt + conn.recv.free().min(usize::from(u16::MAX));
+        conn.snd_una = h.iss + 1;
+        conn.snd_nxt = conn.snd_una;
+        conn.snd_max = conn.snd_una;
+        conn.snd_wnd = h.peer_window;
+        conn.max_snd_wnd = h.peer_window;
+        // So the ACK's own window counts as an update (RFC 9293 section 3.10.7.4).
+        conn.snd_wl1 = h.irs;
+        conn.snd_wl2 = conn.snd_una;
+        conn.events |= pending::CONNECTED;
+        conn.arm_keepalive(now);
+        conn
+    }
+
+    /// Applies the options of the handshake.
+    fn negotiate(
+        &mut self,
+        peer_mss: u16,
+        peer_wscale: Option<u8>,
+        our_wscale: Option<u8>,
+        sack: bool,
+    ) {
+        self.send_mss = peer_mss.min(self.config.mss).max(64);
+        self.cc = Congestion::new(self.config.congestion, u32::from(self.send_mss));
+        if let (Some(peer), Some(ours)) = (peer_wscale, our_wscale) {
+            self.snd_shift = peer.min(14);
+            self.rcv_shift = ours.min(14);
+            self.flags.set(ConnFlags::WSCALE);
+        } else {
+            self.snd_shift = 0;
+            self.rcv_shift = 0;
+            self.flags.clear(ConnFlags::WSCALE);
+        }
+        if sack {
+            self.flags.set(ConnFlags::SACK);
+        }
+    }
+
+    // ---- accessors ----
+
+    /// The connection's addresses.
+    #[must_use]
+    pub fn tuple(&self) -> &FourTuple {
+        &self.tuple
+    }
+
+    /// The current state.
+    #[must_use]
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> &ConnStats {
+        &self.stats
+    }
+
+    /// The retransmission timeout in force.
+    #[must_use]
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto(self.config.rto_max)
+    }
+
+    /// The smoothed round-trip time, once measured.
+    #[must_use]
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
+
+    /// The slow start threshold in bytes (`u32::MAX` until the first loss).
+    #[must_use]
+    pub fn slow_start_threshold(&self) -> u32 {
+        self.cc.ssthresh()
+    }
+
+    /// The congestion window in bytes.
+    #[must_use]
+    pub fn congestion_window(&self) -> u32 {
+        self.cc.window()
+    }
+
+    /// Bytes that can be read now.
+    #[must_use]
+    pub fn recv_queue_len(&self) -> usize {
+        self.recv.readable_len()
+    }
+
+    /// Bytes queued and not yet acknowledged.
+    #[must_use]
+    pub fn send_queue_len(&self) -> usize {
+        self.send.len()
+    }
+
+    /// Room in the send buffer.
+    #[must_use]
+    pub fn send_capacity(&self) -> usize {
+        if self.state.may_send() && self.fin_seq.is_none() { self.send.free() } else { 0 }
+    }
+
+    /// Why the connection closed, once it did.
+    #[must_use]
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.close_reason
+    }
+
+    /// The earliest instant at which [`Connection::handle_timeout`] has work to do.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// The next application event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        let order = [
+            (pending::CONNECTED, Event::Connected),
+            (pending::READABLE, Event::Readable),
+            (pending::WRITABLE, Event::Writable),
+            (pending::PEER_CLOSED, Event::PeerClosed),
+        ];
+        for (bit, event) in order {
+            if self.events & bit != 0 {
+                self.events &= !bit;
+                return Some(event);
+            }
+        }
+        if self.events & pending::CLOSED != 0 {
+            self.events &= !pending::CLOSED;
+            return self.close_reason.map(Event::Closed);
+        }
+        None
+    }
+
+    // ---- application calls ----
+
+    /// Queues data to send; returns how many bytes were taken (fewer than offered when the
+    /// buffer is full: [`Event::Writable`] follows when room opens).
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
+        if !self.state.may_send() || self.fin_seq.is_some() {
+            return Err(SendError::Closed);
+        }
+        let n = self.send.push(data);
+        if n < data.len() {
+            self.flags.set(ConnFlags::WANT_WRITABLE);
+        }
+        Ok(n)
+    }
+
+    /// Reads in-order data. `Ok(0)` means end of stream (the peer's FIN was read up to).
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        if self.recv.readable_len() == 0 {
+            if self.flags.has(ConnFlags::FIN_RECEIVED) {
+                return Ok(0);
+            }
+            return match self.close_reason {
+                Some(_) => Err(RecvError::Closed),
+                None => Err(RecvError::WouldBlock),
+            };
+        }
+        let before = self.rcv_adv.saturating_sub(self.rcv_nxt);
+        let n = self.recv.read(buf);
+        // Tell the peer when reading opened the window by a useful amount (RFC 9293
+        // section 3.8.6.2.2: at least min(buffer / 2, MSS)).
+        let threshold = (self.recv.capacity() / 2).min(usize::from(self.config.mss));
+        if self.state.may_receive() && self.recv.free() >= before + threshold && before < threshold
+        {
+            self.flags.set(ConnFlags::ACK_NOW);
+        }
+        Ok(n)
+    }
+
+    /// Half-close: FIN goes out after the queued data (RFC 9293 section 3.10.4). We keep
+    /// receiving.
+    pub fn shutdown(&mut self) -> Result<(), CloseError> {
+        match self.state {
+            State::Closed => return Err(CloseError::AlreadyClosed),
+            // Nothing sent yet: just go away.
+            State::Listen | State::SynSent => {
+                self.finish(CloseReason::Normal);
+                return Ok(());
+            }
+            _ => {}
+        }
+        if self.fin_seq.is_none() {
+            self.fin_seq = Some(self.send.end());
+            // RFC 9293 section 3.10.4: ESTABLISHED and SYN-RECEIVED go to FIN-WAIT-1,
+            // CLOSE-WAIT goes to LAST-ACK; the FIN itself waits for the queued data.
+            // SYN-RECEIVED waits for ESTABLISHED before its FIN (section 3.10.4).
+            let next = match self.state {
+                State::Established => State::FinWait1,
+                State::CloseWait => State::LastAck,
+                other => other,
+            };
+            self.transition(next);
+        }
+        Ok(())
+    }
+
+    /// Full close: shutdown, and the application reads no more. Unread or later-arriving
+    /// data makes it an abort (RST), as Linux does (RFC 2525 section 2.17).
+    pub fn close(&mut self) -> Result<(), CloseError> {
+        if self.state == State::Closed {
+            return Err(CloseError::AlreadyClosed);
+        }
+        self.flags.set(ConnFlags::APP_CLOSED);
+        if self.recv.readable_len() > 0 {
+            self.abort();
+            return Ok(());
+        }
+        self.shutdown()?;
+        if self.state == State::FinWait2 {
+            // Application calls carry no clock: count from the last activity.
+            self.timers.set(Timer::Linger, self.last_activity + self.config.fin_wait_2_timeout);
+        }
+        Ok(())
+    }
+
+    /// Abort: send RST (in synchronized states and SYN-RECEIVED) and close at once
+    /// (RFC 9293 section 3.10.5).
+    pub fn abort(&mut self) {
+        if matches!(self.state, State::Closed | State::Listen | State::SynSent | State::TimeWait) {
+            self.finish(CloseReason::Aborted);
+            return;
+        }
+        self.queue_rst();
+        self.finish(CloseReason::Aborted);
+    }
+
+    /// Queues <SEQ=SND.NXT><CTL=RST> for the next `poll_transmit`.
+    fn queue_rst(&mut self) {
+        self.pending_rst = Some((self.snd_nxt.max(self.snd_una), None));
+    }
+
+    /// Queues the RST that answers `repr` (RFC 9293 section 3.10.7.1), if any.
+    fn queue_reset_reply(&mut self, repr: &TcpRepr, payload_len: usize) {
+        self.pending_rst = reset_reply(repr, payload_len).map(|r| (r.seq_number, r.ack_number));
+    }
+
+    fn transition(&mut self, to: State) {
+        self.state = to;
+    }
+
+    /// Enters CLOSED for good and reports why.
+    fn finish(&mut self, reason: CloseReason) {
+        self.transition(State::Closed);
+        self.timers.stop_all();
+        if self.close_reason.is_none() {
+            self.close_reason = Some(reason);
+            self.events |= pending::CLOSED;
+        }
+        // Give the buffers back; nothing more will be sent and a reset loses data anyway.
+        self.send = SendBuffer::new(self.send.start(), 0);
+        self.scoreboard = Vec::new();
+    }
+
+    // ---- segment arrival (RFC 9293 section 3.10.7) ----
+
+    /// Processes one incoming segment of this connection (ports already matched).
+    pub fn handle_segment(&mut self, now: Instant, repr: &TcpRepr, payload: &[u8]) {
+        self.stats.segments_in += 1;
+        match self.state {
+            // 3.10.7.1: a closed connection answers everything but RST with RST.
+            State::Closed => {
+                self.queue_reset_reply(repr, payload.len());
+                self.stats.dropped += 1;
+            }
+            State::Listen => self.on_segment_listen(now, repr),
+            State::SynSent => self.on_segment_syn_sent(now, repr, payload),
+            _ => self.on_segment_synchronized(now, repr, payload),
+        }
+    }
+
+    /// RFC 9293 section 3.10.7.2.
+    fn on_segment_listen(&mut self, now: Instant, repr: &TcpRepr) {
+        if repr.flags.rst() {
+            // First: an incoming RST is ignored.
+            self.stats.dropped += 1;
+        } else if repr.ack_number.is_some() {
+            // Second: any ACK is bad: <SEQ=SEG.ACK><CTL=RST>.
+            self.queue_reset_reply(repr, 0);
+            self.stats.dropped += 1;
+        } else if repr.flags.syn() {
+            // Third: SYN. Data on a SYN is not queued (no TCP Fast Open): the peer
+            // retransmits it once we ACK only the SYN.
+            self.irs = repr.seq_number;
+            self.rcv_nxt = repr.seq_number + 1;
+            self.last_ack_sent = self.rcv_nxt;
+            let ours = repr.window_scale.map(|_| self.config.window_scale);
+            let mss = repr.max_seg_size.unwrap_or_else(|| default_mss(&self.tuple));
+            self.negotiate(mss, repr.window_scale, ours, self.config.sack && repr.sack_permitted);
+            if let (true, Some(ts)) = (self.config.timestamps, repr.timestamp) {
+                self.ts = Some(Timestamps { recent: ts.tsval, offset: self.iss.raw() });
+            }
+            // RFC 7323 section 2.2: the window of a SYN is never scaled.
+            self.snd_wnd = u32::from(repr.window_len);
+            self.max_snd_wnd = self.snd_wnd;
+            self.snd_wl1 = repr.seq_number;
+            self.snd_wl2 = self.iss;
+            self.transition(State::SynReceived);
+            self.last_activity = now;
+        } else {
+            // Fourth: anything else is dropped.
+            self.stats.dropped += 1;
+        }
+    }
+
+    /// RFC 9293 section 3.10.7.3.
+    fn on_segment_syn_sent(&mut self, now: Instant, repr: &TcpRepr, payload: &[u8]) {
+        // First: the ACK must acknowledge our SYN.
+        let ack_ok = match repr.ack_number {
+            Some(ack) if ack <= self.iss || ack > self.snd_max => {
+                if !repr.flags.rst() {
+                    self.queue_reset_reply(repr, payload.len());
+                }
+                self.stats.dropped += 1;
+                return;
+            }
+            Some(_) => true,
+            None => false,
+        };
+        // Second: RST counts only with an acceptable ACK (RFC 5961 section 3.2): refused.
+        if repr.flags.rst() {
+            if ack_ok {
+                self.finish(CloseReason::Reset);
+            } else {
+                self.stats.dropped += 1;
+            }
+            return;
+        }
+        // Fourth: SYN.
+        if !repr.flags.syn() {
+            self.stats.dropped += 1;
+            return;
+        }
+        self.irs = repr.seq_number;
+        self.rcv_nxt = repr.seq_number + 1;
+        self.last_ack_sent = self.rcv_nxt;
+        let mss = repr.max_seg_size.unwrap_or_else(|| default_mss(&self.tuple));
+        let ours = Some(self.rcv_shift);
+        self.negotiate(mss, repr.window_scale, ours, self.config.sack && repr.sack_permitted);
+        self.ts = match (self.ts, repr.timestamp) {
+            (Some(ts), Some(theirs)) => Some(Timestamps { recent: theirs.tsval, ..ts }),
+            _ => None,
+        };
+        self.rcv_adv = self.rcv_nxt + self.recv.free().min(usize::from(u16::MAX));
+        self.snd_wnd = u32::from(repr.window_len);
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = repr.seq_number;
+        if let Some(ack) = repr.ack_number {
+            // Our SYN is acknowledged: ESTABLISHED, and ACK the SYN-ACK.
+            self.snd_wl2 = ack;
+            self.on_syn_acked(now, ack, repr);
+            self.transition(State::Established);
+            self.events |= pending::CONNECTED;
+            self.flags.set(ConnFlags::ACK_NOW);
+            self.arm_keepalive(now);
+            if !payload.is_empty() || repr.flags.fin() {
+                self.receive_text_and_fin(now, repr.seq_number + 1, payload, repr.flags.fin());
+            }
+        } else {
+            // Simultaneous open: SYN-RECEIVED, our SYN goes out again with an ACK.
+            self.snd_nxt = self.iss;
+            self.transition(State::SynReceived);
+        }
+    }
+
+    /// Our SYN is acknowledged by `ack`: take the RTT sample and restart the clocks.
+    fn on_syn_acked(&mut self, now: Instant, ack: SeqNumber, repr: &TcpRepr) {
+        self.snd_una = ack;
+        if self.snd_nxt < ack {
+            self.snd_nxt = ack;
+        }
+        self.sample_rtt(now, repr, ack);
+        self.retries = 0;
+        self.rtt.reset_backoff();
+        self.timers.stop(Timer::Retransmit);
+        self.last_activity = now;
+    }
+
+    /// RFC 9293 section 3.10.7.4, every state from SYN-RECEIVED on.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one function follows the RFC's eight checks in order"
+    )]
+    fn on_segment_synchronized(&mut self, now: Instant, repr: &TcpRepr, payload: &[u8]) {
+        let seg_len = repr.segment_len(payload.len());
+        let rcv_wnd = self.rcv_adv.saturating_sub(self.rcv_nxt);
+
+        // A repeated SYN in SYN-RECEIVED: our SYN-ACK was lost; send it again.
+        if self.state == State::SynReceived
+            && repr.flags.syn()
+            && repr.ack_number.is_none()
+            && repr.seq_number == self.irs
+        {
+            self.snd_nxt = self.iss;
+            return;
+        }
+
+        // First: sequence number acceptability.
+        let acceptable = if seg_len == 0 {
+            if rcv_wnd == 0 {
+                repr.seq_number == self.rcv_nxt
+            } else {
+                repr.seq_number.in_range(self.rcv_nxt, self.rcv_adv)
+            }
+        } else if rcv_wnd == 0 {
+            false
+        } else {
+            let last = repr.seq_number + (seg_len - 1);
+            repr.seq_number.in_range(self.rcv_nxt, self.rcv_adv)
+                || last.in_range(self.rcv_nxt, self.rcv_adv)
+        };
+        // RFC 7323 section 5.3: PAWS rejects old timestamps (never a RST).
+        let paws_reject = match (self.ts, repr.timestamp) {
+            (Some(ts), Some(theirs)) => {
+                !repr.flags.rst() && theirs.tsval.wrapping_sub(ts.recent).cast_signed() < 0
+            }
+            _ => false,
+        };
+        let mut payload = payload;
+        let mut fin = repr.flags.fin();
+        if !acceptable || paws_reject {
+            self.stats.dropped += 1;
+            if repr.flags.rst() {
+                return;
+            }
+            // TIME-WAIT: the peer retransmitted its FIN, so our last ACK was lost: ACK
+            // again and restart 2 MSL (RFC 9293 section 3.10.7.4, eighth step).
+            if self.state == State::TimeWait && fin {
+                self.timers.set(Timer::Linger, now + self.config.time_wait());
+            }
+            self.flags.set(ConnFlags::ACK_NOW);
+            // A zero window still takes ACKs: process the ACK field, drop the text.
+            let zero_window_ack = rcv_wnd == 0 && repr.seq_number == self.rcv_nxt && !paws_reject;
+            if !zero_window_ack {
+                return;
+            }
+            payload = &[];
+            fin = false;
+        }
+
+        // Second: RST (RFC 5961 section 3.2).
+        if repr.flags.rst() {
+            if repr.seq_number == self.rcv_nxt {
+                self.finish(CloseReason::Reset);
+            } else {
+                self.send_challenge_ack();
+            }
+            return;
+        }
+
+        // Fourth: SYN in a synchronized state (RFC 5961 section 4.2): challenge ACK.
+        if repr.flags.syn() {
+            self.send_challenge_ack();
+            return;
+        }
+
+        // Fifth: the ACK field.
+        let Some(ack) = repr.ack_number else {
+            self.stats.dropped += 1;
+            return;
+        };
+        if self.state == State::SynReceived {
+            if ack > self.snd_una && ack <= self.snd_max {
+                // The third ACK: ESTABLISHED (or FIN-WAIT-1 if the application already
+                // shut down, RFC 9293 section 3.10.4).
+                self.on_syn_acked(now, ack, repr);
+                self.transition(if self.fin_seq.is_some() {
+                    State::FinWait1
+                } else {
+                    State::Established
+                });
+                self.events |= pending::CONNECTED;
+                self.snd_wl1 = repr.seq_number;
+                self.snd_wl2 = ack;
+                self.snd_wnd = u32::from(repr.window_len) << self.snd_shift;
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.rcv_adv = self.rcv_adv.max(self.rcv_nxt);
+                self.arm_keepalive(now);
+            } else {
+                // <SEQ=SEG.ACK><CTL=RST>
+                self.queue_reset_reply(repr, payload.len());
+                self.stats.dropped += 1;
+                return;
+            }
+        }
+        // RFC 5961 section 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
+        if ack > self.snd_max {
+            self.flags.set(ConnFlags::ACK_NOW);
+            self.stats.dropped += 1;
+            return;
+        }
+        if ack < self.snd_una - self.max_snd_wnd as usize {
+            self.send_challenge_ack();
+            return;
+        }
+        self.update_ts_recent(repr, seg_len);
+        self.keepalive_heard(now);
+        self.process_ack(now, repr, ack, payload.is_empty() && !fin);
+
+        // ACK-driven transitions.
+        let fin_acked = self.fin_seq.is_some_and(|f| self.snd_una > f);
+        match self.state {
+            // Our FIN is acknowledged: the peer may still send (half-close).
+            State::FinWait1 if fin_acked => {
+                self.transition(State::FinWait2);
+                if self.flags.has(ConnFlags::APP_CLOSED) {
+                    self.timers.set(Timer::Linger, now + self.config.fin_wait_2_timeout);
+                }
+            }
+            // Simultaneous close: both FINs acknowledged.
+            State::Closing if fin_acked => self.enter_time_wait(now),
+            // Passive close complete.
+            State::LastAck if fin_acked => {
+                self.finish(CloseReason::Normal);
+                return;
+            }
+            _ => {}
+        }
+
+        // Seventh: segment text; eighth: FIN.
+        if !payload.is_empty() || fin {
+            // Trim what we already have (RFC 9293 section 3.10.7.4, "trim to window").
+            let mut seq = repr.seq_number;
+            if seq < self.rcv_nxt {
+                let skip = (self.rcv_nxt - seq).min(payload.len());
+                payload = &payload[skip..];
+                seq += skip;
+            }
+            let room = self.rcv_adv.saturating_sub(seq);
+            if payload.len() > room {
+                payload = &payload[..room];
+                fin = false;
+            }
+            self.receive_text_and_fin(now, seq, payload, fin);
+        }
+    }
+
+    /// Data and FIN processing: reassembly, acknowledgement policy, FIN transitions.
+    fn receive_text_and_fin(&mut self, now: Instant, seq: SeqNumber, payload: &[u8], fin: bool) {
+        if !payload.is_empty() {
+            if self.flags.has(ConnFlags::APP_CLOSED) {
+                // Nobody will read this: reset, as Linux does for data after close().
+                self.queue_rst();
+                self.finish(CloseReason::Aborted);
+                return;
+            }
+            if !self.state.may_receive() {
+                // Text after the peer's FIN: nothing to do with it.
+                self.stats.dropped += 1;
+                return;
+            }
+            self.last_activity = now;
+            let before = self.rcv_nxt;
+            let had_gap = self.recv.has_out_of_order();
+            self.rcv_nxt = self.recv.insert(self.rcv_nxt, seq, payload);
+            if self.rcv_nxt == before {
+                // Out of order: duplicate ACK at once, with SACK (RFC 5681 section 4.2).
+                self.stats.out_of_order += 1;
+                self.flags.set(ConnFlags::ACK_NOW);
+            } else {
+                self.stats.bytes_in += (self.rcv_nxt - before) as u64;
+                self.events |= pending::READABLE;
+                if had_gap {
+                    // Filled (part of) a gap: ACK at once.
+                    self.flags.set(ConnFlags::ACK_NOW);
+                } else {
+                    self.schedule_ack(now, payload.len());
+                }
+            }
+        }
+        if fin {
+            self.fin_at = Some(seq + payload.len());
+        }
+        if let Some(fin_seq) = self.fin_at
+            && fin_seq == self.rcv_nxt
+            && self.state.may_receive()
+        {
+            self.fin_at = None;
+            self.receive_fin(now);
+        }
+    }
+
+    /// The peer's FIN is next in sequence: consume it (RFC 9293 section 3.10.7.4, eighth).
+    fn receive_fin(&mut self, now: Instant) {
+        self.rcv_nxt += 1;
+        self.flags.set(ConnFlags::FIN_RECEIVED | ConnFlags::ACK_NOW);
+        self.events |= pending::PEER_CLOSED;
+        let fin_acked = self.fin_seq.is_some_and(|f| self.snd_una > f);
+        match self.state {
+            // Passive close: the peer is done sending; we may go on (half-close).
+            State::SynReceived | State::Established => self.transition(State::CloseWait),
+            // FIN+ACK covering our FIN: straight to TIME-WAIT, skipping FIN-WAIT-2.
+            State::FinWait1 if fin_acked => self.enter_time_wait(now),
+            // Simultaneous close: our FIN is not acknowledged yet.
+            State::FinWait1 => self.transition(State::Closing),
+            State::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+
+    fn enter_time_wait(&mut self, now: Instant) {
+        self.transition(State::TimeWait);
+        self.timers.stop_all();
+        self.timers.set(Timer::Linger, now + self.config.time_wait());
+        // Unread data stays readable during TIME-WAIT.
+        self.scoreboard = Vec::new();
+    }
+
+    /// Delayed ACK (RFC 9293 section 3.8.6.3): at least every second full segment, and
+    /// within the delayed-ACK timeout.
+    fn schedule_ack(&mut self, now: Instant, len: usize) {
+        if len >= self.payload_mss() {
+            self.unacked_segments = self.unacked_segments.saturating_add(1);
+        }
+        if self.unacked_segments >= 2 || self.config.delayed_ack == Duration::ZERO {
+            self.flags.set(ConnFlags::ACK_NOW);
+        } else if !self.timers.is_set(Timer::DelayedAck) {
+            self.timers.set(Timer::DelayedAck, now + self.config.delayed_ack);
+        }
+    }
+
+    fn send_challenge_ack(&mut self) {
+        self.stats.challenge_acks += 1;
+        self.stats.dropped += 1;
+        self.flags.set(ConnFlags::ACK_NOW);
+    }
+
+    /// RFC 7323 section 4.3: remember the peer's TSval when the segment covers
+    /// `Last.ACK.sent`.
+    fn update_ts_recent(&mut self, repr: &TcpRepr, seg_len: usize) {
+        if let (Some(ts), Some(theirs)) = (self.ts.as_mut(), repr.timestamp) {
+            let end = repr.seq_number + seg_len;
+            if repr.seq_number <= self.last_ack_sent && self.last_ack_sent <= end {
+                ts.recent = theirs.tsval;
+            }
+        }
+    }
+
+    /// Any segment from the peer proves it alive.
+    fn keepalive_heard(&mut self, now: Instant) {
+        self.keepalive_probes = 0;
+        self.arm_keepalive(now);
+    }
+
+    fn arm_keepalive(&mut self, now: Instant) {
+        let ka = &self.config.keepalive;
+        if ka.enabled
+            && matches!(self.state, State::Established | State::CloseWait | State::FinWait2)
+        {
+            self.timers.set(Timer::Keepalive, now + ka.idle);
+        }
+        if let Some(idle) = self.config.idle_timeout {
+            self.timers.set(Timer::Idle, self.last_activity + idle);
+        }
+    }
+
+    fn sample_rtt(&mut self, now: Instant, repr: &TcpRepr, ack: SeqNumber) {
+        let (min, max) = (self.config.rto_min, self.config.rto_max);
+        if let (Some(ts), Some(theirs)) = (self.ts, repr.timestamp) {
+            // RFC 7323 section 4.1: RTT from the echoed timestamp.
+            let ms = ts.tsval(now).wrapping_sub(theirs.tsecr);
+            if ms < 60_000 {
+                self.rtt.on_sample(Duration::from_millis(u64::from(ms)), min, max);
+            }
+        } else if let Some((seq, sent)) = self.rtt_probe
+            && ack >= seq
+        {
+            self.rtt.on_sample(now - sent, min, max);
+            self.rtt_probe = None;
+        }
+    }
+
+    /// The fifth step for an acceptable ACK: advance `SND.UNA`, update the window, detect
+    /// duplicate ACKs and drive loss recovery.
+    fn process_ack(&mut self, now: Instant, repr: &TcpRepr, ack: SeqNumber, pure: bool) {
+        let mss = u32::from(self.send_mss);
+        if self.flags.has(ConnFlags::SACK) {
+            self.update_scoreboard(repr);
+        }
+        let window = u32::from(repr.window_len) << self.snd_shift;
+        let window_changed = window != self.snd_wnd;
+
+        if ack > self.snd_una {
+            let acked = ack - self.snd_una;
+            let flight_before = self.flight_size();
+            self.sample_rtt(now, repr, ack);
+            self.snd_una = ack;
+            if self.snd_nxt < ack {
+                self.snd_nxt = ack;
+            }
+            let freed = self.send.acknowledge(ack);
+            self.scoreboard.retain(|&(_, right)| right > ack);
+            if let Some(first) = self.scoreboard.first_mut() {
+                first.0 = first.0.max(ack);
+            }
+            if freed > 0 {
+                self.last_activity = now;
+                if self.flags.take(ConnFlags::WANT_WRITABLE) {
+                    self.events |= pending::WRITABLE;
+                }
+            }
+            self.retries = 0;
+            self.rtt.reset_backoff();
+            self.dupacks = 0;
+            self.timers.stop(Timer::Persist);
+            // RFC 6298 section 5.2 and 5.3: stop or restart the timer.
+            if self.snd_una == self.snd_max {
+                self.timers.stop(Timer::Retransmit);
+            } else {
+                self.timers.set(Timer::Retransmit, now + self.rto());
+            }
+            match self.recovery {
+                Some(recover) if ack < recover => {
+                    // RFC 6582 partial ACK: retransmit the next hole, deflate.
+                    self.cc.on_partial_ack(to_u32(acked), mss);
+                    self.rtx_next = Some(self.next_hole(ack));
+                }
+                Some(_) => {
+                    // Full ACK: recovery is over.
+                    self.recovery = None;
+                    self.cc.on_recovery_end(to_u32(self.flight_size()), mss);
+                }
+                None => {
+                    let srtt = self.rtt.srtt();
+                    // Do not grow the window while the application leaves it unused.
+                    if flight_before + self.payload_mss() >= self.cc.window() as usize {
+                        self.cc.on_ack(now, to_u32(acked), mss, srtt);
+                    }
+                }
+            }
+        } else if ack == self.snd_una && pure && !window_changed && self.snd_max > self.snd_una {
+            // RFC 5681 section 2: a duplicate ACK.
+            self.dupacks = self.dupacks.saturating_add(1);
+            self.on_duplicate_ack(mss);
+        }
+
+        // Window update (RFC 9293 section 3.10.7.4, fifth step, ESTABLISHED).
+        if self.snd_wl1 < repr.seq_number
+            || (self.snd_wl1 == repr.seq_number && self.snd_wl2 <= ack)
+        {
+            self.snd_wnd = window;
+            self.max_snd_wnd = self.max_snd_wnd.max(window);
+            self.snd_wl1 = repr.seq_number;
+            self.snd_wl2 = ack;
+            if window > 0 {
+                self.timers.stop(Timer::Persist);
+            }
+        }
+    }
+
+    fn on_duplicate_ack(&mut self, mss: u32) {
+        let sack = self.flags.has(ConnFlags::SACK);
+        match self.recovery {
+            None if self.dupacks >= 3
+                || (sack && self.sacked_bytes() >= 3 * self.payload_mss()) =>
+            {
+                // RFC 5681 section 3.2 steps 2 to 4, RFC 6582 `recover`.
+                self.stats.fast_retransmits += 1;
+                self.cc.on_fast_retransmit(to_u32(self.flight_size()), mss, !sack);
+                self.recovery = Some(self.snd_max);
+                self.high_rxt = self.snd_una;
+                self.rtx_next = Some(self.snd_una);
+            }
+            None => {}
+            Some(_) => {
+                if sack {
+                    // RFC 6675-style: each duplicate ACK may fill the next hole.
+                    let hole = self.next_hole(self.high_rxt.max(self.snd_una));
+                    if hole < self.highest_sacked() {
+                        self.rtx_next = Some(hole);
+                    }
+                } else {
+                    self.cc.on_dup_ack_in_recovery(mss);
+                }
+            }
+        }
+    }
+
+    /// Merges the segment's SACK blocks into the scoreboard (RFC 2018 section 5).
+    fn update_scoreboard(&mut self, repr: &TcpRepr) {
+        for &(left, right) in repr.sack_ranges.as_slice() {
+            let left = left.max(self.snd_una);
+            if right <= left || right > self.snd_max {
+                continue;
+            }
+            let mut merged = (left, right);
+            self.scoreboard.retain(|&(l, r)| {
+                if r < merged.0 || l > merged.1 {
+                    true
+                } else {
+                    merged = (merged.0.min(l), merged.1.max(r));
+                    false
+                }
+            });
+            let at = self
+                .scoreboard
+                .iter()
+                .position(|&(l, _)| l > merged.0)
+                .unwrap_or(self.scoreboard.len());
+            self.scoreboard.insert(at, merged);
+        }
+        self.scoreboard.truncate(64);
+    }
+
+    /// Bytes SACKed above `SND.UNA`.
+    fn sacked_bytes(&self) -> usize {
+        self.scoreboard.iter().map(|&(l, r)| r - l).sum()
+    }
+
+    fn highest_sacked(&self) -> SeqNumber {
+        self.scoreboard.last().map_or(self.snd_una, |&(_, r)| r)
+    }
+
+    /// The first sequence number at or after `from` that the peer has not SACKed.
+    fn next_hole(&self, from: SeqNumber) -> SeqNumber {
+        let mut at = from;
+        for &(l, r) in &self.scoreboard {
+            if at.in_range(l, r) {
+                at = r;
+            }
+        }
+        at
+    }
+
+    /// Bytes in flight: sent, not acknowledged, not SACKed.
+    fn flight_size(&self) -> usize {
+        (self.snd_nxt.max(self.snd_una) - self.snd_una).saturating_sub(self.sacked_bytes())
+    }
+
+    /// Payload bytes per full segment: the MSS minus the timestamp option.
+    fn payload_mss(&self) -> usize {
+        usize::from(self.send_mss) - if self.ts.is_some() { 12 } else { 0 }
+    }
+
+    // ---- timers ----
+
+    /// Runs the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for timer in self.timers.expire(now) {
+            if self.state == State::Closed {
+                return;
+            }
+            match timer {
+                Timer::Retransmit => self.on_retransmit_timeout(now),
+                Timer::Persist => self.on_persist_timeout(now),
+                Timer::DelayedAck => self.flags.set(ConnFlags::ACK_NOW),
+                Timer::Linger => match self.state {
+                    // 2 MSL passed (RFC 9293 section 3.10.8).
+                    State::TimeWait => self.finish(CloseReason::Normal),
+                    // Orphaned FIN-WAIT-2 (Linux tcp_fin_timeout).
+                    State::FinWait2 => self.finish(CloseReason::TimedOut),
+                    _ => {}
+                },
+                Timer::Keepalive => self.on_keepalive_timeout(now),
+                Timer::Idle => {
+                    let Some(idle) = self.config.idle_timeout else { continue };
+                    if now >= self.last_activity + idle {
+                        self.abort_with(CloseReason::IdleTimeout);
+                    } else {
+                        self.timers.set(Timer::Idle, self.last_activity + idle);
+                    }
+                }
+            }
+        }
+    }
+
+    /// RST and close with `reason`.
+    fn abort_with(&mut self, reason: CloseReason) {
+        self.queue_rst();
+        self.finish(reason);
+    }
+
+    /// RFC 6298 section 5.4 to 5.7, and the retry limits.
+    fn on_retransmit_timeout(&mut self, now: Instant) {
+        let syn_phase = matches!(self.state, State::SynSent | State::SynReceived);
+        let limit = if syn_phase { self.config.syn_retries } else { self.config.data_retries };
+        if self.retries >= limit {
+            // Give up without a RST: the peer is unreachable (as Linux does).
+            self.finish(CloseReason::TimedOut);
+            return;
+        }
+        if self.snd_una == self.snd_max && !syn_phase {
+            return;
+        }
+        self.retries += 1;
+        self.stats.timeouts += 1;
+        self.rtt.back_off();
+        self.rtt_probe = None;
+        if syn_phase {
+            // Send SYN (or SYN-ACK) again.
+            self.snd_nxt = self.iss;
+            return;
+        }
+        // Go back to SND.UNA with a one-segment window (RFC 5681 section 3.1); SACKed data
+        // is skipped when resending.
+        let flight = to_u32(self.flight_size());
+        self.cc.on_timeout(flight, u32::from(self.send_mss));
+        self.recovery = None;
+        self.dupacks = 0;
+        self.high_rxt = self.snd_max;
+        self.rtx_next = None;
+        self.snd_nxt = self.snd_una;
+        self.timers.set(Timer::Retransmit, now + self.rto());
+    }
+
+    /// Zero-window probing (RFC 9293 section 3.8.6.1) and the SWS override timer.
+    fn on_persist_timeout(&mut self, now: Instant) {
+        if self.send.end() <= self.snd_nxt {
+            return;
+        }
+        if self.snd_wnd == 0 {
+            self.flags.set(ConnFlags::WINDOW_PROBE);
+        } else {
+            self.flags.set(ConnFlags::FORCE_SEND);
+        }
+        self.rtt.back_off();
+        self.timers.set(Timer::Persist, now + self.rto());
+    }
+
+    /// Keepalive: probe after `idle`, then every `interval`, reset after `probes` silent ones.
+    fn on_keepalive_timeout(&mut self, now: Instant) {
+        let ka = self.config.keepalive;
+        if !ka.enabled
+            || !matches!(self.state, State::Established | State::CloseWait | State::FinWait2)
+        {
+            return;
+        }
+        if self.snd_max != self.snd_una || !self.send.is_empty() {
+            // Data is outstanding: the retransmission timer watches the peer.
+            self.timers.set(Timer::Keepalive, now + ka.idle);
+            return;
+        }
+        if u32::from(self.keepalive_probes) >= ka.probes {
+            self.abort_with(CloseReason::KeepaliveTimeout);
+            return;
+        }
+        self.keepalive_probes = self.keepalive_probes.saturating_add(1);
+        self.flags.set(ConnFlags::KEEPALIVE_PROBE);
+        self.timers.set(Timer::Keepalive, now + ka.interval);
+    }
+
+    /// Arms the persist timer when data waits, nothing is in flight, and the window (or
+    /// SWS avoidance) holds it back.
+    fn arm_persist(&mut self, now: Instant) {
+        if self.snd_una == self.snd_max && !self.timers.is_set(Timer::Persist) {
+            self.timers.set(Timer::Persist, now + self.rto());
+        }
+    }
+}

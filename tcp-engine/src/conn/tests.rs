@@ -1,0 +1,982 @@
+//! One test per transition: a fixture per state, segments written as values, time explicit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::*;
+use crate::config::KeepaliveConfig;
+use crate::wire::SackRanges;
+
+const LOCAL: &str = "10.0.0.1:80";
+const REMOTE: &str = "10.0.0.2:40000";
+/// Our ISS and the peer's.
+const ISS: u32 = 1000;
+const IRS: u32 = 5000;
+const WIN: u16 = 65535;
+
+fn tuple() -> FourTuple {
+    let local: SocketAddr = LOCAL.parse().expect("addr");
+    let remote: SocketAddr = REMOTE.parse().expect("addr");
+    FourTuple::new(local, remote)
+}
+
+/// Timestamps, SACK and window scaling off so segments stay short; turned on per test.
+fn config() -> Config {
+    Config { timestamps: false, sack: false, window_scale: 0, ..Config::default() }
+}
+
+fn at_ms(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+fn seq(n: u32) -> SeqNumber {
+    SeqNumber::new(n)
+}
+
+/// A segment from the peer.
+fn from_peer(seq_n: u32, ack: Option<u32>, flags: Flags) -> TcpRepr {
+    TcpRepr {
+        ack_number: ack.map(SeqNumber::new),
+        flags,
+        window_len: WIN,
+        ..TcpRepr::new(40000, 80, seq(seq_n))
+    }
+}
+
+/// A segment we send, after the handshake.
+fn to_peer(seq_n: u32, ack: u32, flags: Flags) -> TcpRepr {
+    TcpRepr {
+        ack_number: Some(seq(ack)),
+        flags,
+        window_len: WIN,
+        ..TcpRepr::new(80, 40000, seq(seq_n))
+    }
+}
+
+struct Fixture {
+    conn: Connection,
+    now: Instant,
+}
+
+impl Fixture {
+    fn at(&mut self, ms: u64) -> &mut Fixture {
+        self.now = at_ms(ms);
+        self
+    }
+
+    /// Delivers a segment from the peer.
+    fn recv(&mut self, repr: TcpRepr, payload: &[u8]) {
+        self.conn.handle_segment(self.now, &repr, payload);
+    }
+
+    /// Everything the connection sends now.
+    fn sent(&mut self) -> Vec<Segment> {
+        std::iter::from_fn(|| self.conn.poll_transmit(self.now)).collect()
+    }
+
+    /// Exactly one segment, and returns it.
+    fn sent_one(&mut self) -> Segment {
+        let mut segs = self.sent();
+        assert_eq!(segs.len(), 1, "expected one segment, got {segs:#?}");
+        segs.remove(0)
+    }
+
+    fn sent_nothing(&mut self) {
+        let segs = self.sent();
+        assert!(segs.is_empty(), "expected nothing, got {segs:#?}");
+    }
+
+    fn events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.conn.poll_event()).collect()
+    }
+
+    /// Runs the timers due at the next deadline, which must be `ms`.
+    fn fire(&mut self, ms: u64) {
+        assert_eq!(self.conn.poll_timeout(), Some(at_ms(ms)), "next deadline");
+        self.now = at_ms(ms);
+        self.conn.handle_timeout(self.now);
+    }
+
+    fn state(&self) -> State {
+        self.conn.state
+    }
+
+    fn read_all(&mut self) -> Vec<u8> {
+        let mut buf = vec![0; 1 << 20];
+        match self.conn.recv(&mut buf) {
+            Ok(n) => buf.truncate(n),
+            Err(e) => panic!("recv: {e}"),
+        }
+        buf
+    }
+}
+
+fn fixture(conn: Connection) -> Fixture {
+    Fixture { conn, now: Instant::ZERO }
+}
+
+fn handshake() -> CookieHandshake {
+    CookieHandshake {
+        tuple: tuple(),
+        iss: seq(ISS),
+        irs: seq(IRS),
+        peer_mss: 1460,
+        peer_wscale: None,
+        our_wscale: None,
+        sack_permitted: false,
+        timestamps: None,
+        peer_window: u32::from(WIN),
+    }
+}
+
+fn established_with(config: Config) -> Fixture {
+    let mut f = fixture(Connection::from_cookie(Instant::ZERO, &handshake(), Arc::new(config)));
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &[]);
+    assert_eq!(f.events(), [Event::Connected]);
+    f.sent_nothing();
+    f
+}
+
+fn established() -> Fixture {
+    established_with(config())
+}
+
+fn listen() -> Fixture {
+    fixture(Connection::listen(Instant::ZERO, tuple(), seq(ISS), Arc::new(config())))
+}
+
+fn syn_ack(window_len: u16) -> TcpRepr {
+    TcpRepr {
+        flags: Flags::SYN,
+        max_seg_size: Some(1460),
+        window_len,
+        ..to_peer(ISS, IRS + 1, Flags::NONE)
+    }
+}
+
+fn syn_received() -> Fixture {
+    let mut f = listen();
+    f.recv(TcpRepr { max_seg_size: Some(1460), ..from_peer(IRS, None, Flags::SYN) }, &[]);
+    assert_eq!(f.state(), State::SynReceived);
+    assert_eq!(f.sent_one().repr, syn_ack(WIN));
+    f
+}
+
+fn syn_sent() -> Fixture {
+    let mut f = fixture(Connection::connect(Instant::ZERO, tuple(), seq(ISS), Arc::new(config())));
+    let syn = f.sent_one();
+    assert_eq!(
+        syn.repr,
+        TcpRepr {
+            flags: Flags::SYN,
+            window_len: WIN,
+            max_seg_size: Some(1460),
+            window_scale: Some(0),
+            ..TcpRepr::new(80, 40000, seq(ISS))
+        }
+    );
+    assert_eq!(f.state(), State::SynSent);
+    f
+}
+
+/// ESTABLISHED, then `shutdown()`: FIN 1001 is out.
+fn fin_wait_1() -> Fixture {
+    let mut f = established();
+    f.conn.shutdown().expect("shutdown");
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::FIN));
+    assert_eq!(f.state(), State::FinWait1);
+    f
+}
+
+fn fin_wait_2() -> Fixture {
+    let mut f = fin_wait_1();
+    f.recv(from_peer(IRS + 1, Some(ISS + 2), Flags::NONE), &[]);
+    assert_eq!(f.state(), State::FinWait2);
+    f.sent_nothing();
+    f
+}
+
+fn closing() -> Fixture {
+    let mut f = fin_wait_1();
+    // The peer's FIN crosses ours: it does not acknowledge our FIN.
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::FIN), &[]);
+    assert_eq!(f.state(), State::Closing);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 2, IRS + 2, Flags::NONE));
+    f
+}
+
+fn time_wait() -> Fixture {
+    let mut f = fin_wait_2();
+    f.at(10).recv(from_peer(IRS + 1, Some(ISS + 2), Flags::FIN), &[]);
+    assert_eq!(f.state(), State::TimeWait);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 2, IRS + 2, Flags::NONE));
+    f
+}
+
+fn close_wait() -> Fixture {
+    let mut f = established();
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::FIN), &[]);
+    assert_eq!(f.state(), State::CloseWait);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 2, Flags::NONE));
+    assert_eq!(f.events(), [Event::PeerClosed]);
+    f
+}
+
+fn last_ack() -> Fixture {
+    let mut f = close_wait();
+    f.conn.shutdown().expect("shutdown");
+    assert_eq!(f.state(), State::LastAck);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 2, Flags::FIN));
+    f
+}
+
+// ---------------------------------------------------------------- CLOSED
+
+#[test]
+fn closed_answers_segments_with_rst() {
+    let mut f = established();
+    f.conn.abort();
+    f.sent_one();
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), b"late");
+    assert_eq!(
+        f.sent_one().repr,
+        TcpRepr { flags: Flags::RST, ..TcpRepr::new(80, 40000, seq(ISS + 1)) }
+    );
+    // RST is never answered.
+    f.recv(from_peer(IRS + 1, None, Flags::RST), &[]);
+    f.sent_nothing();
+}
+
+#[test]
+fn reset_reply_follows_rfc9293() {
+    // Without ACK: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>; SYN and FIN count.
+    let syn = from_peer(IRS, None, Flags::SYN | Flags::FIN);
+    let rst = reset_reply(&syn, 10).expect("reply");
+    assert_eq!(
+        rst,
+        TcpRepr {
+            ack_number: Some(seq(IRS + 12)),
+            flags: Flags::RST,
+            ..TcpRepr::new(80, 40000, seq(0))
+        }
+    );
+    assert_eq!(
+        reset_reply(&from_peer(1, Some(77), Flags::NONE), 0).map(|r| r.seq_number),
+        Some(seq(77))
+    );
+    assert_eq!(reset_reply(&from_peer(1, Some(77), Flags::RST), 0), None);
+}
+
+// ---------------------------------------------------------------- LISTEN
+
+#[test]
+fn listen_syn_goes_to_syn_received() {
+    let mut f = syn_received();
+    assert_eq!(f.conn.rcv_nxt, seq(IRS + 1));
+    f.sent_nothing();
+}
+
+#[test]
+fn listen_ignores_rst_and_answers_ack_with_rst() {
+    let mut f = listen();
+    f.recv(from_peer(IRS, None, Flags::RST), &[]);
+    f.sent_nothing();
+    f.recv(from_peer(IRS, Some(4242), Flags::NONE), &[]);
+    assert_eq!(
+        f.sent_one().repr,
+        TcpRepr { flags: Flags::RST, ..TcpRepr::new(80, 40000, seq(4242)) }
+    );
+    assert_eq!(f.state(), State::Listen);
+}
+
+#[test]
+fn listen_negotiates_options_from_the_syn() {
+    let mut f = fixture(Connection::listen(
+        Instant::ZERO,
+        tuple(),
+        seq(ISS),
+        Arc::new(Config { window_scale: 7, ..Config::default() }),
+    ));
+    let syn = TcpRepr {
+        max_seg_size: Some(1400),
+        window_scale: Some(3),
+        sack_permitted: true,
+        timestamp: Some(TcpTimestamp { tsval: 777, tsecr: 0 }),
+        ..from_peer(IRS, None, Flags::SYN)
+    };
+    f.recv(syn, &[]);
+    let synack = f.sent_one().repr;
+    assert_eq!(synack.max_seg_size, Some(1460));
+    assert_eq!(synack.window_scale, Some(7));
+    assert!(synack.sack_permitted);
+    assert_eq!(synack.timestamp.map(|t| t.tsecr), Some(777));
+    assert_eq!(f.conn.send_mss, 1400);
+    assert_eq!(f.conn.snd_shift, 3);
+}
+
+use crate::wire::TcpTimestamp;
+
+// ---------------------------------------------------------------- SYN-SENT
+
+#[test]
+fn syn_sent_syn_ack_goes_to_established() {
+    let mut f = syn_sent();
+    f.at(30).recv(
+        TcpRepr { max_seg_size: Some(1460), ..from_peer(IRS, Some(ISS + 1), Flags::SYN) },
+        &[],
+    );
+    assert_eq!(f.state(), State::Established);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+    assert_eq!(f.events(), [Event::Connected]);
+    // The SYN timed the round trip.
+    assert_eq!(f.conn.srtt(), Some(Duration::from_millis(30)));
+}
+
+#[test]
+fn syn_sent_syn_goes_to_syn_received() {
+    // Simultaneous open (RFC 9293 figure 7).
+    let mut f = syn_sent();
+    f.recv(from_peer(IRS, None, Flags::SYN), &[]);
+    assert_eq!(f.state(), State::SynReceived);
+    let synack = f.sent_one().repr;
+    assert_eq!((synack.flags, synack.ack_number), (Flags::SYN, Some(seq(IRS + 1))));
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &[]);
+    assert_eq!(f.state(), State::Established);
+}
+
+#[test]
+fn syn_sent_rst_with_acceptable_ack_is_refused() {
+    let mut f = syn_sent();
+    // Without an ACK the RST is not believed (RFC 5961 section 3.2).
+    f.recv(from_peer(0, None, Flags::RST), &[]);
+    assert_eq!(f.state(), State::SynSent);
+    f.recv(from_peer(0, Some(ISS + 1), Flags::RST), &[]);
+    assert_eq!(f.state(), State::Closed);
+    assert_eq!(f.events(), [Event::Closed(CloseReason::Reset)]);
+}
+
+#[test]
+fn syn_sent_bad_ack_is_answered_with_rst() {
+    let mut f = syn_sent();
+    f.recv(from_peer(IRS, Some(ISS + 100), Flags::SYN), &[]);
+    assert_eq!(
+        f.sent_one().repr,
+        TcpRepr { flags: Flags::RST, ..TcpRepr::new(80, 40000, seq(ISS + 100)) }
+    );
+    assert_eq!(f.state(), State::SynSent);
+}
+
+#[test]
+fn syn_sent_retransmits_syn_with_backoff_then_times_out() {
+    let mut f = syn_sent();
+    for (ms, _) in [(1_000, 1), (3_000, 2), (7_000, 3), (15_000, 4), (31_000, 5)] {
+        f.fire(ms);
+        let syn = f.sent_one().repr;
+        assert_eq!((syn.flags, syn.seq_number), (Flags::SYN, seq(ISS)));
+    }
+    f.fire(63_000);
+    f.sent_nothing();
+    assert_eq!(f.events(), [Event::Closed(CloseReason::TimedOut)]);
+}
+
+// ---------------------------------------------------------------- SYN-RECEIVED
+
+#[test]
+fn syn_received_ack_goes_to_established() {
+    let mut f = syn_received();
+    f.at(5).recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), b"hello");
+    assert_eq!(f.state(), State::Established);
+    assert_eq!(f.events(), [Event::Connected, Event::Readable]);
+    assert_eq!(f.read_all(), b"hello");
+}
+
+#[test]
+fn syn_received_retransmits_syn_ack_then_gives_up() {
+    // Seed: the server resends SYN-ACK a configured number of times, then frees the
+    // half-open connection (Linux tcp_synack_retries).
+    let mut f = syn_received();
+    for ms in [1_000, 3_000, 7_000, 15_000, 31_000] {
+        f.fire(ms);
+        assert_eq!(f.sent_one().repr, syn_ack(WIN));
+    }
+    f.fire(63_000);
+    f.sent_nothing();
+    assert_eq!(f.state(), State::Closed);
+    assert_eq!(f.events(), [Event::Closed(CloseReason::TimedOut)]);
+}
+
+#[test]
+fn syn_received_duplicate_syn_resends_syn_ack() {
+    let mut f = syn_received();
+    f.recv(TcpRepr { max_seg_size: Some(1460), ..from_peer(IRS, None, Flags::SYN) }, &[]);
+    assert_eq!(f.sent_one().repr, syn_ack(WIN));
+}
+
+#[test]
+fn syn_received_bad_ack_is_answered_with_rst() {
+    let mut f = syn_received();
+    f.recv(from_peer(IRS + 1, Some(ISS + 50), Flags::NONE), &[]);
+    assert_eq!(
+        f.sent_one().repr,
+        TcpRepr { flags: Flags::RST, ..TcpRepr::new(80, 40000, seq(ISS + 50)) }
+    );
+    assert_eq!(f.state(), State::SynReceived);
+}
+
+#[test]
+fn syn_received_rst_closes() {
+    let mut f = syn_received();
+    f.recv(from_peer(IRS + 1, None, Flags::RST), &[]);
+    assert_eq!(f.events(), [Event::Closed(CloseReason::Reset)]);
+}
+
+// ---------------------------------------------------------------- ESTABLISHED
+
+#[test]
+fn established_from_cookie_delivers_data_on_the_third_ack() {
+    let mut f = fixture(Connection::from_cookie(Instant::ZERO, &handshake(), Arc::new(config())));
+    assert_eq!(f.state(), State::Established);
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::PSH), b"GET /");
+    assert_eq!(f.events(), [Event::Connected, Event::Readable]);
+    assert_eq!(f.read_all(), b"GET /");
+    // Delayed ACK.
+    f.sent_nothing();
+    f.fire(40);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 6, Flags::NONE));
+}
+
+#[test]
+fn established_acks_every_second_full_segment_at_once() {
+    let mut f = established();
+    let full = vec![7u8; 1460];
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &full);
+    f.sent_nothing();
+    f.recv(from_peer(IRS + 1 + 1460, Some(ISS + 1), Flags::NONE), &full);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1 + 2920, Flags::NONE));
+}
+
+#[test]
+fn established_sends_data_and_retransmits_with_backoff() {
+    let mut f = established();
+    assert_eq!(f.conn.send(b"hello"), Ok(5));
+    assert_eq!(
+        f.sent_one(),
+        Segment { repr: to_peer(ISS + 1, IRS + 1, Flags::PSH), payload: b"hello".to_vec() }
+    );
+    f.fire(1_000);
+    assert_eq!(f.sent_one().payload, b"hello");
+    f.fire(3_000);
+    assert_eq!(f.sent_one().payload, b"hello");
+    assert_eq!(f.conn.stats().retransmits, 2);
+    f.at(3_100).recv(from_peer(IRS + 1, Some(ISS + 6), Flags::NONE), &[]);
+    assert_eq!(f.conn.send_queue_len(), 0);
+    // Nothing in flight: only keepalive remains.
+    assert_eq!(f.conn.poll_timeout(), Some(at_ms(3_100) + Duration::from_secs(7200)));
+}
+
+#[test]
+fn established_data_retry_limit_times_out() {
+    let mut f = established_with(Config { data_retries: 3, ..config() });
+    f.conn.send(b"x").expect("send");
+    f.sent_one();
+    for ms in [1_000, 3_000, 7_000] {
+        f.fire(ms);
+        f.sent_one();
+    }
+    f.fire(15_000);
+    assert_eq!(f.events(), [Event::Closed(CloseReason::TimedOut)]);
+}
+
+#[test]
+fn established_rtt_from_timestamps() {
+    let mut hs = handshake();
+    hs.timestamps = Some(TsInfo { ts_recent: 100, our_tsval_offset: 5_000 });
+    let mut f = fixture(Connection::from_cookie(Instant::ZERO, &hs, Arc::new(config())));
+    f.conn.send(b"ping").expect("send");
+    let seg = f.sent_one().repr;
+    assert_eq!(seg.timestamp, Some(TcpTimestamp { tsval: 5_000, tsecr: 100 }));
+    let ack = TcpRepr {
+        timestamp: Some(TcpTimestamp { tsval: 101, tsecr: 5_000 }),
+        ..from_peer(IRS + 1, Some(ISS + 5), Flags::NONE)
+    };
+    f.at(120).recv(ack, &[]);
+    assert_eq!(f.conn.srtt(), Some(Duration::from_millis(120)));
+    // PAWS: an older TSval is refused and answered with an ACK.
+    let old = TcpRepr {
+        timestamp: Some(TcpTimestamp { tsval: 50, tsecr: 5_000 }),
+        ..from_peer(IRS + 1, Some(ISS + 5), Flags::NONE)
+    };
+    f.recv(old, b"stale");
+    assert_eq!(f.sent_one().repr.ack_number, Some(seq(IRS + 1)));
+    assert_eq!(f.conn.recv_queue_len(), 0);
+}
+
+#[test]
+fn established_out_of_order_data_gets_duplicate_ack_with_sack() {
+    let mut hs = handshake();
+    hs.sack_permitted = true;
+    let mut f = fixture(Connection::from_cookie(Instant::ZERO, &hs, Arc::new(config())));
+    f.recv(from_peer(IRS + 11, Some(ISS + 1), Flags::NONE), b"0123456789");
+    let mut sack = SackRanges::new();
+    sack.push(seq(IRS + 11), seq(IRS + 21));
+    assert_eq!(
+        f.sent_one().repr,
+        TcpRepr { sack_ranges: sack, ..to_peer(ISS + 1, IRS + 1, Flags::NONE) }
+    );
+    // The gap fills: ACK at once, no SACK left.
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), b"abcdefghij");
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 21, Flags::NONE));
+    assert_eq!(f.read_all(), b"abcdefghij0123456789");
+}
+
+#[test]
+fn established_fast_retransmit_on_third_duplicate_ack() {
+    let mut f = established();
+    let data = vec![1u8; 5 * 1460];
+    f.conn.send(&data).expect("send");
+    assert_eq!(f.sent().len(), 5);
+    f.at(10).recv(from_peer(IRS + 1, Some(ISS + 1 + 1460), Flags::NONE), &[]);
+    for _ in 0..2 {
+        f.recv(from_peer(IRS + 1, Some(ISS + 1 + 1460), Flags::NONE), &[]);
+        f.sent_nothing();
+    }
+    f.recv(from_peer(IRS + 1, Some(ISS + 1 + 1460), Flags::NONE), &[]);
+    let rtx = f.sent_one();
+    assert_eq!((rtx.repr.seq_number, rtx.payload.len()), (seq(ISS + 1 + 1460), 1460));
+    assert_eq!(f.conn.stats().fast_retransmits, 1);
+    // A partial ACK retransmits the next segment (RFC 6582).
+    f.recv(from_peer(IRS + 1, Some(ISS + 1 + 2 * 1460), Flags::NONE), &[]);
+    assert_eq!(f.sent_one().repr.seq_number, seq(ISS + 1 + 2 * 1460));
+}
+
+#[test]
+fn established_sack_recovery_skips_sacked_data() {
+    let mut hs = handshake();
+    hs.sack_permitted = true;
+    let mut f = fixture(Connection::from_cookie(Instant::ZERO, &hs, Arc::new(config())));
+    f.conn.send(&vec![1u8; 6 * 1460]).expect("send");
+    assert_eq!(f.sent().len(), 6);
+    // Segments 1 and 3 are lost; 2, 4, 5, 6 arrive and are SACKed.
+    let base = ISS + 1;
+    let mut sack = SackRanges::new();
+    sack.push(seq(base + 1460), seq(base + 2 * 1460));
+    let dup = |sack| TcpRepr { sack_ranges: sack, ..from_peer(IRS + 1, Some(base), Flags::NONE) };
+    f.recv(dup(sack), &[]);
+    let mut sack = SackRanges::new();
+    sack.push(seq(base + 3 * 1460), seq(base + 6 * 1460));
+    sack.push(seq(base + 1460), seq(base + 2 * 1460));
+    f.recv(dup(sack), &[]);
+    // Four segments SACKed: loss is declared and the first hole resent.
+    let rtx = f.sent_one();
+    assert_eq!(rtx.repr.seq_number, seq(base));
+    // The next duplicate ACK fills the second hole, not the SACKed segment 2.
+    f.recv(dup(sack), &[]);
+    assert_eq!(f.sent_one().repr.seq_number, seq(base + 2 * 1460));
+}
+
+#[test]
+fn established_nagle_holds_small_segments_while_data_is_in_flight() {
+    let mut f = established();
+    f.conn.send(b"a").expect("send");
+    assert_eq!(f.sent_one().payload, b"a");
+    f.conn.send(b"b").expect("send");
+    f.sent_nothing();
+    f.recv(from_peer(IRS + 1, Some(ISS + 2), Flags::NONE), &[]);
+    assert_eq!(f.sent_one().payload, b"b");
+
+    let mut f = established_with(Config { nagle: false, ..config() });
+    f.conn.send(b"a").expect("send");
+    f.sent_one();
+    f.conn.send(b"b").expect("send");
+    assert_eq!(f.sent_one().payload, b"b");
+}
+
+#[test]
+fn established_zero_window_is_probed() {
+    let mut f = established();
+    f.recv(TcpRepr { window_len: 0, ..from_peer(IRS + 1, Some(ISS + 1), Flags::NONE) }, &[]);
+    f.conn.send(b"blocked").expect("send");
+    f.sent_nothing();
+    f.fire(1_000);
+    // Probe: one below SND.UNA, no data.
+    assert_eq!(f.sent_one().repr, to_peer(ISS, IRS + 1, Flags::NONE));
+    f.fire(3_000);
+    f.sent_one();
+    // The window opens: the data goes.
+    f.recv(TcpRepr { window_len: 100, ..from_peer(IRS + 1, Some(ISS + 1), Flags::NONE) }, &[]);
+    assert_eq!(f.sent_one().payload, b"blocked");
+}
+
+#[test]
+fn established_bounded_send_buffer_reports_writable() {
+    let mut f = established_with(Config { send_buffer_size: 4000, nagle: false, ..config() });
+    assert_eq!(f.conn.send(&[0u8; 10_000]), Ok(4000));
+    assert_eq!(f.conn.send(b"more"), Ok(0));
+    let sent = f.sent();
+    assert_eq!(sent.iter().map(|s| s.payload.len()).sum::<usize>(), 4000);
+    f.recv(from_peer(IRS + 1, Some(ISS + 1 + 1460), Flags::NONE), &[]);
+    assert_eq!(f.events(), [Event::Writable]);
+    assert_eq!(f.conn.send_capacity(), 1460);
+}
+
+#[test]
+fn established_receive_window_closes_and_reopens() {
+    let mut f = established_with(Config { recv_buffer_size: 4000, ..config() });
+    // The cookie connection offered min(buffer, 64 KiB) = 4000.
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &[9u8; 4000]);
+    f.fire(40);
+    assert_eq!(
+        f.sent_one().repr,
+        TcpRepr { window_len: 0, ..to_peer(ISS + 1, IRS + 4001, Flags::NONE) }
+    );
+    // Beyond the window: dropped and ACKed.
+    f.recv(from_peer(IRS + 4001, Some(ISS + 1), Flags::NONE), b"x");
+    assert_eq!(f.sent_one().repr.window_len, 0);
+    // Reading opens the window: an update goes out.
+    assert_eq!(f.read_all().len(), 4000);
+    assert_eq!(
+        f.sent_one().repr,
+        TcpRepr { window_len: 4000, ..to_peer(ISS + 1, IRS + 4001, Flags::NONE) }
+    );
+}
+
+#[test]
+fn established_window_scaling_applies_both_ways() {
+    let mut hs = handshake();
+    hs.peer_wscale = Some(2);
+    hs.our_wscale = Some(7);
+    let mut f = fixture(Connection::from_cookie(Instant::ZERO, &hs, Arc::new(config())));
+    f.recv(TcpRepr { window_len: 1000, ..from_peer(IRS + 1, Some(ISS + 1), Flags::NONE) }, &[]);
+    assert_eq!(f.conn.snd_wnd, 4000);
+    f.conn.send(b"x").expect("send");
+    // 256 KiB free >> 7.
+    assert_eq!(f.sent_one().repr.window_len, 2048);
+}
+
+#[test]
+fn established_rst_in_window_gets_challenge_ack() {
+    let mut f = established();
+    f.recv(from_peer(IRS + 100, None, Flags::RST), &[]);
+    assert_eq!(f.state(), State::Established);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+    assert_eq!(f.conn.stats().challenge_acks, 1);
+}
+
+#[test]
+fn established_rst_out_of_window_is_ignored() {
+    let mut f = established();
+    f.recv(from_peer(IRS + 100_000, None, Flags::RST), &[]);
+    f.sent_nothing();
+    assert_eq!(f.state(), State::Established);
+}
+
+#[test]
+fn established_rst_at_rcv_nxt_resets() {
+    let mut f = established();
+    f.recv(from_peer(IRS + 1, None, Flags::RST), &[]);
+    f.sent_nothing();
+    assert_eq!(f.events(), [Event::Closed(CloseReason::Reset)]);
+    assert_eq!(f.conn.recv(&mut [0; 4]), Err(RecvError::Closed));
+}
+
+#[test]
+fn established_syn_gets_challenge_ack() {
+    let mut f = established();
+    f.recv(from_peer(IRS + 1, None, Flags::SYN), &[]);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+    assert_eq!(f.state(), State::Established);
+    assert_eq!(f.conn.stats().challenge_acks, 1);
+}
+
+#[test]
+fn established_ack_of_unsent_data_is_acked_and_dropped() {
+    let mut f = established();
+    f.recv(from_peer(IRS + 1, Some(ISS + 500), Flags::NONE), b"data");
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+    assert_eq!(f.conn.recv_queue_len(), 0);
+}
+
+#[test]
+fn established_ack_too_old_gets_challenge_ack() {
+    // RFC 5961 section 5.2: SEG.ACK < SND.UNA - MAX.SND.WND.
+    let mut f = established();
+    f.recv(from_peer(IRS + 1, Some(ISS.wrapping_sub(70_000)), Flags::NONE), b"data");
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+    assert_eq!(f.conn.stats().challenge_acks, 1);
+}
+
+#[test]
+fn established_fin_goes_to_close_wait() {
+    close_wait();
+}
+
+#[test]
+fn established_shutdown_goes_to_fin_wait_1() {
+    fin_wait_1();
+}
+
+#[test]
+fn established_fin_before_missing_data_waits_for_it() {
+    let mut f = established();
+    f.recv(from_peer(IRS + 4, Some(ISS + 1), Flags::FIN), b"def");
+    assert_eq!(f.state(), State::Established);
+    f.sent_one();
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), b"abc");
+    assert_eq!(f.state(), State::CloseWait);
+    assert_eq!(f.sent_one().repr.ack_number, Some(seq(IRS + 8)));
+    assert_eq!(f.read_all(), b"abcdef");
+    assert_eq!(f.conn.recv(&mut [0; 8]), Ok(0), "end of stream");
+}
+
+#[test]
+fn abort_sends_rst() {
+    let mut f = established();
+    f.conn.abort();
+    assert_eq!(
+        f.sent_one().repr,
+        TcpRepr { flags: Flags::RST, ..TcpRepr::new(80, 40000, seq(ISS + 1)) }
+    );
+    assert_eq!(f.events(), [Event::Closed(CloseReason::Aborted)]);
+}
+
+#[test]
+fn close_with_unread_data_resets() {
+    let mut f = established();
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), b"unread");
+    f.conn.close().expect("close");
+    assert!(f.sent().iter().any(|s| s.repr.flags.rst()));
+    assert_eq!(f.state(), State::Closed);
+}
+
+// ---------------------------------------------------------------- FIN-WAIT-1
+
+#[test]
+fn fin_wait_1_ack_goes_to_fin_wait_2() {
+    fin_wait_2();
+}
+
+#[test]
+fn fin_wait_1_fin_ack_goes_straight_to_time_wait() {
+    // Seed: FIN+ACK acknowledging our FIN skips FIN-WAIT-2.
+    let mut f = fin_wait_1();
+    f.recv(from_peer(IRS + 1, Some(ISS + 2), Flags::FIN), &[]);
+    assert_eq!(f.state(), State::TimeWait);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 2, IRS + 2, Flags::NONE));
+}
+
+#[test]
+fn fin_wait_1_fin_goes_to_closing() {
+    closing();
+}
+
+#[test]
+fn fin_wait_1_retransmits_fin() {
+    let mut f = fin_wait_1();
+    f.fire(1_000);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::FIN));
+}
+
+#[test]
+fn fin_wait_1_sends_queued_data_before_fin() {
+    let mut f = established();
+    f.conn.send(b"last words").expect("send");
+    f.conn.shutdown().expect("shutdown");
+    assert_eq!(f.state(), State::FinWait1);
+    assert_eq!(f.conn.send(b"more"), Err(SendError::Closed));
+    let seg = f.sent_one();
+    assert_eq!(seg.repr, to_peer(ISS + 1, IRS + 1, Flags::FIN | Flags::PSH));
+    assert_eq!(seg.payload, b"last words");
+}
+
+// ---------------------------------------------------------------- FIN-WAIT-2
+
+#[test]
+fn fin_wait_2_still_receives_data() {
+    // Half-close: the peer keeps sending after acknowledging our FIN.
+    let mut f = fin_wait_2();
+    f.recv(from_peer(IRS + 1, Some(ISS + 2), Flags::NONE), b"still talking");
+    assert_eq!(f.read_all(), b"still talking");
+    assert_eq!(f.state(), State::FinWait2);
+}
+
+#[test]
+fn fin_wait_2_fin_goes_to_time_wait() {
+    time_wait();
+}
+
+#[test]
+fn fin_wait_2_after_close_times_out() {
+    let mut f = established();
+    f.conn.close().expect("close");
+    f.sent_one();
+    f.at(5).recv(from_peer(IRS + 1, Some(ISS + 2), Flags::NONE), &[]);
+    assert_eq!(f.state(), State::FinWait2);
+    f.fire(60_005);
+    assert_eq!(f.events(), [Event::Closed(CloseReason::TimedOut)]);
+}
+
+#[test]
+fn fin_wait_2_data_after_close_resets() {
+    let mut f = established();
+    f.conn.close().expect("close");
+    f.sent_one();
+    f.recv(from_peer(IRS + 1, Some(ISS + 2), Flags::NONE), b"nobody reads this");
+    assert_eq!(f.sent_one().repr.flags, Flags::RST);
+    assert_eq!(f.events(), [Event::Closed(CloseReason::Aborted)]);
+}
+
+// ---------------------------------------------------------------- CLOSING
+
+#[test]
+fn closing_ack_goes_to_time_wait() {
+    let mut f = closing();
+    f.recv(from_peer(IRS + 2, Some(ISS + 2), Flags::NONE), &[]);
+    assert_eq!(f.state(), State::TimeWait);
+}
+
+// ---------------------------------------------------------------- TIME-WAIT
+
+#[test]
+fn time_wait_ends_after_2msl() {
+    let mut f = time_wait();
+    f.fire(60_010);
+    assert_eq!(f.state(), State::Closed);
+    assert_eq!(f.events(), [Event::PeerClosed, Event::Closed(CloseReason::Normal)]);
+}
+
+#[test]
+fn time_wait_reacks_retransmitted_fin_and_restarts_2msl() {
+    // Seed: our last ACK was lost, the peer resends its FIN: ACK it again and restart 2 MSL.
+    let mut f = time_wait();
+    f.at(20_000).recv(from_peer(IRS + 1, Some(ISS + 2), Flags::FIN), &[]);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 2, IRS + 2, Flags::NONE));
+    assert_eq!(f.state(), State::TimeWait);
+    f.fire(80_000);
+    assert_eq!(f.state(), State::Closed);
+}
+
+#[test]
+fn time_wait_msl_is_configurable() {
+    let mut f = established_with(Config { msl: Duration::from_secs(1), ..config() });
+    f.conn.shutdown().expect("shutdown");
+    f.sent_one();
+    f.recv(from_peer(IRS + 1, Some(ISS + 2), Flags::FIN), &[]);
+    f.sent_one();
+    f.fire(2_000);
+    assert_eq!(f.state(), State::Closed);
+}
+
+// ---------------------------------------------------------------- CLOSE-WAIT
+
+#[test]
+fn close_wait_keeps_sending() {
+    // Seed: after the peer's FIN the server may still send (half-close).
+    let mut f = close_wait();
+    f.conn.send(b"response").expect("send");
+    let seg = f.sent_one();
+    assert_eq!(seg.repr, to_peer(ISS + 1, IRS + 2, Flags::PSH));
+    assert_eq!(seg.payload, b"response");
+    assert_eq!(f.conn.recv(&mut [0; 8]), Ok(0));
+}
+
+#[test]
+fn close_wait_shutdown_goes_to_last_ack() {
+    last_ack();
+}
+
+// ---------------------------------------------------------------- LAST-ACK
+
+#[test]
+fn last_ack_ack_closes() {
+    let mut f = last_ack();
+    f.recv(from_peer(IRS + 2, Some(ISS + 2), Flags::NONE), &[]);
+    assert_eq!(f.state(), State::Closed);
+    assert_eq!(f.events(), [Event::Closed(CloseReason::Normal)]);
+}
+
+#[test]
+fn last_ack_retransmits_fin() {
+    let mut f = last_ack();
+    f.fire(1_000);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 2, Flags::FIN));
+    f.fire(3_000);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 2, Flags::FIN));
+    f.recv(from_peer(IRS + 2, Some(ISS + 2), Flags::NONE), &[]);
+    assert_eq!(f.state(), State::Closed);
+}
+
+// ---------------------------------------------------------------- keepalive and idle
+
+#[test]
+fn keepalive_probes_every_75s_then_resets_after_10() {
+    // Seed: 2 h of silence, then a probe every 75 s; after 10 unanswered, RST.
+    let mut f = established();
+    let idle = 2 * 3600 * 1000;
+    for probe in 0..10 {
+        f.fire(idle + probe * 75_000);
+        assert_eq!(f.sent_one().repr, to_peer(ISS, IRS + 1, Flags::NONE), "probe {probe}");
+    }
+    f.fire(idle + 10 * 75_000);
+    assert_eq!(
+        f.sent_one().repr,
+        TcpRepr { flags: Flags::RST, ..TcpRepr::new(80, 40000, seq(ISS + 1)) }
+    );
+    assert_eq!(f.events(), [Event::Closed(CloseReason::KeepaliveTimeout)]);
+}
+
+#[test]
+fn keepalive_answered_keeps_the_connection() {
+    let mut f = established();
+    let idle = 2 * 3600 * 1000;
+    f.fire(idle);
+    f.sent_one();
+    f.fire(idle + 75_000);
+    f.sent_one();
+    // The peer answers the probe with an ACK: the count starts over.
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &[]);
+    assert_eq!(f.conn.poll_timeout(), Some(at_ms(idle + 75_000 + idle)));
+    assert_eq!(f.state(), State::Established);
+}
+
+#[test]
+fn keepalive_answers_a_probe_from_the_peer() {
+    let mut f = established();
+    f.recv(from_peer(IRS, Some(ISS + 1), Flags::NONE), &[]);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+}
+
+#[test]
+fn keepalive_is_configurable() {
+    let ka = KeepaliveConfig {
+        enabled: true,
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(1),
+        probes: 2,
+    };
+    let mut f = established_with(Config { keepalive: ka, ..config() });
+    f.fire(10_000);
+    f.sent_one();
+    f.fire(11_000);
+    f.sent_one();
+    f.fire(12_000);
+    assert_eq!(f.sent_one().repr.flags, Flags::RST);
+}
+
+#[test]
+fn idle_timeout_resets() {
+    let ka = KeepaliveConfig { enabled: false, ..KeepaliveConfig::default() };
+    let mut f = established_with(Config {
+        keepalive: ka,
+        idle_timeout: Some(Duration::from_secs(60)),
+        ..config()
+    });
+    f.at(30_000).recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), b"x");
+    f.fire(30_040);
+    f.sent_one();
+    // The idle deadline moves lazily: at 60 s it finds the activity at 30 s and re-arms.
+    f.fire(60_000);
+    f.sent_nothing();
+    f.fire(90_000);
+    assert_eq!(f.sent_one().repr.flags, Flags::RST);
+    assert_eq!(f.events(), [Event::Readable, Event::Closed(CloseReason::IdleTimeout)]);
+}

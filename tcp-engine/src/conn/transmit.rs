@@ -1,0 +1,251 @@
+//! Building outgoing segments: what to send next, and the header fields every segment
+//! carries (ACK, window, timestamps, SACK).
+
+use super::{ConnFlags, Connection, Segment};
+use crate::seq::SeqNumber;
+use crate::state::State;
+use crate::time::Instant;
+use crate::wire::{Flags, SackRanges, TcpRepr, TcpTimestamp};
+
+use super::timers::Timer;
+
+impl Connection {
+    /// The next segment to send, or `None` when there is nothing (more) to send now.
+    /// Call repeatedly until `None` after every input.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment> {
+        if let Some((seq, ack)) = self.pending_rst.take() {
+            self.stats.segments_out += 1;
+            let repr = TcpRepr {
+                ack_number: ack,
+                flags: Flags::RST,
+                ..TcpRepr::new(self.tuple.local.port(), self.tuple.remote.port(), seq)
+            };
+            return Some(Segment { repr, payload: Vec::new() });
+        }
+        match self.state {
+            State::Closed | State::Listen => return None,
+            State::SynSent | State::SynReceived => {
+                if self.snd_nxt == self.iss {
+                    return Some(self.emit_syn(now));
+                }
+                return self
+                    .flags
+                    .has(ConnFlags::ACK_NOW)
+                    .then(|| self.emit_ack(now, self.snd_nxt));
+            }
+            _ => {}
+        }
+        if let Some(seg) = self.emit_retransmission(now) {
+            return Some(seg);
+        }
+        if let Some(seg) = self.emit_data(now) {
+            return Some(seg);
+        }
+        if self.flags.take(ConnFlags::WINDOW_PROBE) || self.flags.take(ConnFlags::KEEPALIVE_PROBE) {
+            // A segment one below SND.UNA: the peer finds it unacceptable and answers with
+            // an ACK carrying its window (RFC 9293 section 3.8.6.1 and 3.8.4, as Linux).
+            return Some(self.emit_ack(now, self.snd_una - 1));
+        }
+        if self.flags.has(ConnFlags::ACK_NOW) {
+            // SND.MAX, not SND.NXT: after a timeout rewound SND.NXT, an older sequence
+            // number could fall left of the peer's window (say, below a FIN it already
+            // consumed) and the ACK would be refused.
+            return Some(self.emit_ack(now, self.snd_max));
+        }
+        None
+    }
+
+    fn emit_ack(&mut self, now: Instant, seq: SeqNumber) -> Segment {
+        let repr = self.header(now, seq, Flags::NONE);
+        self.finish_segment(repr, Vec::new())
+    }
+
+    /// SYN (active open) or SYN-ACK (passive or simultaneous open), with our options.
+    fn emit_syn(&mut self, now: Instant) -> Segment {
+        let active = self.state == State::SynSent;
+        // RFC 7323 section 2.2: a SYN's window is never scaled.
+        let window = self.recv.free().min(usize::from(u16::MAX));
+        let mut repr = TcpRepr {
+            flags: Flags::SYN,
+            ack_number: (!active).then_some(self.rcv_nxt),
+            window_len: u16::try_from(window).unwrap_or(u16::MAX),
+            max_seg_size: Some(self.config.mss),
+            window_scale: if active || self.flags.has(ConnFlags::WSCALE) {
+                Some(self.rcv_shift)
+            } else {
+                None
+            },
+            sack_permitted: if active { self.config.sack } else { self.flags.has(ConnFlags::SACK) },
+            timestamp: self.ts.map(|ts| TcpTimestamp {
+                tsval: ts.tsval(now),
+                tsecr: if active { 0 } else { ts.recent },
+            }),
+            ..TcpRepr::new(self.tuple.local.port(), self.tuple.remote.port(), self.iss)
+        };
+        if !active {
+            self.rcv_adv = self.rcv_adv.max(self.rcv_nxt + window);
+            repr.ack_number = Some(self.rcv_nxt);
+        }
+        if self.snd_max == self.iss && self.rtt_probe.is_none() {
+            self.rtt_probe = Some((self.iss + 1, now));
+        }
+        self.snd_nxt = self.iss + 1;
+        self.snd_max = self.snd_max.max(self.snd_nxt);
+        if !self.timers.is_set(Timer::Retransmit) {
+            self.timers.set(Timer::Retransmit, now + self.rto());
+        }
+        self.flags.clear(ConnFlags::ACK_NOW);
+        self.stats.segments_out += 1;
+        Segment { repr, payload: Vec::new() }
+    }
+
+    /// One segment of a fast retransmit, a partial-ACK retransmit or a SACK hole.
+    fn emit_retransmission(&mut self, now: Instant) -> Option<Segment> {
+        let seq = self.rtx_next.take()?;
+        if seq < self.snd_una || seq >= self.snd_max {
+            return None;
+        }
+        // Up to one MSS, not past what was sent nor into the next SACKed block.
+        let mut end = self.snd_max.min(seq + self.payload_mss());
+        if let Some(&(l, _)) = self.scoreboard.iter().find(|&&(l, _)| l > seq) {
+            end = end.min(l);
+        }
+        let data_end = self.send.end().min(end);
+        let len = data_end.saturating_sub(seq);
+        let fin = self.fin_seq.is_some_and(|f| f == seq + len && f < self.snd_max);
+        if len == 0 && !fin {
+            return None;
+        }
+        self.high_rxt = self.high_rxt.max(seq + len);
+        self.stats.retransmits += 1;
+        Some(self.data_segment(now, seq, len, fin))
+    }
+
+    /// New data, or data again after a timeout (go-back-N from `SND.UNA`), and the FIN.
+    fn emit_data(&mut self, now: Instant) -> Option<Segment> {
+        if !self.state.is_synchronized() || self.state == State::TimeWait {
+            return None;
+        }
+        // Skip what the peer SACKed when resending after a timeout.
+        if self.snd_nxt < self.snd_max {
+            self.snd_nxt = self.next_hole(self.snd_nxt);
+        }
+        let seq = self.snd_nxt;
+        let retransmit = seq < self.snd_max;
+        let avail = self.send.end().saturating_sub(seq);
+        let fin_pending = self.fin_seq.is_some_and(|f| seq <= f);
+        if avail == 0 && !fin_pending {
+            return None;
+        }
+        let mss = self.payload_mss();
+        let wnd_end = self.snd_una + self.snd_wnd as usize;
+        let cwnd_end = self.snd_una + (self.cc.window() as usize + self.sacked_bytes());
+        let mut limit = wnd_end.min(cwnd_end);
+        if retransmit {
+            // Resend no further than the next SACKed block.
+            if let Some(&(l, _)) = self.scoreboard.iter().find(|&&(l, _)| l > seq) {
+                limit = limit.min(l);
+            }
+        }
+        let room = limit.saturating_sub(seq);
+        let len = avail.min(room).min(mss);
+        if avail > 0 && len == 0 {
+            self.arm_persist(now);
+            return None;
+        }
+        if avail > 0 && len < mss && !retransmit && !self.flags.has(ConnFlags::FORCE_SEND) {
+            // Sender-side silly window avoidance and Nagle (RFC 9293 sections 3.8.6.2.1
+            // and 3.7.4): a small segment only if it empties the queue and nothing is in
+            // flight (Nagle) or Nagle is off; or if it is half the largest window seen.
+            let empties_queue = len == avail;
+            let nothing_in_flight = self.snd_nxt == self.snd_una;
+            let pushed = empties_queue
+                && (!self.config.nagle || nothing_in_flight || self.fin_seq.is_some());
+            let half_window = self.max_snd_wnd > 0 && len >= self.max_snd_wnd as usize / 2;
+            if !(pushed || half_window) {
+                if nothing_in_flight {
+                    self.arm_persist(now);
+                }
+                return None;
+            }
+        }
+        let fin = self.fin_seq.is_some_and(|f| seq + len == f);
+        if len == 0 && !fin {
+            return None;
+        }
+        self.flags.clear(ConnFlags::FORCE_SEND);
+        if retransmit {
+            self.stats.retransmits += 1;
+        } else if self.ts.is_none() && self.rtt_probe.is_none() && len > 0 {
+            // Karn: time only segments sent once.
+            self.rtt_probe = Some((seq + len, now));
+        }
+        self.snd_nxt = seq + len + usize::from(fin);
+        self.snd_max = self.snd_max.max(self.snd_nxt);
+        if !self.timers.is_set(Timer::Retransmit) {
+            self.timers.set(Timer::Retransmit, now + self.rto());
+        }
+        Some(self.data_segment(now, seq, len, fin))
+    }
+
+    fn data_segment(&mut self, now: Instant, seq: SeqNumber, len: usize, fin: bool) -> Segment {
+        let mut payload = Vec::with_capacity(len);
+        self.send.copy_out(seq, len, &mut payload);
+        let mut flags = if fin { Flags::FIN } else { Flags::NONE };
+        if len > 0 && seq + len == self.send.end() {
+            flags = flags | Flags::PSH;
+        }
+        let repr = self.header(now, seq, flags);
+        self.stats.bytes_out += payload.len() as u64;
+        self.last_activity = now;
+        self.finish_segment(repr, payload)
+    }
+
+    /// The header fields every segment after the handshake carries.
+    fn header(&mut self, now: Instant, seq: SeqNumber, flags: Flags) -> TcpRepr {
+        let window_len = self.advertise_window();
+        let sack_ranges = if self.flags.has(ConnFlags::SACK) && self.recv.has_out_of_order() {
+            self.recv.sack_blocks(if self.ts.is_some() { 3 } else { SackRanges::CAPACITY })
+        } else {
+            SackRanges::new()
+        };
+        TcpRepr {
+            ack_number: Some(self.rcv_nxt),
+            flags,
+            window_len,
+            sack_ranges,
+            timestamp: self.ts.map(|ts| TcpTimestamp { tsval: ts.tsval(now), tsecr: ts.recent }),
+            ..TcpRepr::new(self.tuple.local.port(), self.tuple.remote.port(), seq)
+        }
+    }
+
+    /// Bookkeeping for any segment carrying our current ACK.
+    fn finish_segment(&mut self, repr: TcpRepr, payload: Vec<u8>) -> Segment {
+        self.last_ack_sent = self.rcv_nxt;
+        self.flags.clear(ConnFlags::ACK_NOW);
+        self.timers.stop(Timer::DelayedAck);
+        self.unacked_segments = 0;
+        self.stats.segments_out += 1;
+        Segment { repr, payload }
+    }
+
+    /// The window field: the free buffer space, with receiver-side silly window avoidance
+    /// (RFC 9293 section 3.8.6.2.2), never moving the right edge left (RFC 7323 section
+    /// 2.4), scaled by our shift.
+    fn advertise_window(&mut self) -> u16 {
+        let shift = self.rcv_shift;
+        let free = self.recv.free();
+        let offered = self.rcv_adv.saturating_sub(self.rcv_nxt);
+        let threshold = (self.recv.capacity() / 2).min(usize::from(self.config.mss));
+        let window = if free >= offered + threshold { free } else { offered };
+        let window = window.min(usize::from(u16::MAX) << shift);
+        let mut field = window >> shift;
+        if field << shift < offered {
+            field = offered.div_ceil(1 << shift);
+        }
+        let field = u16::try_from(field).unwrap_or(u16::MAX);
+        let edge = self.rcv_nxt + (usize::from(field) << shift);
+        self.rcv_adv = self.rcv_adv.max(edge);
+        field
+    }
+}

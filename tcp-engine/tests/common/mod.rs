@@ -1,0 +1,443 @@
+//! Test harness: two engines joined through the wire format, either directly (`Pair`, for
+//! scripted close paths) or through a seeded lossy network (`SimNet`, for self-play).
+#![allow(dead_code, reason = "shared by several test crates; each uses a part")]
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tcp_engine::{
+    CloseReason, Config, Connection, ConnectionTable, Duration, Event, FourTuple, Instant, Segment,
+    SeqNumber, State, TableEvent,
+};
+
+pub const CLIENT: &str = "192.0.2.1:40000";
+pub const SERVER: &str = "192.0.2.2:80";
+
+/// The connection seen from the client.
+pub fn client_tuple() -> FourTuple {
+    let client: SocketAddr = CLIENT.parse().expect("addr");
+    let server: SocketAddr = SERVER.parse().expect("addr");
+    FourTuple::new(client, server)
+}
+
+/// Emits to bytes with the checksum and parses back, so every test also crosses the wire
+/// format.
+pub fn over_the_wire(from: &FourTuple, seg: &Segment) -> Segment {
+    let out = from.outgoing_pseudo_header().expect("same family");
+    let bytes = seg.to_bytes(&out).expect("emit");
+    let back = from.reversed().incoming_pseudo_header().expect("same family");
+    Segment::parse(&bytes, &back).expect("what we emit parses")
+}
+
+/// SplitMix64: small, seeded, reproducible.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        #[expect(clippy::cast_precision_loss, reason = "53 bits of randomness are plenty")]
+        let x = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        x < p
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+
+    /// An index below `n`.
+    pub fn pick(&mut self, n: usize) -> usize {
+        usize::try_from(self.below(n as u64)).unwrap_or(0)
+    }
+}
+
+/// A reproducible byte stream (a hash of the position, so shifts and repeats show).
+pub fn stream(seed: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| {
+            let mut r = Rng::new(seed ^ (i as u64 / 8).wrapping_mul(0x2545_f491_4f6c_dd1d));
+            r.next_u64().to_le_bytes()[i % 8]
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ Pair
+
+/// Client and server connections wired back to back; the test decides what is delivered.
+pub struct Pair {
+    pub client: Connection,
+    pub server: Connection,
+    pub now: Instant,
+}
+
+impl Pair {
+    /// A client in SYN-SENT and a server in LISTEN; nothing exchanged yet.
+    pub fn new(config: Config) -> Pair {
+        let config = Arc::new(config);
+        let tuple = client_tuple();
+        Pair {
+            client: Connection::connect(
+                Instant::ZERO,
+                tuple,
+                SeqNumber::new(1_000),
+                Arc::clone(&config),
+            ),
+            server: Connection::listen(
+                Instant::ZERO,
+                tuple.reversed(),
+                SeqNumber::new(9_000),
+                config,
+            ),
+            now: Instant::ZERO,
+        }
+    }
+
+    /// Completes the handshake.
+    pub fn established(config: Config) -> Pair {
+        let mut p = Pair::new(config);
+        p.exchange();
+        assert_eq!(p.client.state(), State::Established);
+        assert_eq!(p.server.state(), State::Established);
+        assert_eq!(p.client_events(), [Event::Connected]);
+        assert_eq!(p.server_events(), [Event::Connected]);
+        p
+    }
+
+    pub fn client_out(&mut self) -> Vec<Segment> {
+        let tuple = *self.client.tuple();
+        std::iter::from_fn(|| self.client.poll_transmit(self.now))
+            .map(|s| over_the_wire(&tuple, &s))
+            .collect()
+    }
+
+    pub fn server_out(&mut self) -> Vec<Segment> {
+        let tuple = *self.server.tuple();
+        std::iter::from_fn(|| self.server.poll_transmit(self.now))
+            .map(|s| over_the_wire(&tuple, &s))
+            .collect()
+    }
+
+    pub fn deliver_to_server(&mut self, segs: &[Segment]) {
+        for s in segs {
+            self.server.handle_segment(self.now, &s.repr, &s.payload);
+        }
+    }
+
+    pub fn deliver_to_client(&mut self, segs: &[Segment]) {
+        for s in segs {
+            self.client.handle_segment(self.now, &s.repr, &s.payload);
+        }
+    }
+
+    /// Delivers everything both ways until both are quiet (no time passes).
+    pub fn exchange(&mut self) {
+        for _ in 0..10_000 {
+            let c = self.client_out();
+            let s = self.server_out();
+            if c.is_empty() && s.is_empty() {
+                return;
+            }
+            self.deliver_to_server(&c);
+            self.deliver_to_client(&s);
+        }
+        panic!("no quiescence");
+    }
+
+    /// Moves time to `at`, running both sides' timers due on the way (without delivering
+    /// what they send: the caller decides).
+    pub fn advance_to(&mut self, at: Instant) {
+        self.now = at;
+        self.client.handle_timeout(at);
+        self.server.handle_timeout(at);
+    }
+
+    pub fn client_events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.client.poll_event()).collect()
+    }
+
+    pub fn server_events(&mut self) -> Vec<Event> {
+        std::iter::from_fn(|| self.server.poll_event()).collect()
+    }
+
+    pub fn read_server(&mut self) -> Vec<u8> {
+        read_all(&mut self.server)
+    }
+
+    pub fn read_client(&mut self) -> Vec<u8> {
+        read_all(&mut self.client)
+    }
+}
+
+pub fn read_all(conn: &mut Connection) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = conn.recv(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+// ------------------------------------------------------------------ SimNet
+
+/// Impairments of the simulated network, applied independently per packet.
+#[derive(Clone, Copy, Debug)]
+pub struct Impairments {
+    pub drop: f64,
+    pub duplicate: f64,
+    /// Chance of an extra delay that reorders the packet behind later ones.
+    pub reorder: f64,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Impairments {
+    pub const PERFECT: Impairments = Impairments {
+        drop: 0.0,
+        duplicate: 0.0,
+        reorder: 0.0,
+        min_delay: Duration::from_millis(1),
+        max_delay: Duration::from_millis(1),
+    };
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Side {
+    Client,
+    Server,
+}
+
+/// What an application on one side does: send `data`, then shut down; read until EOF.
+struct App {
+    tuple: Option<FourTuple>,
+    data: Vec<u8>,
+    sent: usize,
+    received: Vec<u8>,
+    eof: bool,
+    shut: bool,
+    closed: Option<CloseReason>,
+    last_state: Option<State>,
+}
+
+impl App {
+    fn new(data: Vec<u8>) -> App {
+        App {
+            tuple: None,
+            data,
+            sent: 0,
+            received: Vec::new(),
+            eof: false,
+            shut: false,
+            closed: None,
+            last_state: None,
+        }
+    }
+
+    fn pump(&mut self, now: Instant, table: &mut ConnectionTable) {
+        let Some(tuple) = self.tuple else { return };
+        if self.closed.is_some() {
+            return;
+        }
+        while self.sent < self.data.len() {
+            match table.send(now, &tuple, &self.data[self.sent..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => self.sent += n,
+            }
+        }
+        if self.sent == self.data.len() && !self.shut {
+            self.shut = table.shutdown(now, &tuple).is_ok();
+        }
+        let mut buf = [0u8; 16 * 1024];
+        while !self.eof {
+            match table.recv(now, &tuple, &mut buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                Err(_) => break,
+            }
+        }
+        self.last_state = table.connection(&tuple).map(Connection::state);
+    }
+
+    fn on_event(&mut self, ev: TableEvent) {
+        match ev.event {
+            Event::Connected => self.tuple = Some(ev.tuple),
+            Event::Closed(reason) => self.closed = Some(reason),
+            _ => {}
+        }
+    }
+}
+
+/// Outcome of a self-play run.
+pub struct Outcome {
+    pub client_received: Vec<u8>,
+    pub server_received: Vec<u8>,
+    pub client_closed: Option<CloseReason>,
+    pub server_closed: Option<CloseReason>,
+    /// Each side's state when it last had a connection (TIME-WAIT or LAST-ACK at the end).
+    pub client_last_state: Option<State>,
+    pub server_last_state: Option<State>,
+    pub elapsed: Instant,
+    pub packets: u64,
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outcome")
+            .field("client_received", &self.client_received.len())
+            .field("server_received", &self.server_received.len())
+            .field("client_closed", &self.client_closed)
+            .field("server_closed", &self.server_closed)
+            .field("client_last_state", &self.client_last_state)
+            .field("server_last_state", &self.server_last_state)
+            .field("elapsed", &self.elapsed)
+            .field("packets", &self.packets)
+            .finish()
+    }
+}
+
+type InFlight = Reverse<(Instant, u64, Side, Vec<u8>)>;
+
+/// Two tables (client and server) joined by a seeded, impaired network.
+pub struct SimNet {
+    pub client: ConnectionTable,
+    pub server: ConnectionTable,
+    net: Impairments,
+    rng: Rng,
+    in_flight: BinaryHeap<InFlight>,
+    order: u64,
+    pub now: Instant,
+    pub packets: u64,
+}
+
+impl SimNet {
+    pub fn new(config: Config, net: Impairments, seed: u64) -> SimNet {
+        let config = Arc::new(config);
+        let mut server = ConnectionTable::new(Arc::clone(&config), seed ^ 1);
+        server.listen(client_tuple().remote);
+        SimNet {
+            client: ConnectionTable::new(config, seed ^ 2),
+            server,
+            net,
+            rng: Rng::new(seed),
+            in_flight: BinaryHeap::new(),
+            order: 0,
+            now: Instant::ZERO,
+            packets: 0,
+        }
+    }
+
+    fn delay(&mut self) -> Duration {
+        let span =
+            self.net.max_delay.total_micros().saturating_sub(self.net.min_delay.total_micros());
+        let mut d = self.net.min_delay + Duration::from_micros(self.rng.below(span + 1));
+        if self.rng.chance(self.net.reorder) {
+            d = d + Duration::from_micros(self.rng.below(4 * span + 1_000));
+        }
+        d
+    }
+
+    /// Moves what both tables want to send into the network.
+    fn collect(&mut self) {
+        for side in [Side::Client, Side::Server] {
+            loop {
+                let table = match side {
+                    Side::Client => &mut self.client,
+                    Side::Server => &mut self.server,
+                };
+                let Some(t) = table.poll_transmit() else { break };
+                let pseudo = t.tuple.outgoing_pseudo_header().expect("same family");
+                let bytes = t.segment.to_bytes(&pseudo).expect("emit");
+                self.packets += 1;
+                if self.rng.chance(self.net.drop) {
+                    continue;
+                }
+                let copies = if self.rng.chance(self.net.duplicate) { 2 } else { 1 };
+                for _ in 0..copies {
+                    let at = self.now + self.delay();
+                    self.order += 1;
+                    self.in_flight.push(Reverse((at, self.order, side, bytes.clone())));
+                }
+            }
+        }
+    }
+
+    /// Runs client and server applications exchanging `to_server` and `to_client` until
+    /// both connections are gone or `limit` passes.
+    pub fn run(&mut self, to_server: Vec<u8>, to_client: Vec<u8>, limit: Instant) -> Outcome {
+        let mut client_app = App::new(to_server);
+        let mut server_app = App::new(to_client);
+        let tuple = client_tuple();
+        self.client.connect(self.now, tuple).expect("connect");
+        loop {
+            while let Some(ev) = self.client.poll_event() {
+                client_app.on_event(ev);
+            }
+            while let Some(ev) = self.server.poll_event() {
+                server_app.on_event(ev);
+            }
+            client_app.pump(self.now, &mut self.client);
+            server_app.pump(self.now, &mut self.server);
+            while let Some(ev) = self.client.poll_event() {
+                client_app.on_event(ev);
+            }
+            while let Some(ev) = self.server.poll_event() {
+                server_app.on_event(ev);
+            }
+            self.collect();
+            if self.client.is_empty() && self.server.is_empty() && self.in_flight.is_empty() {
+                break;
+            }
+            let next = [
+                self.in_flight.peek().map(|Reverse((at, ..))| *at),
+                self.client.poll_timeout(),
+                self.server.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let Some(next) = next else { break };
+            if next > limit {
+                break;
+            }
+            self.now = self.now.max(next);
+            while let Some(Reverse((at, ..))) = self.in_flight.peek() {
+                if *at > self.now {
+                    break;
+                }
+                let Some(Reverse((_, _, from, bytes))) = self.in_flight.pop() else { break };
+                match from {
+                    Side::Client => self.server.handle_packet(self.now, tuple.reversed(), &bytes),
+                    Side::Server => self.client.handle_packet(self.now, tuple, &bytes),
+                }
+            }
+            self.client.handle_timeout(self.now);
+            self.server.handle_timeout(self.now);
+        }
+        Outcome {
+            client_received: client_app.received,
+            server_received: server_app.received,
+            client_closed: client_app.closed,
+            server_closed: server_app.closed,
+            client_last_state: client_app.last_state,
+            server_last_state: server_app.last_state,
+            elapsed: self.now,
+            packets: self.packets,
+        }
+    }
+}
