@@ -121,6 +121,7 @@ impl Netns {
 pub struct LabOptions {
     /// Attach a minimal XDP_PASS program to the client's veth end. Native XDP_TX (and
     /// XDP_REDIRECT) on a veth only delivers when the peer end runs an XDP program too.
+    /// ([`attach_xdp_action`] attaches other minimal programs, e.g. an XDP_DROP sink.)
     pub client_xdp_pass: bool,
     /// Use these fixed namespace names (`<prefix>-c`, `<prefix>-s`) instead of unique ones,
     /// removing leftovers of the same names first. For `cargo xtask run`.
@@ -211,7 +212,9 @@ impl Lab {
             ns.run("ethtool", &["-K", ifname, "tx", "off"])?;
         }
         if options.client_xdp_pass {
-            let fd = lab.client.enter(|| attach_xdp_pass(CLIENT_IF))??;
+            let fd = lab
+                .client
+                .enter(|| attach_xdp_action(CLIENT_IF, XdpAction::Pass, XdpAttachMode::Native))??;
             lab.client_xdp_link = Some(fd);
         }
         Ok(lab)
@@ -261,21 +264,54 @@ fn check(what: &str, out: &Output) -> Result<(), LabError> {
     }
 }
 
-/// Loads the two-instruction program `r0 = XDP_PASS; exit` with the `bpf` syscall and attaches
-/// it to `ifname` (in the calling thread's namespace) in native mode through a BPF link. The
+/// What a two-instruction lab program answers for every frame (`enum xdp_action` in
+/// include/uapi/linux/bpf.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum XdpAction {
+    /// Drop every frame: the cheapest possible receiver, the ceiling for a benchmark.
+    Drop = 1,
+    /// Hand every frame to the kernel: makes native XDP_TX on the peer veth deliver.
+    Pass = 2,
+    /// Send every frame back out unchanged: the cheapest possible XDP_TX answer.
+    Tx = 3,
+}
+
+/// How [`attach_xdp_action`] attaches its program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpAttachMode {
+    /// In the driver (`XDP_FLAGS_DRV_MODE`); veth supports it.
+    Native,
+    /// On the skb path (`XDP_FLAGS_SKB_MODE`); works on every interface, slower.
+    Generic,
+}
+
+/// Loads the two-instruction program `r0 = action; exit` with the `bpf` syscall and attaches
+/// it to `ifname` (in the calling thread's namespace) in `mode` through a BPF link. The
 /// returned fd is the link: closing it detaches the program.
 ///
 /// Raw syscalls rather than aya, so that this file needs nothing but libc and can be shared
 /// with xtask.
-fn attach_xdp_pass(ifname: &str) -> Result<OwnedFd, LabError> {
+pub fn attach_xdp_action(
+    ifname: &str,
+    action: XdpAction,
+    mode: XdpAttachMode,
+) -> Result<OwnedFd, LabError> {
     const BPF_PROG_LOAD: libc::c_long = 5;
     const BPF_LINK_CREATE: libc::c_long = 28;
     const BPF_PROG_TYPE_XDP: u32 = 6;
     const BPF_XDP: u32 = 37;
+    const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
     const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
-    // mov64 r0, 2 (XDP_PASS); exit
-    let insns: [u64; 2] = [u64::from_le_bytes([0xb7, 0, 0, 0, 2, 0, 0, 0]), 0x95];
+    let [a0, a1, a2, a3] = (action as u32).to_le_bytes();
+    // mov64 r0, action (opcode 0xb7, dst r0, imm32); exit (0x95)
+    let insns: [u64; 2] = [u64::from_le_bytes([0xb7, 0, 0, 0, a0, a1, a2, a3]), 0x95];
     let license = c"GPL";
+    let (what, name): (&str, &[u8]) = match action {
+        XdpAction::Drop => ("XDP_DROP", b"lab_xdp_drop"),
+        XdpAction::Pass => ("XDP_PASS", b"lab_xdp_pass"),
+        XdpAction::Tx => ("XDP_TX", b"lab_xdp_tx"),
+    };
 
     // union bpf_attr, BPF_PROG_LOAD view (include/uapi/linux/bpf.h).
     let mut attr = [0u8; 128];
@@ -283,9 +319,9 @@ fn attach_xdp_pass(ifname: &str) -> Result<OwnedFd, LabError> {
     attr[4..8].copy_from_slice(&2u32.to_ne_bytes()); // insn_cnt
     attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes()); // insns
     attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes()); // license
-    attr[48..60].copy_from_slice(b"lab_xdp_pass"); // prog_name (16 bytes, NUL-padded)
+    attr[48..48 + name.len()].copy_from_slice(name); // prog_name (16 bytes, NUL-padded)
     attr[68..72].copy_from_slice(&BPF_XDP.to_ne_bytes()); // expected_attach_type
-    let prog = bpf(BPF_PROG_LOAD, &attr).map_err(|e| LabError(format!("loading XDP_PASS: {e}")))?;
+    let prog = bpf(BPF_PROG_LOAD, &attr).map_err(|e| LabError(format!("loading {what}: {e}")))?;
 
     let c_if = CString::new(ifname).map_err(|e| LabError(e.to_string()))?;
     // SAFETY: valid NUL-terminated string.
@@ -293,15 +329,18 @@ fn attach_xdp_pass(ifname: &str) -> Result<OwnedFd, LabError> {
     if ifindex == 0 {
         return Err(LabError(format!("no interface {ifname} in this namespace")));
     }
+    let flags = match mode {
+        XdpAttachMode::Native => XDP_FLAGS_DRV_MODE,
+        XdpAttachMode::Generic => XDP_FLAGS_SKB_MODE,
+    };
     // BPF_LINK_CREATE view: prog_fd, target_ifindex, attach_type, flags.
     let mut attr = [0u8; 128];
     let prog_fd = u32::try_from(prog.as_raw_fd()).map_err(|e| LabError(e.to_string()))?;
     attr[0..4].copy_from_slice(&prog_fd.to_ne_bytes());
     attr[4..8].copy_from_slice(&ifindex.to_ne_bytes());
     attr[8..12].copy_from_slice(&BPF_XDP.to_ne_bytes());
-    attr[12..16].copy_from_slice(&XDP_FLAGS_DRV_MODE.to_ne_bytes());
-    bpf(BPF_LINK_CREATE, &attr)
-        .map_err(|e| LabError(format!("attaching XDP_PASS to {ifname}: {e}")))
+    attr[12..16].copy_from_slice(&flags.to_ne_bytes());
+    bpf(BPF_LINK_CREATE, &attr).map_err(|e| LabError(format!("attaching {what} to {ifname}: {e}")))
 }
 
 fn bpf(cmd: libc::c_long, attr: &[u8; 128]) -> io::Result<OwnedFd> {

@@ -9,6 +9,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod build;
 #[path = "../../tcp-user/src/lab.rs"]
 #[expect(dead_code, reason = "shared with tcp-user; xtask uses only part of it")]
@@ -39,6 +40,13 @@ enum Cmd {
     },
     /// Setup, build, lint, the pure tests, then the root tests in the lab. What CI runs.
     Test,
+    /// Setup, build, then the speed and memory benchmarks (engine, XDP per SYN, SYN flood in
+    /// the lab); writes BENCHMARKS.md. About three minutes.
+    Bench {
+        /// Shorter floods (3 s instead of 10 s), for development.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -48,6 +56,7 @@ fn main() -> ExitCode {
         Cmd::Build => setup::setup().and_then(|()| build::build()).map(drop),
         Cmd::Run { args } => run::run(&args),
         Cmd::Test => test::test(),
+        Cmd::Bench { quick } => bench::bench(quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
