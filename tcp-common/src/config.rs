@@ -1,6 +1,8 @@
 //! What userspace tells the XDP program, in one `#[repr(C)]` value so the hot path needs a
 //! single map lookup to learn everything it needs.
 
+use crate::cookie::{CookieKey, CookieSecrets};
+
 /// The set of protected TCP ports, as a 65536-bit bitmap: membership is one load and one
 /// bit test, with no loop for the verifier to bound.
 #[repr(C)]
@@ -54,17 +56,92 @@ impl core::fmt::Debug for PortSet {
     }
 }
 
-/// The single entry of the `SYNSHIELD_CONFIG` array map.
+/// Feature switches in [`Config::flags`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigFlags(pub u32);
+
+impl ConfigFlags {
+    /// Answer timestamps (and so carry window scale, SACK and ECN in the cookie).
+    pub const TIMESTAMPS: ConfigFlags = ConfigFlags(1);
+    /// Offer SACK-permitted when the SYN does (needs timestamps).
+    pub const SACK: ConfigFlags = ConfigFlags(2);
+    /// Offer window scaling when the SYN does (needs timestamps).
+    pub const WINDOW_SCALING: ConfigFlags = ConfigFlags(4);
+    /// Accept ECN when the SYN asks for it (needs timestamps; off by default: the data path
+    /// must then echo CE marks).
+    pub const ECN: ConfigFlags = ConfigFlags(8);
+    /// Answer an ACK whose cookie is invalid with a RST (off by default: under an ACK flood a
+    /// RST per packet is reflection).
+    pub const RST_INVALID_ACK: ConfigFlags = ConfigFlags(16);
+    /// Linux's defaults: timestamps, SACK and window scaling on.
+    pub const DEFAULT: ConfigFlags = ConfigFlags(1 | 2 | 4);
+
+    /// Whether every flag of `f` is set.
+    #[inline(always)]
+    #[must_use]
+    pub fn contains(self, f: ConfigFlags) -> bool {
+        self.0 & f.0 == f.0
+    }
+}
+
+/// The single entry of the `SYNSHIELD_CONFIG` array map: everything the XDP program needs, in
+/// one lookup.
+///
+/// Userspace rewrites the whole entry with one map update; the XDP program may read it
+/// meanwhile. Fields that change while running (the time counter, the key slot, a key) are
+/// naturally aligned words, and key rotation is done in two updates
+/// ([`crate::cookie::CookieSecrets::install_next_key`], then `activate_next_key`) so that the
+/// key that makes cookies is never one being written.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Ports whose SYNs and ACKs the program handles; all other traffic is passed.
     pub ports: PortSet,
+    /// Cookie keys and the time counter.
+    pub secrets: CookieSecrets,
+    /// [`ConfigFlags`] bits.
+    pub flags: u32,
+    /// Our MSS over IPv4: advertised in the SYN-ACK and the cap of the cookie's MSS class.
+    /// At most the interface MTU - 40 ([`Config::clamp_mss_to_mtu`]).
+    pub mss_v4: u16,
+    /// Our MSS over IPv6: at most the interface MTU - 60.
+    pub mss_v6: u16,
+    /// Window field of the SYN-ACK.
+    pub window: u16,
+    /// Our window scale shift, offered when the SYN offers one (0..=14).
+    pub wscale: u8,
+    /// TTL (IPv4) / hop limit (IPv6) of what we send.
+    pub ttl: u8,
+    /// Zero (keeps the layout free of padding).
+    pub reserved: u32,
 }
 
 impl Config {
-    /// A configuration that protects nothing: the program passes everything.
-    pub const EMPTY: Config = Config { ports: PortSet::EMPTY };
+    /// A configuration that protects nothing: the program passes everything. Other fields
+    /// hold the defaults; the keys are zero until userspace writes real ones.
+    pub const EMPTY: Config = Config {
+        ports: PortSet::EMPTY,
+        secrets: CookieSecrets {
+            keys: [CookieKey { k0: 0, k1: 0 }, CookieKey { k0: 0, k1: 0 }],
+            current: 0,
+            counter: 0,
+        },
+        flags: ConfigFlags::DEFAULT.0,
+        mss_v4: 1460,
+        mss_v6: 1440,
+        window: 65535,
+        wscale: 7,
+        ttl: 64,
+        reserved: 0,
+    };
+
+    /// Lowers the MSS values to what an interface MTU allows (IPv4 and TCP headers 40 bytes,
+    /// IPv6 and TCP 60).
+    pub fn clamp_mss_to_mtu(&mut self, mtu: u32) {
+        let cap = |hdr: u32| u16::try_from(mtu.saturating_sub(hdr)).unwrap_or(u16::MAX);
+        self.mss_v4 = self.mss_v4.min(cap(40));
+        self.mss_v6 = self.mss_v6.min(cap(60));
+    }
 }
 
 #[cfg(feature = "user")]
@@ -73,8 +150,6 @@ unsafe impl aya::Pod for Config {}
 
 #[cfg(test)]
 mod tests {
-    extern crate std;
-
     use super::*;
 
     #[test]
@@ -93,4 +168,20 @@ mod tests {
         assert_eq!(s.len(), 7);
         assert_eq!(s.iter().collect::<std::vec::Vec<_>>(), [0, 1, 63, 64, 80, 443, 65535]);
     }
+
+    #[test]
+    fn config_has_no_padding() {
+        assert_eq!(core::mem::size_of::<Config>(), 8192 + 40 + 4 + 2 + 2 + 2 + 1 + 1 + 4);
+    }
+
+    #[test]
+    fn mss_clamp() {
+        let mut c = Config::EMPTY;
+        c.clamp_mss_to_mtu(1400);
+        assert_eq!((c.mss_v4, c.mss_v6), (1360, 1340));
+        c.clamp_mss_to_mtu(9000);
+        assert_eq!((c.mss_v4, c.mss_v6), (1360, 1340));
+    }
+
+    extern crate std;
 }

@@ -35,11 +35,10 @@ counters! {
     PassNotTcp => "pass_not_tcp",
     /// TCP to a port we do not protect.
     PassOtherPort => "pass_other_port",
-    /// IPv4 fragment after the first, or IPv6 with extension headers that do not lead to a
-    /// protected port: no TCP header to judge, the kernel reassembles or rejects.
-    PassFragment => "pass_fragment",
-    /// TCP to a protected port that the SYN-cookie path does not handle yet.
-    PassProtected => "pass_protected",
+    /// No TCP header to judge: an IPv4 fragment after the first, an IPv6 fragment after the
+    /// first, or IPv6 extension headers we do not walk (AH, ESP, more than four): the kernel
+    /// reassembles or rejects.
+    PassNoTcpHeader => "pass_no_tcp_header",
     /// Shorter than its headers claim: dropped.
     DropTruncated => "drop_truncated",
     /// IPv4 fragment (a fragment cannot be a SYN we answer): dropped.
@@ -52,7 +51,7 @@ counters! {
     DropBadChecksum => "drop_bad_checksum",
     /// SYN carrying payload (a SYN flood's favourite): dropped.
     DropSynWithPayload => "drop_syn_with_payload",
-    /// SYN with FIN or RST set: an invalid combination, dropped.
+    /// SYN with FIN, RST or ACK set (not a client's SYN): dropped.
     DropSynBadFlags => "drop_syn_bad_flags",
     /// TCP header shorter than 20 bytes (data offset below 5): dropped.
     DropBadTcpHeader => "drop_bad_tcp_header",
@@ -69,6 +68,8 @@ counters! {
     DropFlowTableFull => "drop_flow_table_full",
     /// Redirect to the AF_XDP socket failed (no socket on this queue): dropped.
     DropNoSocket => "drop_no_socket",
+    /// `bpf_xdp_adjust_tail` refused to resize the frame for our answer (no tailroom): dropped.
+    DropResizeFailed => "drop_resize_failed",
     /// SYN answered with a SYN-cookie SYN-ACK (XDP_TX).
     TxSynAck => "tx_synack",
     /// Invalid ACK answered with a RST (only when configured).

@@ -3,11 +3,18 @@
 //! counter names and the SYN cookie.
 #![no_std]
 
+pub mod checksum;
 pub mod config;
+pub mod cookie;
 pub mod counters;
+pub mod flow;
+pub mod synack;
+pub mod tcp_options;
 
-pub use config::{Config, PortSet};
+pub use config::{Config, ConfigFlags, PortSet};
+pub use cookie::{CookieKey, CookieSecrets};
 pub use counters::Counter;
+pub use flow::{FlowKey, FlowValue};
 
 /// Names of the maps in the XDP object, used by the loader to find them.
 pub mod maps {
@@ -15,6 +22,10 @@ pub mod maps {
     pub const CONFIG: &str = "SYNSHIELD_CONFIG";
     /// `PerCpuArray<u64>`, indexed by [`crate::Counter`].
     pub const COUNTERS: &str = "SYNSHIELD_COUNTERS";
+    /// `HashMap<FlowKey, FlowValue>`: connections whose third ACK carried a valid cookie.
+    pub const FLOWS: &str = "SYNSHIELD_FLOWS";
+    /// `XskMap`, indexed by RX queue: the AF_XDP sockets that receive the flows' segments.
+    pub const XSKS: &str = "SYNSHIELD_XSKS";
 }
 
 /// Name of the XDP program in the object.

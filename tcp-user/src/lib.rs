@@ -1,7 +1,9 @@
 //! synshield userspace: the XDP loader, the counters, the lab used by tests and `cargo xtask
 //! run`, and (to come) the AF_XDP data path, connection manager and applications.
 
+pub mod bench;
 pub mod lab;
 pub mod loader;
+pub mod secrets;
 pub mod stats;
 pub mod xsk;

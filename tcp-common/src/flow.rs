@@ -1,0 +1,218 @@
+//! The flow table (`SYNSHIELD_FLOWS`, a hash map `FlowKey -> FlowValue`): connections whose
+//! third ACK carried a valid cookie. The XDP program inserts them and redirects their segments
+//! to userspace; userspace removes them when the connection is gone.
+
+use crate::cookie::{TsOptions, ValidCookie};
+
+/// Entries of the flow table (`max_entries` of `SYNSHIELD_FLOWS`).
+pub const FLOW_TABLE_SIZE: u32 = 65536;
+
+/// Entries of the AF_XDP socket map (`SYNSHIELD_XSKS`): one per RX queue.
+pub const MAX_RX_QUEUES: u32 = 64;
+
+/// IPv4 addresses are stored as IPv4-mapped IPv6 addresses (RFC 4291 section 2.5.5.2), so one
+/// map holds both families.
+pub const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
+/// A connection, seen from the shield: the peer (client) and our address and port.
+/// 36 bytes without padding (a hash-map key is compared byte for byte).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct FlowKey {
+    /// The peer's address, as on the wire (IPv4-mapped for IPv4).
+    pub remote_addr: [u8; 16],
+    /// Our address, as on the wire (IPv4-mapped for IPv4).
+    pub local_addr: [u8; 16],
+    /// The peer's port, in host byte order.
+    pub remote_port: u16,
+    /// Our port, in host byte order.
+    pub local_port: u16,
+}
+
+impl FlowKey {
+    /// The key of an IPv4 connection.
+    #[inline(always)]
+    #[must_use]
+    pub fn v4(remote: [u8; 4], local: [u8; 4], remote_port: u16, local_port: u16) -> FlowKey {
+        FlowKey {
+            remote_addr: v4_mapped(remote),
+            local_addr: v4_mapped(local),
+            remote_port,
+            local_port,
+        }
+    }
+
+    /// The key of an IPv6 connection.
+    #[inline(always)]
+    #[must_use]
+    pub fn v6(remote: [u8; 16], local: [u8; 16], remote_port: u16, local_port: u16) -> FlowKey {
+        FlowKey { remote_addr: remote, local_addr: local, remote_port, local_port }
+    }
+
+    /// The key of an IPv6 connection, addresses as big-endian 64-bit halves.
+    #[inline(always)]
+    #[must_use]
+    pub fn v6_words(
+        remote: [u64; 2],
+        local: [u64; 2],
+        remote_port: u16,
+        local_port: u16,
+    ) -> FlowKey {
+        let join = |a: [u64; 2]| {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&a[0].to_be_bytes());
+            b[8..].copy_from_slice(&a[1].to_be_bytes());
+            b
+        };
+        FlowKey { remote_addr: join(remote), local_addr: join(local), remote_port, local_port }
+    }
+
+    /// Whether the addresses are IPv4 (mapped).
+    #[must_use]
+    pub fn is_v4(&self) -> bool {
+        self.remote_addr[..12] == V4_MAPPED_PREFIX
+    }
+}
+
+#[inline(always)]
+fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
+    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]]
+}
+
+/// What the third ACK and its cookie established. 28 bytes, no padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowValue {
+    /// Our ISN (the cookie): the ACK acknowledged `server_isn + 1`.
+    pub server_isn: u32,
+    /// The peer's ISN: its ACK had `seq = client_isn + 1`.
+    pub client_isn: u32,
+    /// The peer's TSval on the third ACK (to echo), if [`FlowValue::TIMESTAMPS`].
+    pub ts_recent: u32,
+    /// Our TSval on the SYN-ACK (the ACK's TSecr): our later TSvals must not be smaller.
+    pub ts_synack: u32,
+    /// Offset of our timestamp clock for this connection: send `ts_clock(now) + ts_offset`.
+    pub ts_offset: u32,
+    /// MSS we may send with (from the cookie's class, within our clamp).
+    pub mss: u16,
+    /// The peer's window field on the third ACK (to be shifted by `peer_wscale`).
+    pub peer_window: u16,
+    /// The peer's window scale shift, or [`FlowValue::NO_WSCALE`].
+    pub peer_wscale: u8,
+    /// Our window scale shift (what the SYN-ACK offered); meaningful only if the peer's is set.
+    pub local_wscale: u8,
+    /// [`FlowValue::TIMESTAMPS`] | [`FlowValue::SACK`] | [`FlowValue::ECN`].
+    pub flags: u8,
+    /// Zero.
+    pub reserved: u8,
+}
+
+impl FlowValue {
+    /// `peer_wscale` when window scaling is off.
+    pub const NO_WSCALE: u8 = 0xff;
+    /// Timestamps negotiated.
+    pub const TIMESTAMPS: u8 = 1;
+    /// SACK permitted.
+    pub const SACK: u8 = 2;
+    /// ECN negotiated.
+    pub const ECN: u8 = 4;
+
+    /// The flow a valid cookie established. `timestamps` is the third ACK's (TSval, TSecr);
+    /// without it, the connection has no timestamps, window scaling, SACK or ECN, as in Linux
+    /// (`cookie_timestamp_decode`).
+    #[inline(always)]
+    #[must_use]
+    pub fn from_cookie(
+        cookie: &ValidCookie,
+        ack_seq: u32,
+        ack_ack: u32,
+        peer_window: u16,
+        timestamps: Option<(u32, u32)>,
+        local_wscale: u8,
+    ) -> FlowValue {
+        let (opts, ts_recent, ts_synack, mut flags) = match timestamps {
+            Some((val, ecr)) => (
+                crate::cookie::decode_tsecr(ecr, cookie.ts_offset),
+                val,
+                ecr,
+                FlowValue::TIMESTAMPS,
+            ),
+            None => (TsOptions::default(), 0, 0, 0),
+        };
+        if opts.sack {
+            flags |= FlowValue::SACK;
+        }
+        if opts.ecn {
+            flags |= FlowValue::ECN;
+        }
+        FlowValue {
+            server_isn: ack_ack.wrapping_sub(1),
+            client_isn: ack_seq.wrapping_sub(1),
+            ts_recent,
+            ts_synack,
+            ts_offset: cookie.ts_offset,
+            mss: cookie.mss,
+            peer_window,
+            peer_wscale: opts.wscale.unwrap_or(FlowValue::NO_WSCALE),
+            local_wscale: if opts.wscale.is_some() { local_wscale } else { 0 },
+            flags,
+            reserved: 0,
+        }
+    }
+
+    /// The options as the cookie carried them.
+    #[must_use]
+    pub fn ts_options(&self) -> TsOptions {
+        TsOptions {
+            wscale: (self.peer_wscale != FlowValue::NO_WSCALE).then_some(self.peer_wscale),
+            sack: self.flags & FlowValue::SACK != 0,
+            ecn: self.flags & FlowValue::ECN != 0,
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]`, `Copy`, integers only, no padding (36 bytes, alignment 2).
+unsafe impl aya::Pod for FlowKey {}
+
+#[cfg(feature = "user")]
+// SAFETY: `#[repr(C)]`, `Copy`, integers only, no padding (28 bytes, alignment 4).
+unsafe impl aya::Pod for FlowValue {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_have_no_padding() {
+        assert_eq!(core::mem::size_of::<FlowKey>(), 36);
+        assert_eq!(core::mem::size_of::<FlowValue>(), 28);
+    }
+
+    #[test]
+    fn v4_is_mapped() {
+        let k = FlowKey::v4([10, 0, 0, 2], [10, 0, 0, 1], 40000, 80);
+        assert!(k.is_v4());
+        assert_eq!(k.remote_addr[12..], [10, 0, 0, 2]);
+    }
+
+    #[test]
+    fn without_timestamps_nothing_is_negotiated() {
+        let c = ValidCookie { mss: 1460, mss_index: 3, ts_offset: 99 };
+        let v = FlowValue::from_cookie(&c, 1001, 5001, 512, None, 7);
+        assert_eq!((v.client_isn, v.server_isn, v.mss), (1000, 5000, 1460));
+        assert_eq!(v.ts_options(), TsOptions::default());
+        assert_eq!((v.flags, v.local_wscale), (0, 0));
+    }
+
+    #[test]
+    fn with_timestamps_options_come_from_tsecr() {
+        let c = ValidCookie { mss: 536, mss_index: 0, ts_offset: 1_000_000 };
+        let o = TsOptions { wscale: Some(9), sack: true, ecn: false };
+        let tsval = crate::cookie::encode_tsval(5000, c.ts_offset, o);
+        let v = FlowValue::from_cookie(&c, 1, 1, 100, Some((77, tsval)), 7);
+        assert_eq!(v.ts_options(), o);
+        assert_eq!((v.ts_recent, v.ts_synack, v.local_wscale), (77, tsval, 7));
+        assert_eq!(v.flags, FlowValue::TIMESTAMPS | FlowValue::SACK);
+    }
+}

@@ -1,0 +1,159 @@
+//! Packet memory: loads and stores at offsets from `ctx.data()`, and the bounds checks the
+//! verifier needs.
+//!
+//! Verifier notes:
+//! - Callers do one bounds check over a whole header block (`in_bounds(data, end, N)`) and then
+//!   access fixed offsets below `N`: per-field checks were reordered by LLVM and rejected.
+//! - Offsets are compile-time constants (the frame layout is a const generic, see
+//!   `main.rs`), so every access is `data + const`, which the verifier tracks exactly.
+//! - Packet loads and stores are single 16-, 32- or 64-bit BPF instructions through typed
+//!   pointers, although packet data is not aligned (the IP header sits at offset 14). With
+//!   `read_unaligned` / `write_unaligned`, LLVM's BPF backend splits every access into single
+//!   bytes (350 of the 1065 instructions of the SYN-ACK writer were byte stores). The x86-64 JIT
+//!   does unaligned accesses natively and the verifier checks the alignment of packet accesses
+//!   only under strict alignment, which x86 does not use. (LLVM 22's
+//!   `+allows-misaligned-mem-access` would do the same for all memory, but then LLVM also
+//!   widened accesses to stack structs of 2-byte alignment, and the verifier requires aligned
+//!   stack accesses.) Only this module accesses the packet, and only on the BPF target.
+
+use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
+use tcp_common::{
+    checksum::Sum,
+    tcp_options::{MAX_OPTIONS_LEN, OPTIONS_BUF_LEN},
+};
+
+/// Whether `[data, data + len)` is inside the frame.
+#[inline(always)]
+pub fn in_bounds(data: usize, end: usize, len: usize) -> bool {
+    data + len <= end
+}
+
+/// Byte at `p`. Caller: `p` is inside the frame.
+#[inline(always)]
+pub unsafe fn load8(p: usize) -> u8 {
+    // SAFETY: the caller checked the bounds.
+    unsafe { *(p as *const u8) }
+}
+
+/// Big-endian `u16` at `p`. Caller: `[p, p + 2)` is inside the frame.
+#[inline(always)]
+pub unsafe fn load_be16(p: usize) -> u16 {
+    // SAFETY: the caller checked the bounds; a packet access, see the module docs.
+    u16::from_be(unsafe { core::ptr::read(p as *const u16) })
+}
+
+/// Big-endian `u32` at `p`. Caller: `[p, p + 4)` is inside the frame.
+#[inline(always)]
+pub unsafe fn load_be32(p: usize) -> u32 {
+    // SAFETY: as `load_be16`.
+    u32::from_be(unsafe { core::ptr::read(p as *const u32) })
+}
+
+/// Four bytes at `p`, as on the wire. Caller: `[p, p + 4)` is inside the frame.
+#[inline(always)]
+pub unsafe fn load_4(p: usize) -> [u8; 4] {
+    // SAFETY: as `load_be16`.
+    unsafe { load_be32(p) }.to_be_bytes()
+}
+
+/// Big-endian `u64` at `p`. Caller: `[p, p + 8)` is inside the frame.
+#[inline(always)]
+pub unsafe fn load_be64(p: usize) -> u64 {
+    // SAFETY: as `load_be16`.
+    u64::from_be(unsafe { core::ptr::read(p as *const u64) })
+}
+
+/// Stores a big-endian `u64` at `p`. Caller: `[p, p + 8)` is inside the frame.
+#[inline(always)]
+pub unsafe fn store_be64(p: usize, v: u64) {
+    // SAFETY: as `load_be16`.
+    unsafe { core::ptr::write(p as *mut u64, v.to_be()) }
+}
+
+/// Stores a big-endian `u16` at `p`. Caller: `[p, p + 2)` is inside the frame.
+#[inline(always)]
+pub unsafe fn store_be16(p: usize, v: u16) {
+    // SAFETY: as `load_be16`.
+    unsafe { core::ptr::write(p as *mut u16, v.to_be()) }
+}
+
+/// Stores a big-endian `u32` at `p`. Caller: `[p, p + 4)` is inside the frame.
+#[inline(always)]
+pub unsafe fn store_be32(p: usize, v: u32) {
+    // SAFETY: as `load_be16`.
+    unsafe { core::ptr::write(p as *mut u32, v.to_be()) }
+}
+
+/// Stores four bytes (an IPv4 address as on the wire) at `p`. Caller: `[p, p + 4)` is inside
+/// the frame.
+#[inline(always)]
+pub unsafe fn store_4(p: usize, v: [u8; 4]) {
+    // SAFETY: as `load_be16`.
+    unsafe { core::ptr::write(p as *mut u32, u32::from_ne_bytes(v)) }
+}
+
+/// Swaps the two MAC addresses of the Ethernet header at `p` (a 4- and a 2-byte access each).
+/// Caller: the 12 bytes are inside the frame.
+#[inline(always)]
+pub unsafe fn swap_macs(p: usize) {
+    // SAFETY: as `load_be16`.
+    unsafe {
+        let (d0, d1) = (core::ptr::read(p as *const u32), core::ptr::read((p + 4) as *const u16));
+        let (s0, s1) =
+            (core::ptr::read((p + 6) as *const u32), core::ptr::read((p + 10) as *const u16));
+        core::ptr::write(p as *mut u32, s0);
+        core::ptr::write((p + 4) as *mut u16, s1);
+        core::ptr::write((p + 6) as *mut u32, d0);
+        core::ptr::write((p + 10) as *mut u16, d1);
+    }
+}
+
+/// The TCP options area, copied out of the packet: parsing then reads plain memory at masked
+/// offsets instead of packet memory behind a bounds check per byte.
+///
+/// Verifier notes: per-byte packet checks in the parser were rewritten by LLVM into
+/// `data_end - 4` (pointer arithmetic on `pkt_end`, refused). A copy in ten bounds-checked
+/// word steps split every path eleven ways by options length and packet range, and the
+/// verifier then explored all that follows eleven times. `bpf_xdp_load_bytes` copies the
+/// variable length in one helper call, and the checksum sums the zero-padded buffer without
+/// looking at the length. The buffer is a per-CPU map slot, not the stack: the SYN path's
+/// frames already come close to the 512-byte limit.
+pub struct OptionsArea {
+    /// The options, zero-padded (zero is End of Option List): a per-CPU map slot.
+    pub bytes: *mut [u8; OPTIONS_BUF_LEN],
+    /// Ones'-complement sum of the options words (for the segment checksum).
+    pub sum: Sum,
+}
+
+/// Copies `len` bytes of options (at most 40) from frame offset `offset` into `buf`. `None`
+/// if the frame ends first.
+#[inline(always)]
+pub fn load_options(
+    ctx: &XdpContext,
+    buf: *mut [u8; OPTIONS_BUF_LEN],
+    offset: usize,
+    len: usize,
+) -> Option<OptionsArea> {
+    if len > MAX_OPTIONS_LEN {
+        return None;
+    }
+    // SAFETY: `buf` is this CPU's map slot of 64 bytes.
+    unsafe { buf.write([0; OPTIONS_BUF_LEN]) };
+    if len > 0 {
+        // SAFETY: `buf` has room for 64 bytes; `len` is between 1 and 40.
+        #[expect(clippy::cast_possible_truncation, reason = "offset < 128, len <= 40")]
+        let r = unsafe { bpf_xdp_load_bytes(ctx.ctx, offset as u32, buf.cast(), len as u32) };
+        if r != 0 {
+            return None;
+        }
+    }
+    // Five aligned 8-byte loads (byte-wise, LLVM spilled all forty bytes to the stack).
+    let mut sum = Sum::default();
+    let words = buf.cast::<u64>();
+    for i in 0..MAX_OPTIONS_LEN / 8 {
+        // SAFETY: within the 64-byte slot, which map memory aligns to 8.
+        let w = u64::from_be(unsafe { words.add(i).read() });
+        sum = sum.add32((w >> 32) as u32).add32(w as u32);
+    }
+    Some(OptionsArea { bytes: buf, sum })
+}

@@ -1,0 +1,725 @@
+//! The XDP program under `BPF_PROG_TEST_RUN`: crafted frames in (built with etherparse, not
+//! with our own writer), the action, the output frame and the counters out.
+//!
+//! Each test loads its own copy of the program (maps are per load), so tests run in parallel.
+#![cfg(feature = "root-tests")]
+// Helpers unwrap as the tests do (allow-unwrap-in-tests covers only #[test] functions).
+#![cfg_attr(feature = "root-tests", expect(clippy::unwrap_used, reason = "test helpers"))]
+
+use std::os::fd::AsRawFd as _;
+
+use aya::Ebpf;
+use aya::maps::{HashMap, XskMap};
+use aya::programs::{TestRun as _, TestRunOptions};
+use etherparse::{
+    IpHeaders, Ipv4Extensions, Ipv4Header, Ipv4Options, NetSlice, PacketBuilder, SlicedPacket,
+    TcpOptionElement, TransportSlice, VlanId,
+};
+use tcp_common::cookie::{self, CookieKey, CookieSecrets, TsOptions, TupleV4, TupleV6};
+use tcp_common::{Config, ConfigFlags, Counter, FlowKey, FlowValue, PortSet, maps};
+use tcp_user::lab::{Lab, SHIELD_IF};
+use tcp_user::loader;
+use tcp_user::xsk::{XskConfig, XskMode, XskSocket};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+const XDP_REDIRECT: u32 = 4;
+
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const SHIELD_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const CLIENT_V4: [u8; 4] = [198, 18, 0, 1];
+const SHIELD_V4: [u8; 4] = [198, 18, 0, 2];
+const CLIENT_V6: [u8; 16] = [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const SHIELD_V6: [u8; 16] = [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+const PORT: u16 = 8080;
+const CLIENT_PORT: u16 = 40000;
+const CLIENT_ISN: u32 = 0x1234_5678;
+const CLIENT_TSVAL: u32 = 0xa0b0_c0d0;
+
+fn config() -> Config {
+    let mut ports = PortSet::EMPTY;
+    ports.insert(PORT);
+    ports.insert(443);
+    Config {
+        ports,
+        secrets: CookieSecrets {
+            keys: [
+                CookieKey { k0: 0x0123_4567_89ab_cdef, k1: 0xfedc_ba98_7654_3210 },
+                CookieKey { k0: 11, k1: 22 },
+            ],
+            current: 0,
+            counter: 1000,
+        },
+        ..Config::EMPTY
+    }
+}
+
+/// One loaded copy of the program with its own maps.
+struct Xdp {
+    ebpf: Ebpf,
+}
+
+/// What one run did.
+struct Run {
+    action: u32,
+    frame: Vec<u8>,
+    /// The one verdict counter that moved.
+    verdict: Counter,
+}
+
+impl Xdp {
+    fn new(cfg: &Config) -> Xdp {
+        let mut ebpf = loader::load(loader::XDP_OBJECT).expect("load the XDP object");
+        loader::program(&mut ebpf).unwrap().load().expect("verifier accepts the program");
+        loader::write_config(&mut ebpf, cfg).unwrap();
+        Xdp { ebpf }
+    }
+
+    fn set_config(&mut self, cfg: &Config) {
+        loader::write_config(&mut self.ebpf, cfg).unwrap();
+    }
+
+    fn run(&mut self, frame: &[u8]) -> Run {
+        let before = loader::read_counters(&self.ebpf).unwrap();
+        let mut out = vec![0u8; 4096];
+        let prog = loader::program(&mut self.ebpf).unwrap();
+        let r = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..TestRunOptions::new()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        let d = loader::read_counters(&self.ebpf).unwrap().since(&before);
+        assert_eq!(d.get(Counter::RxFrames), 1, "{d:?}");
+        assert_eq!(d.verdict_total(), 1, "exactly one verdict: {d:?}");
+        let verdict = *Counter::ALL
+            .iter()
+            .find(|c| **c != Counter::RxFrames && d.get(**c) == 1)
+            .expect("a verdict");
+        Run { action: r.return_value, frame: out, verdict }
+    }
+
+    fn flow(&self, key: &FlowKey) -> Option<FlowValue> {
+        let map: HashMap<_, FlowKey, FlowValue> =
+            HashMap::try_from(self.ebpf.map(maps::FLOWS).unwrap()).unwrap();
+        map.get(key, 0).ok()
+    }
+}
+
+/// Options of a Linux client's SYN: MSS 1460, SACK-permitted, timestamps, window scale 7.
+fn linux_syn_options() -> Vec<TcpOptionElement> {
+    vec![
+        TcpOptionElement::MaximumSegmentSize(1460),
+        TcpOptionElement::SelectiveAcknowledgementPermitted,
+        TcpOptionElement::Timestamp(CLIENT_TSVAL, 0),
+        TcpOptionElement::Noop,
+        TcpOptionElement::WindowScale(7),
+    ]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Vlan {
+    None,
+    One,
+    Two,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ip {
+    V4,
+    V6,
+}
+
+/// A TCP segment from the client, as etherparse writes it.
+#[expect(clippy::struct_excessive_bools, reason = "the TCP flags of a crafted segment")]
+struct Segment {
+    ip: Ip,
+    vlan: Vlan,
+    dport: u16,
+    seq: u32,
+    ack: Option<u32>,
+    syn: bool,
+    fin: bool,
+    rst: bool,
+    ecn_setup: bool,
+    options: Vec<TcpOptionElement>,
+    payload: Vec<u8>,
+}
+
+impl Segment {
+    fn syn(ip: Ip, vlan: Vlan, options: Vec<TcpOptionElement>) -> Segment {
+        Segment {
+            ip,
+            vlan,
+            dport: PORT,
+            seq: CLIENT_ISN,
+            ack: None,
+            syn: true,
+            fin: false,
+            rst: false,
+            ecn_setup: false,
+            options,
+            payload: Vec::new(),
+        }
+    }
+
+    fn frame(&self) -> Vec<u8> {
+        let eth = PacketBuilder::ethernet2(CLIENT_MAC, SHIELD_MAC);
+        let ip = match (self.vlan, self.ip) {
+            (Vlan::None, Ip::V4) => eth.ipv4(CLIENT_V4, SHIELD_V4, 64),
+            (Vlan::None, Ip::V6) => eth.ipv6(CLIENT_V6, SHIELD_V6, 64),
+            (Vlan::One, Ip::V4) => {
+                eth.single_vlan(VlanId::try_new(100).unwrap()).ipv4(CLIENT_V4, SHIELD_V4, 64)
+            }
+            (Vlan::One, Ip::V6) => {
+                eth.single_vlan(VlanId::try_new(100).unwrap()).ipv6(CLIENT_V6, SHIELD_V6, 64)
+            }
+            (Vlan::Two, Ip::V4) => eth
+                .double_vlan(VlanId::try_new(10).unwrap(), VlanId::try_new(20).unwrap())
+                .ipv4(CLIENT_V4, SHIELD_V4, 64),
+            (Vlan::Two, Ip::V6) => eth
+                .double_vlan(VlanId::try_new(10).unwrap(), VlanId::try_new(20).unwrap())
+                .ipv6(CLIENT_V6, SHIELD_V6, 64),
+        };
+        let mut tcp = ip.tcp(CLIENT_PORT, self.dport, self.seq, 64240);
+        if self.syn {
+            tcp = tcp.syn();
+        }
+        if self.fin {
+            tcp = tcp.fin();
+        }
+        if self.rst {
+            tcp = tcp.rst();
+        }
+        if self.ecn_setup {
+            tcp = tcp.ece().cwr();
+        }
+        if let Some(a) = self.ack {
+            tcp = tcp.ack(a);
+        }
+        let tcp = tcp.options(&self.options).unwrap();
+        let mut buf = Vec::with_capacity(tcp.size(self.payload.len()));
+        tcp.write(&mut buf, &self.payload).unwrap();
+        buf
+    }
+}
+
+/// A parsed and checked SYN-ACK.
+struct SynAck {
+    seq: u32,
+    options: Vec<TcpOptionElement>,
+    ece: bool,
+}
+
+/// Parses `frame` as our answer to `syn` and checks everything an independent parser can:
+/// addresses and ports swapped, checksums, flags, ack, TTL; returns what is left to check.
+fn parse_synack(frame: &[u8], syn: &Segment) -> SynAck {
+    let p = SlicedPacket::from_ethernet(frame).expect("a well-formed frame");
+    let Some(etherparse::LinkSlice::Ethernet2(eth)) = &p.link else { panic!("not Ethernet") };
+    assert_eq!((eth.source(), eth.destination()), (SHIELD_MAC, CLIENT_MAC));
+    assert_eq!(p.vlan.is_some(), syn.vlan != Vlan::None, "VLAN tags kept");
+    let Some(TransportSlice::Tcp(tcp)) = &p.transport else { panic!("not TCP: {p:?}") };
+    match &p.net {
+        Some(NetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            assert_eq!((h.source(), h.destination()), (SHIELD_V4, CLIENT_V4));
+            assert_eq!(h.ttl(), 64);
+            assert_eq!(h.header_checksum(), h.to_header().calc_header_checksum(), "IP checksum");
+            assert_eq!(usize::from(h.total_len()), 20 + tcp.slice().len());
+            assert_eq!(
+                tcp.checksum(),
+                tcp.calc_checksum_ipv4(h.source(), h.destination()).unwrap(),
+                "TCP checksum"
+            );
+        }
+        Some(NetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            assert_eq!((h.source(), h.destination()), (SHIELD_V6, CLIENT_V6));
+            assert_eq!(h.hop_limit(), 64);
+            assert_eq!(usize::from(h.payload_length()), tcp.slice().len());
+            assert_eq!(
+                tcp.checksum(),
+                tcp.calc_checksum_ipv6(h.source(), h.destination()).unwrap(),
+                "TCP checksum"
+            );
+        }
+        None => panic!("no IP"),
+    }
+    assert_eq!((tcp.source_port(), tcp.destination_port()), (syn.dport, CLIENT_PORT));
+    assert!(tcp.syn() && tcp.ack() && !tcp.fin() && !tcp.rst() && !tcp.cwr());
+    assert_eq!(tcp.acknowledgment_number(), syn.seq.wrapping_add(1));
+    assert!(tcp.payload().is_empty());
+    let options = tcp.options_iterator().map(|o| o.unwrap()).collect();
+    SynAck { seq: tcp.sequence_number(), options, ece: tcp.ece() }
+}
+
+fn check_cookie(cfg: &Config, ip: Ip, isn: u32, cookie: u32) -> cookie::ValidCookie {
+    match ip {
+        Ip::V4 => cfg.secrets.check(
+            &TupleV4 {
+                client: CLIENT_V4,
+                server: SHIELD_V4,
+                client_port: CLIENT_PORT,
+                server_port: PORT,
+            },
+            isn,
+            cookie,
+        ),
+        Ip::V6 => {
+            cfg.secrets.check(&TupleV6::new(CLIENT_V6, SHIELD_V6, CLIENT_PORT, PORT), isn, cookie)
+        }
+    }
+    .expect("userspace validates the cookie")
+}
+
+fn flow_key(ip: Ip) -> FlowKey {
+    match ip {
+        Ip::V4 => FlowKey::v4(CLIENT_V4, SHIELD_V4, CLIENT_PORT, PORT),
+        Ip::V6 => FlowKey::v6(CLIENT_V6, SHIELD_V6, CLIENT_PORT, PORT),
+    }
+}
+
+fn find_ts(options: &[TcpOptionElement]) -> Option<(u32, u32)> {
+    options.iter().find_map(|o| match o {
+        TcpOptionElement::Timestamp(v, e) => Some((*v, *e)),
+        _ => None,
+    })
+}
+
+/// SYN -> SYN-ACK with every option, then the third ACK is validated and its flow recorded.
+fn handshake(ip: Ip, vlan: Vlan) {
+    let cfg = config();
+    let mut xdp = Xdp::new(&cfg);
+    let syn = Segment::syn(ip, vlan, linux_syn_options());
+    let r = xdp.run(&syn.frame());
+    assert_eq!((r.action, r.verdict), (XDP_TX, Counter::TxSynAck), "{ip:?} {vlan:?}");
+    let sa = parse_synack(&r.frame, &syn);
+    let valid = check_cookie(&cfg, ip, CLIENT_ISN, sa.seq);
+    let expect_mss = match ip {
+        Ip::V4 => 1460,
+        Ip::V6 => 1440,
+    };
+    assert_eq!(valid.mss, expect_mss);
+    assert_eq!(sa.options[0], TcpOptionElement::MaximumSegmentSize(expect_mss));
+    assert!(sa.options.contains(&TcpOptionElement::SelectiveAcknowledgementPermitted));
+    assert!(sa.options.contains(&TcpOptionElement::WindowScale(cfg.wscale)));
+    let (tsval, tsecr) = find_ts(&sa.options).expect("timestamps answered");
+    assert_eq!(tsecr, CLIENT_TSVAL);
+    assert_eq!(
+        cookie::decode_tsecr(tsval, valid.ts_offset),
+        TsOptions { wscale: Some(7), sack: true, ecn: false }
+    );
+    assert!(!sa.ece);
+
+    // The third ACK, as the client sends it.
+    let ack = Segment {
+        syn: false,
+        seq: CLIENT_ISN + 1,
+        ack: Some(sa.seq.wrapping_add(1)),
+        options: vec![
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+            TcpOptionElement::Timestamp(CLIENT_TSVAL + 5, tsval),
+        ],
+        ..Segment::syn(ip, vlan, Vec::new())
+    };
+    let r = xdp.run(&ack.frame());
+    // No AF_XDP socket is bound in this test: the redirect fails after the flow is recorded.
+    assert_eq!((r.action, r.verdict), (XDP_DROP, Counter::DropNoSocket));
+    let flow = xdp.flow(&flow_key(ip)).expect("flow inserted");
+    assert_eq!((flow.client_isn, flow.server_isn, flow.mss), (CLIENT_ISN, sa.seq, expect_mss));
+    assert_eq!((flow.peer_wscale, flow.local_wscale), (7, cfg.wscale));
+    assert_eq!(flow.flags, FlowValue::TIMESTAMPS | FlowValue::SACK);
+    assert_eq!(
+        (flow.ts_recent, flow.ts_synack, flow.ts_offset),
+        (CLIENT_TSVAL + 5, tsval, valid.ts_offset)
+    );
+}
+
+#[test]
+fn handshake_ipv4() {
+    handshake(Ip::V4, Vlan::None);
+}
+
+#[test]
+fn handshake_ipv6() {
+    handshake(Ip::V6, Vlan::None);
+}
+
+#[test]
+fn handshake_ipv4_one_vlan() {
+    handshake(Ip::V4, Vlan::One);
+}
+
+#[test]
+fn handshake_ipv6_two_vlans() {
+    handshake(Ip::V6, Vlan::Two);
+}
+
+#[test]
+fn handshake_ipv4_two_vlans_and_ipv6_one_vlan() {
+    handshake(Ip::V4, Vlan::Two);
+    handshake(Ip::V6, Vlan::One);
+}
+
+#[test]
+fn syn_without_options_gets_mss_only_and_default_mss_class() {
+    let cfg = config();
+    let mut xdp = Xdp::new(&cfg);
+    for ip in [Ip::V4, Ip::V6] {
+        let syn = Segment::syn(ip, Vlan::None, Vec::new());
+        let r = xdp.run(&syn.frame());
+        assert_eq!((r.action, r.verdict), (XDP_TX, Counter::TxSynAck));
+        let sa = parse_synack(&r.frame, &syn);
+        assert_eq!(sa.options.len(), 1, "{:?}", sa.options);
+        let valid = check_cookie(&cfg, ip, CLIENT_ISN, sa.seq);
+        // RFC 9293 default MSS when the SYN has none: 536 / 1220.
+        assert_eq!(valid.mss, if ip == Ip::V4 { 536 } else { 1220 });
+    }
+}
+
+#[test]
+fn syn_without_timestamps_gets_no_window_scaling_or_sack() {
+    let cfg = config();
+    let mut xdp = Xdp::new(&cfg);
+    let syn = Segment::syn(
+        Ip::V4,
+        Vlan::None,
+        vec![
+            TcpOptionElement::MaximumSegmentSize(1400),
+            TcpOptionElement::Noop,
+            TcpOptionElement::WindowScale(8),
+            TcpOptionElement::Noop,
+            TcpOptionElement::Noop,
+            TcpOptionElement::SelectiveAcknowledgementPermitted,
+        ],
+    );
+    let r = xdp.run(&syn.frame());
+    assert_eq!(r.verdict, Counter::TxSynAck);
+    let sa = parse_synack(&r.frame, &syn);
+    assert_eq!(sa.options, [TcpOptionElement::MaximumSegmentSize(1460)]);
+    assert_eq!(check_cookie(&cfg, Ip::V4, CLIENT_ISN, sa.seq).mss, 1300);
+}
+
+#[test]
+fn mss_is_clamped_by_configuration() {
+    let mut cfg = config();
+    cfg.clamp_mss_to_mtu(1400);
+    let mut xdp = Xdp::new(&cfg);
+    let syn = Segment::syn(Ip::V4, Vlan::None, linux_syn_options());
+    let r = xdp.run(&syn.frame());
+    let sa = parse_synack(&r.frame, &syn);
+    assert_eq!(sa.options[0], TcpOptionElement::MaximumSegmentSize(1360));
+    assert_eq!(check_cookie(&cfg, Ip::V4, CLIENT_ISN, sa.seq).mss, 1300);
+}
+
+#[test]
+fn ecn_setup_is_accepted_only_when_enabled() {
+    let mut cfg = config();
+    let mut syn = Segment::syn(Ip::V4, Vlan::None, linux_syn_options());
+    syn.ecn_setup = true;
+    let mut xdp = Xdp::new(&cfg);
+    let sa = parse_synack(&xdp.run(&syn.frame()).frame, &syn);
+    assert!(!sa.ece, "ECN is off by default");
+    cfg.flags |= ConfigFlags::ECN.0;
+    xdp.set_config(&cfg);
+    let sa = parse_synack(&xdp.run(&syn.frame()).frame, &syn);
+    assert!(sa.ece);
+    let valid = check_cookie(&cfg, Ip::V4, CLIENT_ISN, sa.seq);
+    let (tsval, _) = find_ts(&sa.options).unwrap();
+    assert!(cookie::decode_tsecr(tsval, valid.ts_offset).ecn);
+}
+
+fn third_ack(cookie: u32) -> Segment {
+    Segment {
+        syn: false,
+        seq: CLIENT_ISN + 1,
+        ack: Some(cookie.wrapping_add(1)),
+        ..Segment::syn(Ip::V4, Vlan::None, Vec::new())
+    }
+}
+
+/// With an AF_XDP socket on the RX queue, the third ACK is redirected to it (`XDP_REDIRECT`),
+/// and so is the next segment of the flow. (The socket is bound to a lab veth; the test run
+/// uses queue 0, where it sits.)
+#[test]
+fn valid_ack_and_known_flow_are_redirected_to_the_queue_socket() {
+    let lab = Lab::new().unwrap();
+    let cfg = config();
+    let mut xdp = Xdp::new(&cfg);
+    let socket = lab
+        .shield
+        .enter(|| {
+            XskSocket::open(
+                SHIELD_IF,
+                0,
+                &XskConfig { mode: XskMode::Copy, ..XskConfig::default() },
+            )
+        })
+        .unwrap()
+        .expect("AF_XDP socket on the lab veth");
+    let mut xsks = XskMap::try_from(xdp.ebpf.map_mut(maps::XSKS).unwrap()).unwrap();
+    xsks.set(0, socket.as_raw_fd(), 0).unwrap();
+
+    let syn = Segment::syn(Ip::V4, Vlan::None, linux_syn_options());
+    let sa = parse_synack(&xdp.run(&syn.frame()).frame, &syn);
+    let (tsval, _) = find_ts(&sa.options).unwrap();
+    let mut ack = third_ack(sa.seq);
+    ack.options = vec![
+        TcpOptionElement::Noop,
+        TcpOptionElement::Noop,
+        TcpOptionElement::Timestamp(CLIENT_TSVAL + 1, tsval),
+    ];
+    let r = xdp.run(&ack.frame());
+    assert_eq!((r.action, r.verdict), (XDP_REDIRECT, Counter::RedirectNewFlow));
+    assert!(xdp.flow(&flow_key(Ip::V4)).is_some());
+    let mut data = third_ack(sa.seq);
+    data.payload = b"GET / HTTP/1.0\r\n\r\n".to_vec();
+    let r = xdp.run(&data.frame());
+    assert_eq!((r.action, r.verdict), (XDP_REDIRECT, Counter::RedirectFlow));
+    drop(socket);
+}
+
+#[test]
+fn forged_expired_and_wrong_key_acks_are_rejected() {
+    let cfg = config();
+    let mut xdp = Xdp::new(&cfg);
+    let syn = Segment::syn(Ip::V4, Vlan::None, Vec::new());
+    let sa = parse_synack(&xdp.run(&syn.frame()).frame, &syn);
+    for forged in [sa.seq ^ 1, sa.seq ^ 0x0100_0000, 0, 0xdead_beef] {
+        let r = xdp.run(&third_ack(forged).frame());
+        assert_eq!((r.action, r.verdict), (XDP_DROP, Counter::DropAckInvalid));
+    }
+    // Wrong client ISN for a right cookie.
+    let mut ack = third_ack(sa.seq);
+    ack.seq += 1;
+    assert_eq!(xdp.run(&ack.frame()).verdict, Counter::DropAckInvalid);
+    assert!(xdp.flow(&flow_key(Ip::V4)).is_none());
+    // Expired: two counter periods later.
+    let mut later = cfg;
+    later.secrets.counter += 2;
+    xdp.set_config(&later);
+    assert_eq!(xdp.run(&third_ack(sa.seq).frame()).verdict, Counter::DropAckInvalid);
+    // One period later: still valid (and without timestamps nothing is negotiated).
+    later.secrets.counter = cfg.secrets.counter + 1;
+    xdp.set_config(&later);
+    assert_eq!(xdp.run(&third_ack(sa.seq).frame()).verdict, Counter::DropNoSocket);
+    let flow = xdp.flow(&flow_key(Ip::V4)).expect("flow");
+    assert_eq!((flow.flags, flow.peer_wscale, flow.mss), (0, FlowValue::NO_WSCALE, 536));
+}
+
+#[test]
+fn previous_key_is_valid_for_one_rotation() {
+    let cfg = config();
+    let mut xdp = Xdp::new(&cfg);
+    let syn = Segment::syn(Ip::V4, Vlan::None, Vec::new());
+    let sa = parse_synack(&xdp.run(&syn.frame()).frame, &syn);
+    let mut rotated = cfg;
+    rotated.secrets.install_next_key(CookieKey { k0: 5, k1: 6 });
+    rotated.secrets.activate_next_key();
+    xdp.set_config(&rotated);
+    assert_eq!(xdp.run(&third_ack(sa.seq).frame()).verdict, Counter::DropNoSocket);
+    let mut twice = rotated;
+    twice.secrets.install_next_key(CookieKey { k0: 7, k1: 8 });
+    twice.secrets.activate_next_key();
+    xdp.set_config(&twice);
+    // A new tuple, so the flow inserted above does not answer for it.
+    let mut ack = third_ack(sa.seq);
+    ack.dport = 443;
+    assert_eq!(xdp.run(&ack.frame()).verdict, Counter::DropAckInvalid);
+}
+
+#[test]
+fn invalid_ack_gets_rst_when_configured() {
+    let mut cfg = config();
+    cfg.flags |= ConfigFlags::RST_INVALID_ACK.0;
+    let mut xdp = Xdp::new(&cfg);
+    let mut ack = third_ack(0x5555_0000);
+    ack.payload = b"GET / HTTP/1.0\r\n\r\n".to_vec();
+    let r = xdp.run(&ack.frame());
+    assert_eq!((r.action, r.verdict), (XDP_TX, Counter::TxRst));
+    let p = SlicedPacket::from_ethernet(&r.frame).unwrap();
+    let (Some(NetSlice::Ipv4(ip)), Some(TransportSlice::Tcp(tcp))) = (&p.net, &p.transport) else {
+        panic!("not IPv4/TCP: {p:?}")
+    };
+    let h = ip.header();
+    assert_eq!((h.source(), h.destination()), (SHIELD_V4, CLIENT_V4));
+    assert_eq!(h.header_checksum(), h.to_header().calc_header_checksum());
+    assert!(tcp.rst() && !tcp.ack() && !tcp.syn());
+    assert_eq!(tcp.sequence_number(), 0x5555_0001, "<SEQ=SEG.ACK><CTL=RST>");
+    assert!(tcp.payload().is_empty());
+    assert_eq!(tcp.checksum(), tcp.calc_checksum_ipv4(h.source(), h.destination()).unwrap());
+}
+
+#[test]
+fn segments_for_unknown_flows() {
+    let mut xdp = Xdp::new(&config());
+    let mut rst = third_ack(1);
+    rst.rst = true;
+    assert_eq!(xdp.run(&rst.frame()).verdict, Counter::DropRstUnknown);
+    let mut no_ack = third_ack(1);
+    no_ack.ack = None;
+    no_ack.payload = b"data".to_vec();
+    assert_eq!(xdp.run(&no_ack.frame()).verdict, Counter::DropNoAckUnknown);
+}
+
+/// Malformed SYNs are dropped and counted by reason; never answered.
+#[test]
+fn malformed_syns_are_dropped_by_reason() {
+    let mut xdp = Xdp::new(&config());
+    let mut with_payload = Segment::syn(Ip::V4, Vlan::None, linux_syn_options());
+    with_payload.payload = b"hello".to_vec();
+    let mut syn_fin = Segment::syn(Ip::V6, Vlan::None, Vec::new());
+    syn_fin.fin = true;
+    let mut syn_rst = Segment::syn(Ip::V4, Vlan::One, Vec::new());
+    syn_rst.rst = true;
+    let mut syn_ack = Segment::syn(Ip::V4, Vlan::None, Vec::new());
+    syn_ack.ack = Some(1);
+    for (seg, reason) in [
+        (&with_payload, Counter::DropSynWithPayload),
+        (&syn_fin, Counter::DropSynBadFlags),
+        (&syn_rst, Counter::DropSynBadFlags),
+        (&syn_ack, Counter::DropSynBadFlags),
+    ] {
+        let r = xdp.run(&seg.frame());
+        assert_eq!((r.action, r.verdict), (XDP_DROP, reason));
+    }
+
+    // Bad TCP checksum.
+    let mut f = Segment::syn(Ip::V4, Vlan::None, linux_syn_options()).frame();
+    f[14 + 20 + 16] ^= 0x40;
+    assert_eq!(xdp.run(&f).verdict, Counter::DropBadChecksum);
+    let mut f = Segment::syn(Ip::V6, Vlan::Two, Vec::new()).frame();
+    f[22 + 40 + 17] ^= 1;
+    assert_eq!(xdp.run(&f).verdict, Counter::DropBadChecksum);
+    // Bad IPv4 header checksum.
+    let mut f = Segment::syn(Ip::V4, Vlan::None, Vec::new()).frame();
+    f[14 + 10] ^= 0x10;
+    assert_eq!(xdp.run(&f).verdict, Counter::DropBadChecksum);
+
+    // Malformed options: an MSS option of length 3 (and a checksum that matches it).
+    let mut f = Segment::syn(Ip::V4, Vlan::None, linux_syn_options()).frame();
+    f[14 + 20 + 21] = 3;
+    fix_tcp_checksum_v4(&mut f);
+    assert_eq!(xdp.run(&f).verdict, Counter::DropBadOptions);
+    // Data offset below 5.
+    let mut f = Segment::syn(Ip::V4, Vlan::None, Vec::new()).frame();
+    f[14 + 20 + 12] = 4 << 4;
+    assert_eq!(xdp.run(&f).verdict, Counter::DropBadTcpHeader);
+    // Truncated: the IP header claims more than the frame holds.
+    let f = Segment::syn(Ip::V4, Vlan::None, linux_syn_options()).frame();
+    assert_eq!(xdp.run(&f[..f.len() - 4]).verdict, Counter::DropTruncated);
+}
+
+fn fix_tcp_checksum_v4(f: &mut [u8]) {
+    let tcp = 14 + 20;
+    f[tcp + 16] = 0;
+    f[tcp + 17] = 0;
+    let len = u16::try_from(f.len() - tcp).unwrap();
+    let s = tcp_common::checksum::sum_bytes(&f[14 + 12..14 + 20])
+        .add16(6)
+        .add16(len)
+        .add_sum(tcp_common::checksum::sum_bytes(&f[tcp..]));
+    f[tcp + 16..tcp + 18].copy_from_slice(&s.checksum().to_be_bytes());
+}
+
+fn ipv4_with_options(dport: u16) -> Vec<u8> {
+    let mut h = Ipv4Header::new(20, 64, etherparse::IpNumber::TCP, CLIENT_V4, SHIELD_V4).unwrap();
+    h.options = Ipv4Options::try_from(&[1u8, 1, 1, 0][..]).unwrap();
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, SHIELD_MAC)
+        .ip(IpHeaders::Ipv4(h, Ipv4Extensions::default()))
+        .tcp(CLIENT_PORT, dport, CLIENT_ISN, 1000)
+        .syn();
+    let mut buf = Vec::new();
+    b.write(&mut buf, &[]).unwrap();
+    buf
+}
+
+/// IPv4 fragments, IPv4 options and IPv6 extension headers on protected ports are dropped;
+/// on other ports they are the kernel's.
+#[test]
+fn fragments_ip_options_and_extension_headers() {
+    let mut xdp = Xdp::new(&config());
+    assert_eq!(xdp.run(&ipv4_with_options(PORT)).verdict, Counter::DropIpOptions);
+    assert_eq!(xdp.run(&ipv4_with_options(22)).verdict, Counter::PassOtherPort);
+
+    // First fragment (MF set): its TCP header names the port.
+    let mut f = Segment::syn(Ip::V4, Vlan::None, Vec::new()).frame();
+    set_ipv4_frag(&mut f, 0x2000);
+    assert_eq!(xdp.run(&f).verdict, Counter::DropIpFragment);
+    // A later fragment has no TCP header: the kernel's.
+    let mut f = Segment::syn(Ip::V4, Vlan::None, Vec::new()).frame();
+    set_ipv4_frag(&mut f, 0x0010);
+    let r = xdp.run(&f);
+    assert_eq!((r.action, r.verdict), (XDP_PASS, Counter::PassNoTcpHeader));
+
+    // IPv6 with a hop-by-hop options header before TCP.
+    let f = with_ipv6_hop_by_hop(&Segment::syn(Ip::V6, Vlan::None, Vec::new()).frame());
+    assert_eq!(xdp.run(&f).verdict, Counter::DropIpv6ExtHeader);
+    let mut other = Segment::syn(Ip::V6, Vlan::None, Vec::new());
+    other.dport = 22;
+    let r = xdp.run(&with_ipv6_hop_by_hop(&other.frame()));
+    assert_eq!((r.action, r.verdict), (XDP_PASS, Counter::PassOtherPort));
+}
+
+fn set_ipv4_frag(f: &mut [u8], frag: u16) {
+    let ip = 14;
+    f[ip + 6..ip + 8].copy_from_slice(&frag.to_be_bytes());
+    f[ip + 10] = 0;
+    f[ip + 11] = 0;
+    let c = tcp_common::checksum::sum_bytes(&f[ip..ip + 20]).checksum();
+    f[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
+}
+
+/// Inserts an 8-byte hop-by-hop header (a PadN option) between the IPv6 header and TCP.
+fn with_ipv6_hop_by_hop(f: &[u8]) -> Vec<u8> {
+    let ip = 14;
+    let mut out = f[..ip + 40].to_vec();
+    out.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+    out.extend_from_slice(&f[ip + 40..]);
+    out[ip + 6] = 0;
+    let plen = u16::from_be_bytes([out[ip + 4], out[ip + 5]]) + 8;
+    out[ip + 4..ip + 6].copy_from_slice(&plen.to_be_bytes());
+    out
+}
+
+/// What is not ours goes to the kernel.
+#[test]
+fn other_traffic_is_passed() {
+    let mut xdp = Xdp::new(&config());
+    let mut other = Segment::syn(Ip::V4, Vlan::One, linux_syn_options());
+    other.dport = 22;
+    let r = xdp.run(&other.frame());
+    assert_eq!((r.action, r.verdict), (XDP_PASS, Counter::PassOtherPort));
+    assert_eq!(r.frame, other.frame(), "untouched");
+
+    let mut udp = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, SHIELD_MAC)
+        .ipv4(CLIENT_V4, SHIELD_V4, 64)
+        .udp(CLIENT_PORT, PORT)
+        .write(&mut udp, b"x")
+        .unwrap();
+    assert_eq!(xdp.run(&udp).verdict, Counter::PassNotTcp);
+
+    let mut icmp = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, SHIELD_MAC)
+        .ipv6(CLIENT_V6, SHIELD_V6, 64)
+        .icmpv6_echo_request(1, 1)
+        .write(&mut icmp, b"ping")
+        .unwrap();
+    assert_eq!(xdp.run(&icmp).verdict, Counter::PassNotTcp);
+
+    // ARP request.
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&CLIENT_MAC);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&CLIENT_MAC);
+    arp.extend_from_slice(&CLIENT_V4);
+    arp.extend_from_slice(&[0; 6]);
+    arp.extend_from_slice(&SHIELD_V4);
+    let r = xdp.run(&arp);
+    assert_eq!((r.action, r.verdict), (XDP_PASS, Counter::PassNotIp));
+}
