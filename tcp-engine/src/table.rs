@@ -85,6 +85,21 @@ pub struct TableStats {
     pub closed: u64,
 }
 
+impl TableStats {
+    /// Adds `other` into `self` (summing the tables of several queues).
+    pub fn accumulate(&mut self, other: &TableStats) {
+        for (a, b) in self.by_state.iter_mut().zip(other.by_state) {
+            *a += b;
+        }
+        self.totals.accumulate(&other.totals);
+        self.no_connection += other.no_connection;
+        self.resets_for_no_connection += other.resets_for_no_connection;
+        self.malformed += other.malformed;
+        self.opened += other.opened;
+        self.closed += other.closed;
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     conn: Option<Connection>,
@@ -226,6 +241,37 @@ impl ConnectionTable {
         }
         self.flush(now, i);
         Ok(())
+    }
+
+    /// Starts a new incarnation of a tuple whose connection is in TIME-WAIT, from a validated
+    /// cookie ACK. RFC 9293 section 3.10.7.4 (and RFC 6191) let a new SYN reopen a connection
+    /// in TIME-WAIT; behind SYN cookies the SYN never reaches the engine, so the validated
+    /// ACK that completes the new handshake stands for it. The old connection ends silently:
+    /// no `Closed` event, since the tuple lives on. Without a connection for the tuple this
+    /// is [`ConnectionTable::insert_from_cookie`]; any state but TIME-WAIT is refused
+    /// (`Exists`).
+    pub fn reopen_from_cookie(
+        &mut self,
+        now: Instant,
+        handshake: &CookieHandshake,
+        ack: &TcpRepr,
+        payload: &[u8],
+    ) -> Result<(), TableError> {
+        if let Some(&i) = self.index.get(&handshake.tuple) {
+            let slot = &mut self.slots[i as usize];
+            if slot.conn.as_ref().map(Connection::state) != Some(State::TimeWait) {
+                return Err(TableError::Exists);
+            }
+            if let Some(old) = slot.conn.take() {
+                self.finished.accumulate(old.stats());
+            }
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.scheduled = None;
+            self.index.remove(&handshake.tuple);
+            self.free_slots.push(i);
+            self.closed += 1;
+        }
+        self.insert_from_cookie(now, handshake, ack, payload)
     }
 
     /// Active open to `tuple.remote` from `tuple.local`.
@@ -533,6 +579,38 @@ mod tests {
         t.handle_timeout(Instant::from_secs(7200));
         assert!(t.poll_transmit().is_none());
         assert_eq!(t.poll_timeout(), Some(Instant::from_secs(3 * 3600)));
+    }
+
+    #[test]
+    fn a_validated_cookie_reopens_a_tuple_in_time_wait_only() {
+        let mut t = table(KeepaliveConfig::default());
+        let h = handshake(tuple(1));
+        t.insert_from_cookie(Instant::ZERO, &h, &third_ack(&h), &[]).expect("new");
+        // Not in TIME-WAIT: refused.
+        assert_eq!(
+            t.reopen_from_cookie(Instant::ZERO, &h, &third_ack(&h), &[]),
+            Err(TableError::Exists)
+        );
+        // We close first; the peer ACKs our FIN and sends its own: TIME-WAIT.
+        t.close(Instant::from_millis(1), &h.tuple).expect("close");
+        let mut fin = third_ack(&h);
+        fin.ack_number = Some(h.iss + 2);
+        fin.flags = Flags::ACK | Flags::FIN;
+        fin.timestamp = Some(crate::wire::TcpTimestamp { tsval: 6, tsecr: 0 });
+        t.handle_segment(Instant::from_millis(2), h.tuple, &fin, &[]);
+        assert_eq!(t.connection(&h.tuple).map(Connection::state), Some(State::TimeWait));
+        while t.poll_event().is_some() {}
+        // A new incarnation with other ISNs takes the tuple over, without a Closed event.
+        let h2 = CookieHandshake { iss: SeqNumber::new(9000), irs: SeqNumber::new(7000), ..h };
+        t.reopen_from_cookie(Instant::from_millis(3), &h2, &third_ack(&h2), b"again")
+            .expect("reopen");
+        let conn = t.connection(&h.tuple).expect("new connection");
+        assert_eq!(conn.state(), State::Established);
+        let events: Vec<_> = std::iter::from_fn(|| t.poll_event()).collect();
+        assert!(!events.iter().any(|e| matches!(e.event, Event::Closed(_))), "{events:?}");
+        let mut buf = [0u8; 8];
+        assert_eq!(t.recv(Instant::from_millis(3), &h.tuple, &mut buf), Ok(5));
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! synshield userspace: the XDP loader, the counters, the lab used by tests and `cargo xtask
 //! run`, and (to come) the AF_XDP data path, connection manager and applications.
 
+pub mod app;
 pub mod bench;
+pub mod datapath;
 pub mod lab;
 pub mod loader;
+pub mod metrics;
 pub mod secrets;
+pub mod service;
 pub mod stats;
 pub mod xsk;

@@ -6,9 +6,12 @@
 
 use std::io;
 
+use std::borrow::Borrow;
+use std::os::fd::AsFd as _;
+
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, PerCpuArray},
+    maps::{Array, Map, MapData, PerCpuArray},
     programs::{ProgramError, Xdp, XdpMode},
 };
 use tcp_common::{Config, Counter, maps};
@@ -73,6 +76,11 @@ pub enum LoadError {
     /// The driver cannot run XDP natively.
     #[error("the driver of {0} does not support native XDP: use `--xdp-mode generic` (or `auto`)")]
     NativeUnsupported(String),
+    /// The kernel's verifier refused the program.
+    #[error(
+        "the kernel refused the XDP program ({0}); this is a synshield bug or an unsupported kernel: please report it with the full log from `RUST_LOG=debug`"
+    )]
+    Rejected(String),
     /// Anything else, with its cause.
     #[error("{0}")]
     Other(String),
@@ -146,6 +154,11 @@ impl Shield {
     }
 
     /// The loaded object, for maps that other modules own (flow table, AF_XDP sockets).
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    /// The loaded object, mutably.
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
     }
@@ -195,12 +208,77 @@ pub fn read_counters(ebpf: &Ebpf) -> Result<CounterSnapshot, LoadError> {
         .map(maps::COUNTERS)
         .ok_or_else(|| LoadError::Other(format!("the XDP object has no map {}", maps::COUNTERS)))?;
     let array: PerCpuArray<_, u64> = PerCpuArray::try_from(map).map_err(|e| other(&e))?;
+    sum_counters(&array)
+}
+
+fn sum_counters<T: Borrow<MapData>>(
+    array: &PerCpuArray<T, u64>,
+) -> Result<CounterSnapshot, LoadError> {
     let mut snapshot = CounterSnapshot::default();
     for &c in Counter::ALL {
         let per_cpu = array.get(&(c as u32), 0).map_err(|e| other(&e))?;
         snapshot.set(c, per_cpu.iter().sum());
     }
     Ok(snapshot)
+}
+
+/// A second handle on one of the object's maps (its fd duplicated), for a thread or task
+/// that must not borrow the `Ebpf`.
+pub fn map_handle(ebpf: &Ebpf, name: &str) -> Result<Map, LoadError> {
+    let map = ebpf
+        .map(name)
+        .ok_or_else(|| LoadError::Other(format!("the XDP object has no map {name}")))?;
+    let dup = |d: &MapData| -> Result<MapData, LoadError> {
+        let fd = d.fd().as_fd().try_clone_to_owned().map_err(|e| other(&e))?;
+        MapData::from_fd(fd).map_err(|e| other(&e))
+    };
+    Ok(match map {
+        Map::Array(d) => Map::Array(dup(d)?),
+        Map::PerCpuArray(d) => Map::PerCpuArray(dup(d)?),
+        Map::HashMap(d) => Map::HashMap(dup(d)?),
+        Map::XskMap(d) => Map::XskMap(dup(d)?),
+        _ => {
+            return Err(LoadError::Other(format!(
+                "map {name} is of a kind synshield does not share"
+            )));
+        }
+    })
+}
+
+/// Writes the `Config` map from anywhere (the key rotation task).
+pub struct ConfigWriter(Array<MapData, Config>);
+
+impl ConfigWriter {
+    /// Replaces the configuration the program reads.
+    pub fn write(&mut self, config: &Config) -> Result<(), LoadError> {
+        self.0.set(0, config, 0).map_err(|e| other(&e))
+    }
+}
+
+/// Reads the counters from anywhere (status line, metrics).
+pub struct CounterReader(PerCpuArray<MapData, u64>);
+
+impl CounterReader {
+    /// The counters, summed over CPUs.
+    pub fn read(&self) -> Result<CounterSnapshot, LoadError> {
+        sum_counters(&self.0)
+    }
+}
+
+impl Shield {
+    /// A writer of the `Config` map that does not borrow the shield.
+    pub fn config_writer(&self) -> Result<ConfigWriter, LoadError> {
+        Array::try_from(map_handle(&self.ebpf, maps::CONFIG)?)
+            .map(ConfigWriter)
+            .map_err(|e| other(&e))
+    }
+
+    /// A reader of the counters that does not borrow the shield.
+    pub fn counter_reader(&self) -> Result<CounterReader, LoadError> {
+        PerCpuArray::try_from(map_handle(&self.ebpf, maps::COUNTERS)?)
+            .map(CounterReader)
+            .map_err(|e| other(&e))
+    }
 }
 
 fn attach_in(program: &mut Xdp, iface: &str, mode: XdpMode) -> Result<AttachedMode, LoadError> {
@@ -238,6 +316,14 @@ fn os_error(e: &ProgramError) -> Option<i32> {
 fn program_error(e: &ProgramError, iface: &str) -> LoadError {
     match e {
         ProgramError::UnknownInterface { name } => LoadError::NoSuchInterface(name.clone()),
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            log::debug!("verifier log:\n{log}");
+            // The verifier's verdict is in its last lines ("BPF program is too large", ...).
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            LoadError::Rejected(format!("{io_error}: {}", tail.join(" / ")))
+        }
         _ => match os_error(e) {
             Some(libc::EPERM) => LoadError::NotRoot,
             Some(libc::EBUSY | libc::EEXIST) => LoadError::XdpBusy(iface.to_owned()),

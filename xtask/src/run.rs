@@ -13,6 +13,8 @@ extern "C" fn ignore(_: libc::c_int) {}
 
 /// The port the lab demo protects.
 const DEMO_PORT: u16 = 7;
+/// Where the lab demo serves its metrics (inside the shield namespace).
+const METRICS: &str = "127.0.0.1:9100";
 
 pub fn run(args: &[String]) -> Result<()> {
     setup()?;
@@ -39,10 +41,13 @@ pub fn run(args: &[String]) -> Result<()> {
          \x20 client  netns {c:<18} {CLIENT_V4}  {CLIENT_V6}\n\
          \x20 shield  netns {:<18} {SHIELD_V4}  {SHIELD_V6}  (synshield on {SHIELD_IF}, port {DEMO_PORT})\n\n\
          From another terminal:\n\
-         \x20 ip netns exec {c} nc {SHIELD_V4} {DEMO_PORT}\n\
-         \x20 ip netns exec {c} hping3 -S -p {DEMO_PORT} -c 100000 --flood {SHIELD_V4}\n\n\
+         \x20 ip netns exec {c} nc {SHIELD_V4} {DEMO_PORT}          # type a line: the echo answers\n\
+         \x20 ip netns exec {c} nc {SHIELD_V6} {DEMO_PORT}\n\
+         \x20 ip netns exec {c} hping3 -S -p {DEMO_PORT} -c 100000 --flood {SHIELD_V4}   # a bounded SYN flood\n\
+         \x20 ip netns exec {s} curl -s http://{METRICS}/metrics     # Prometheus metrics\n\n\
          Counters follow every second; Ctrl-C stops synshield and removes the lab.\n",
-        lab.shield.name()
+        lab.shield.name(),
+        s = lab.shield.name(),
     );
     // Ctrl-C reaches synshield (same terminal process group); xtask waits for it to detach
     // and exit, then removes the lab. A handler rather than SIG_IGN, which exec would inherit.
@@ -51,7 +56,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let status = lab
         .shield
         .command(built.synshield.to_str().context("non-UTF-8 path")?)
-        .args(["serve", "--iface", SHIELD_IF, "--port", &DEMO_PORT.to_string()])
+        .args(["serve", "--iface", SHIELD_IF, "--port", &DEMO_PORT.to_string(), "--app", "echo"])
+        .args(["--metrics", METRICS])
         .status()
         .context("starting synshield in the shield namespace")?;
     drop(lab);

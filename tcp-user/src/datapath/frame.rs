@@ -1,0 +1,359 @@
+//! Ethernet and IP of the frames the data path receives and sends. The TCP segment inside is
+//! the engine's business (`tcp_engine::wire`); this module finds it, with checked lengths,
+//! and wraps the engine's segments back into frames.
+//!
+//! A reply goes back the way the request came: MAC addresses swapped and the same VLAN tags,
+//! kept per connection as a [`Route`].
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+const ETH_HLEN: usize = 14;
+const VLAN_HLEN: usize = 4;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_TCP: u8 = 6;
+const IPV4_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+/// TTL / hop limit of what we send (Linux's default).
+pub const DEFAULT_TTL: u8 = 64;
+
+/// How to reach the peer of a connection at layer 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// Our MAC address (the destination of the frames we received).
+    pub local_mac: [u8; 6],
+    /// The peer's (or its router's) MAC address.
+    pub remote_mac: [u8; 6],
+    /// VLAN tags, outermost first: (TPID, TCI).
+    pub vlans: [(u16, u16); 2],
+    /// How many of `vlans` are used (0 to 2).
+    pub vlan_count: u8,
+}
+
+impl Route {
+    fn l2_len(&self) -> usize {
+        ETH_HLEN + VLAN_HLEN * usize::from(self.vlan_count)
+    }
+}
+
+/// A received frame carrying TCP, split at its layers.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TcpFrame<'a> {
+    /// The route back to the sender.
+    pub route: Route,
+    /// Source address (the peer).
+    pub src: IpAddr,
+    /// Destination address (us).
+    pub dst: IpAddr,
+    /// The TCP segment: exactly the IP payload, without Ethernet padding.
+    pub tcp: &'a [u8],
+}
+
+/// Why a frame is not a TCP segment we can hand to the engine. Each is a counted drop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Shorter than its headers say.
+    #[error("truncated frame")]
+    Truncated,
+    /// Not IPv4 or IPv6.
+    #[error("not IP")]
+    NotIp,
+    /// IP, but not TCP (or TCP behind IPv6 extension headers).
+    #[error("not TCP")]
+    NotTcp,
+    /// An IPv4 fragment.
+    #[error("IPv4 fragment")]
+    Fragment,
+    /// An IP header field that makes no sense (version, header or total length).
+    #[error("malformed IP header")]
+    BadIpHeader,
+}
+
+fn be16(b: &[u8], at: usize) -> Result<u16, FrameError> {
+    match b.get(at..at + 2) {
+        Some(&[hi, lo]) => Ok(u16::from_be_bytes([hi, lo])),
+        _ => Err(FrameError::Truncated),
+    }
+}
+
+/// Splits a received Ethernet frame into route, addresses and TCP segment.
+pub fn parse(frame: &[u8]) -> Result<TcpFrame<'_>, FrameError> {
+    let header = frame.get(..ETH_HLEN).ok_or(FrameError::Truncated)?;
+    let mut route = Route {
+        local_mac: header[0..6].try_into().map_err(|_| FrameError::Truncated)?,
+        remote_mac: header[6..12].try_into().map_err(|_| FrameError::Truncated)?,
+        vlans: [(0, 0); 2],
+        vlan_count: 0,
+    };
+    let mut ethertype = be16(frame, 12)?;
+    let mut l3 = ETH_HLEN;
+    while matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD) && usize::from(route.vlan_count) < 2 {
+        let tci = be16(frame, l3)?;
+        route.vlans[usize::from(route.vlan_count)] = (ethertype, tci);
+        route.vlan_count += 1;
+        ethertype = be16(frame, l3 + 2)?;
+        l3 += VLAN_HLEN;
+    }
+    let ip = &frame[l3..];
+    match ethertype {
+        ETH_P_IP => {
+            let h = ip.get(..IPV4_HLEN).ok_or(FrameError::Truncated)?;
+            let ihl = usize::from(h[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            if h[0] >> 4 != 4 || ihl < IPV4_HLEN || total < ihl {
+                return Err(FrameError::BadIpHeader);
+            }
+            if total > ip.len() {
+                return Err(FrameError::Truncated);
+            }
+            // More-fragments flag or a fragment offset.
+            if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+                return Err(FrameError::Fragment);
+            }
+            if h[9] != IPPROTO_TCP {
+                return Err(FrameError::NotTcp);
+            }
+            let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+            let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+            Ok(TcpFrame { route, src: src.into(), dst: dst.into(), tcp: &ip[ihl..total] })
+        }
+        ETH_P_IPV6 => {
+            let h = ip.get(..IPV6_HLEN).ok_or(FrameError::Truncated)?;
+            if h[0] >> 4 != 6 {
+                return Err(FrameError::BadIpHeader);
+            }
+            let payload = usize::from(u16::from_be_bytes([h[4], h[5]]));
+            if IPV6_HLEN + payload > ip.len() {
+                return Err(FrameError::Truncated);
+            }
+            if h[6] != IPPROTO_TCP {
+                return Err(FrameError::NotTcp);
+            }
+            let octets = |at: usize| -> Result<[u8; 16], FrameError> {
+                h[at..at + 16].try_into().map_err(|_| FrameError::Truncated)
+            };
+            let src = Ipv6Addr::from(octets(8)?);
+            let dst = Ipv6Addr::from(octets(24)?);
+            Ok(TcpFrame {
+                route,
+                src: src.into(),
+                dst: dst.into(),
+                tcp: &ip[IPV6_HLEN..IPV6_HLEN + payload],
+            })
+        }
+        _ => Err(FrameError::NotIp),
+    }
+}
+
+/// Why a frame could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The buffer cannot hold the headers and the segment.
+    #[error("frame does not fit the buffer")]
+    TooLong,
+    /// Source and destination addresses are of different families.
+    #[error("address family mismatch")]
+    FamilyMismatch,
+    /// The TCP writer failed.
+    #[error("segment could not be written")]
+    Segment,
+}
+
+/// Writes a frame from `src` to `dst` along `route` into `buf`: Ethernet (swapped MACs, the
+/// route's VLAN tags), an IPv4 or IPv6 header, and the TCP segment that `write_tcp` puts into
+/// the slice it is given (returning its length). Returns the frame length.
+pub fn build(
+    buf: &mut [u8],
+    route: &Route,
+    src: IpAddr,
+    dst: IpAddr,
+    write_tcp: impl FnOnce(&mut [u8]) -> Option<usize>,
+) -> Result<usize, BuildError> {
+    let l3 = route.l2_len();
+    let ip_hlen = match (src, dst) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => IPV4_HLEN,
+        (IpAddr::V6(_), IpAddr::V6(_)) => IPV6_HLEN,
+        _ => return Err(BuildError::FamilyMismatch),
+    };
+    let l4 = l3 + ip_hlen;
+    if buf.len() < l4 {
+        return Err(BuildError::TooLong);
+    }
+    let tcp_len = write_tcp(&mut buf[l4..]).ok_or(BuildError::Segment)?;
+    let total = l4.checked_add(tcp_len).filter(|t| *t <= buf.len()).ok_or(BuildError::TooLong)?;
+
+    buf[0..6].copy_from_slice(&route.remote_mac);
+    buf[6..12].copy_from_slice(&route.local_mac);
+    let mut at = 12;
+    for &(tpid, tci) in &route.vlans[..usize::from(route.vlan_count.min(2))] {
+        buf[at..at + 2].copy_from_slice(&tpid.to_be_bytes());
+        buf[at + 2..at + 4].copy_from_slice(&tci.to_be_bytes());
+        at += VLAN_HLEN;
+    }
+    let ethertype = if ip_hlen == IPV4_HLEN { ETH_P_IP } else { ETH_P_IPV6 };
+    buf[at..at + 2].copy_from_slice(&ethertype.to_be_bytes());
+    let ip = &mut buf[l3..l4];
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let len = u16::try_from(ip_hlen + tcp_len).map_err(|_| BuildError::TooLong)?;
+            ip.copy_from_slice(&[0; IPV4_HLEN]);
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&len.to_be_bytes());
+            ip[6] = 0x40; // Don't Fragment: we do path MTU discovery like Linux.
+            ip[8] = DEFAULT_TTL;
+            ip[9] = IPPROTO_TCP;
+            ip[12..16].copy_from_slice(&s.octets());
+            ip[16..20].copy_from_slice(&d.octets());
+            let sum = tcp_engine::wire::internet_checksum(ip);
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let len = u16::try_from(tcp_len).map_err(|_| BuildError::TooLong)?;
+            ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
+            ip[4..6].copy_from_slice(&len.to_be_bytes());
+            ip[6] = IPPROTO_TCP;
+            ip[7] = DEFAULT_TTL;
+            ip[8..24].copy_from_slice(&s.octets());
+            ip[24..40].copy_from_slice(&d.octets());
+        }
+        _ => return Err(BuildError::FamilyMismatch),
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
+
+    fn tcp_frame(
+        builder: etherparse::PacketBuilderStep<etherparse::IpHeaders>,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let b = builder.tcp(40000, 80, 1234, 64240).ack(99);
+        let mut v = Vec::new();
+        b.write(&mut v, payload).unwrap();
+        v
+    }
+
+    #[test]
+    fn parses_ipv4_and_drops_ethernet_padding() {
+        let mut f = tcp_frame(
+            PacketBuilder::ethernet2(A, B).ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64),
+            b"",
+        );
+        f.resize(60, 0); // the minimum Ethernet frame: 6 bytes of padding after TCP
+        let p = parse(&f).unwrap();
+        assert_eq!(p.src, IpAddr::from([198, 18, 0, 1]));
+        assert_eq!(p.dst, IpAddr::from([198, 18, 0, 2]));
+        assert_eq!(p.tcp.len(), 20, "padding is not part of the segment");
+        assert_eq!(p.route.remote_mac, A);
+        assert_eq!(p.route.local_mac, B);
+        assert_eq!(p.route.vlan_count, 0);
+    }
+
+    #[test]
+    fn parses_ipv6_with_two_vlan_tags() {
+        let b = PacketBuilder::ethernet2(A, B)
+            .double_vlan(100.try_into().unwrap(), 200.try_into().unwrap())
+            .ipv6(
+                [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                64,
+            );
+        let f = tcp_frame(b, b"hello");
+        let p = parse(&f).unwrap();
+        assert_eq!(p.tcp.len(), 25);
+        assert_eq!(p.route.vlan_count, 2);
+        assert_eq!(p.route.vlans[0].1 & 0x0fff, 100);
+        assert_eq!(p.route.vlans[1].1 & 0x0fff, 200);
+        assert_eq!(p.route.vlans[0].0, ETH_P_8021AD);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_whole_tcp_segment() {
+        let f = tcp_frame(
+            PacketBuilder::ethernet2(A, B).ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64),
+            b"data",
+        );
+        for cut in 0..f.len() {
+            // Every truncation is refused (padding aside, the IP length covers all of it).
+            assert!(parse(&f[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut frag = f.clone();
+        frag[14 + 6] |= 0x20; // more fragments
+        assert_eq!(parse(&frag), Err(FrameError::Fragment));
+        let mut udp = f.clone();
+        udp[14 + 9] = 17;
+        assert_eq!(parse(&udp), Err(FrameError::NotTcp));
+        let mut arp = f.clone();
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert_eq!(parse(&arp), Err(FrameError::NotIp));
+        let mut bad = f;
+        bad[14] = 0x44; // IHL 4 words < 20 bytes
+        assert_eq!(parse(&bad), Err(FrameError::BadIpHeader));
+    }
+
+    #[test]
+    fn built_frames_parse_with_an_independent_parser() {
+        for (src, dst) in [
+            (IpAddr::from([198, 18, 0, 2]), IpAddr::from([198, 18, 0, 1])),
+            ("2001:2::2".parse().unwrap(), "2001:2::1".parse().unwrap()),
+        ] {
+            let route = Route {
+                local_mac: B,
+                remote_mac: A,
+                vlans: [(ETH_P_8021Q, 7), (0, 0)],
+                vlan_count: 1,
+            };
+            let tuple = tcp_engine::FourTuple::new((src, 80).into(), (dst, 40000).into());
+            let seg = tcp_engine::Segment {
+                repr: tcp_engine::wire::TcpRepr::new(80, 40000, tcp_engine::SeqNumber::new(7)),
+                payload: b"reply".to_vec(),
+            };
+            let pseudo = tuple.outgoing_pseudo_header().unwrap();
+            let mut buf = [0u8; 256];
+            let n = build(&mut buf, &route, src, dst, |b| seg.emit_into(b, &pseudo).ok()).unwrap();
+            let sliced = SlicedPacket::from_ethernet(&buf[..n]).unwrap();
+            let Some(TransportSlice::Tcp(tcp)) = sliced.transport else { panic!("no TCP") };
+            assert_eq!(tcp.payload(), b"reply");
+            assert_eq!(tcp.source_port(), 80);
+            let checksum_ok = match sliced.net {
+                Some(NetSlice::Ipv4(ip)) => {
+                    assert!(
+                        ip.header().header_checksum()
+                            == ip.header().to_header().calc_header_checksum()
+                    );
+                    tcp.calc_checksum_ipv4(ip.header().source(), ip.header().destination()).unwrap()
+                        == tcp.checksum()
+                }
+                Some(NetSlice::Ipv6(ip)) => {
+                    tcp.calc_checksum_ipv6(ip.header().source(), ip.header().destination()).unwrap()
+                        == tcp.checksum()
+                }
+                _ => panic!("no IP"),
+            };
+            assert!(checksum_ok);
+            // And our own parser gets back what we put in.
+            let p = parse(&buf[..n]).unwrap();
+            assert_eq!((p.src, p.dst), (src, dst));
+            assert_eq!(p.route.vlans[0], (ETH_P_8021Q, 7));
+        }
+    }
+
+    #[test]
+    fn build_refuses_small_buffers_and_mixed_families() {
+        let route = Route { local_mac: B, remote_mac: A, vlans: [(0, 0); 2], vlan_count: 0 };
+        let v4 = IpAddr::from([198, 18, 0, 2]);
+        let v6: IpAddr = "2001:2::1".parse().unwrap();
+        let mut small = [0u8; 40];
+        assert_eq!(build(&mut small, &route, v4, v4, |_| Some(20)), Err(BuildError::TooLong));
+        assert_eq!(build(&mut small, &route, v4, v6, |_| Some(0)), Err(BuildError::FamilyMismatch));
+        assert_eq!(build(&mut small, &route, v4, v4, |_| None), Err(BuildError::Segment));
+    }
+}

@@ -1,0 +1,283 @@
+//! `synshield serve`: puts the pieces together. Attach the XDP program with its
+//! configuration and secrets, start the data path, serve the application on what it accepts,
+//! keep the secrets rotating, show status and metrics, and stop cleanly on SIGINT/SIGTERM.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use tcp_common::{Config, ConfigFlags, PortSet};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::app::{App, AppKind};
+use crate::datapath::manager::CookieVerifier;
+use crate::datapath::run::{DataPath, DataPathConfig, StatsHandle, serve_each};
+use crate::loader::{CounterReader, Shield, XdpModeChoice};
+use crate::secrets::{SecretKeeper, SecretsSchedule};
+use crate::xsk::{XskConfig, XskMode};
+
+/// Options of `synshield serve`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Interface to attach to (e.g. eth0).
+    #[arg(long, env = "SYNSHIELD_IFACE")]
+    pub iface: String,
+    /// Ports to protect, comma separated (at most 64).
+    #[arg(long = "port", required = true, value_delimiter = ',', num_args = 1..)]
+    pub ports: Vec<u16>,
+    /// Application served on the accepted connections.
+    #[arg(long, value_enum, default_value_t = AppKind::Echo)]
+    pub app: AppKind,
+    /// Backend for `--app proxy` (HOST:PORT).
+    #[arg(long, required_if_eq("app", "proxy"))]
+    pub upstream: Option<SocketAddr>,
+    /// Body of the `--app http` response.
+    #[arg(long, default_value = "synshield\n")]
+    pub http_body: String,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value_t = XdpModeChoice::Auto)]
+    pub xdp_mode: XdpModeChoice,
+    /// AF_XDP mode.
+    #[arg(long, value_enum, default_value_t = XskMode::Auto)]
+    pub xsk_mode: XskMode,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
+    /// Most connections held at once; beyond it new ones are reset.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_conns: usize,
+    /// Our MSS (default: what the interface MTU allows).
+    #[arg(long)]
+    pub mss: Option<u16>,
+    /// Cookie counter period in seconds (a cookie is valid for one to two periods).
+    #[arg(long, default_value_t = 64)]
+    pub cookie_period: u64,
+    /// Cookie key rotation period in seconds (the previous key stays valid for one rotation).
+    #[arg(long, default_value_t = 3600)]
+    pub key_rotation: u64,
+    /// Answer ACKs with an invalid cookie with RST (off: under an ACK flood it is reflection).
+    #[arg(long)]
+    pub rst_invalid_ack: bool,
+    /// Keepalive: idle seconds before the first probe (0 turns keepalive off).
+    #[arg(long, default_value_t = 7200)]
+    pub keepalive_idle: u64,
+    /// Keepalive: seconds between probes.
+    #[arg(long, default_value_t = 75)]
+    pub keepalive_interval: u64,
+    /// Keepalive: unanswered probes before the connection is reset.
+    #[arg(long, default_value_t = 10)]
+    pub keepalive_probes: u32,
+    /// Maximum segment lifetime in seconds (TIME-WAIT lasts twice this).
+    #[arg(long, default_value_t = 30)]
+    pub msl: u64,
+    /// Connections waiting for the application beyond which new ones are reset.
+    #[arg(long, default_value_t = 1024)]
+    pub backlog: usize,
+    /// Seconds a stop waits for connections to close with FIN before resetting them.
+    #[arg(long, default_value_t = 5)]
+    pub grace: u64,
+    /// Do not print the status line every second.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs `synshield serve` until SIGINT or SIGTERM.
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let app = match args.app {
+        AppKind::Echo => App::Echo,
+        AppKind::Discard => App::Discard,
+        AppKind::Http => App::Http(Arc::from(args.http_body.as_bytes())),
+        AppKind::Proxy => {
+            App::Proxy(args.upstream.context("--app proxy needs --upstream HOST:PORT")?)
+        }
+    };
+    for &p in &args.ports {
+        check_port_free(p)?;
+    }
+    let schedule = SecretsSchedule {
+        counter_period: Duration::from_secs(args.cookie_period),
+        key_rotation: Duration::from_secs(args.key_rotation),
+    };
+    schedule.validate()?;
+    let keeper = SecretKeeper::new(schedule, crate::secrets::monotonic_secs())
+        .context("reading the OS random source for the cookie key")?;
+    let mut config = xdp_config(&args)?;
+    config.secrets = keeper.secrets();
+    let shield = Shield::attach(&args.iface, args.xdp_mode, &config)?;
+    let engine = Arc::new(engine_config(&args, &config));
+    let cookies = Arc::new(CookieVerifier::new(config.secrets, config.wscale));
+    let (data_path, listener) = DataPath::start(
+        shield.ebpf(),
+        &DataPathConfig {
+            iface: args.iface.clone(),
+            engine,
+            xsk: XskConfig { mode: args.xsk_mode, ..XskConfig::default() },
+            backlog: args.backlog,
+            grace: tcp_engine::Duration::from_secs(args.grace),
+            max_conns: args.max_conns,
+            cookies: Some(Arc::clone(&cookies)),
+        },
+    )?;
+    // One line that scripts and tests wait for: from here on, SYNs are answered.
+    println!(
+        "synshield: attached to {} ({} XDP), protecting ports {:?}, serving {:?}",
+        shield.iface(),
+        shield.mode(),
+        config.ports,
+        args.app
+    );
+
+    let apps = tokio::spawn(serve_each(listener, move |s| app.clone().serve(s)));
+    let mut writer = shield.config_writer()?;
+    let mut secrets = tokio::spawn(crate::secrets::run(keeper, move |s| {
+        config.secrets = *s;
+        cookies.update(*s);
+        writer.write(&config).map_err(std::io::Error::other)
+    }));
+    let stats = data_path.stats_handle();
+    let counters = Arc::new(shield.counter_reader()?);
+    let metrics = match args.metrics {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!(
+                    "--metrics {addr}: cannot listen there (in use, or not an address of this host)"
+                )
+            })?;
+            let (counters, stats) = (Arc::clone(&counters), stats.clone());
+            let source =
+                move || crate::metrics::render(&counters.read().unwrap_or_default(), &stats.sum());
+            Some(tokio::spawn(crate::metrics::serve(l, Arc::new(source))))
+        }
+        None => None,
+    };
+
+    show_status_until_signal(args.quiet, &counters, &stats, &mut secrets).await?;
+    // Stop taking connections, close the open ones with FIN (RST after the grace period),
+    // then detach: in that order, so no SYN is answered for a connection nobody serves.
+    apps.abort();
+    println!("synshield: stopping: closing connections (up to {} s)", args.grace);
+    tokio::task::spawn_blocking(move || data_path.stop())
+        .await
+        .context("stopping the data path")?;
+    secrets.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
+    let iface = shield.iface().to_owned();
+    drop(shield);
+    println!("synshield: detached from {iface}");
+    Ok(())
+}
+
+/// Prints the status line every second (unless `quiet`) until SIGINT or SIGTERM; fails if
+/// the key rotation task stops.
+async fn show_status_until_signal(
+    quiet: bool,
+    counters: &CounterReader,
+    stats: &StatsHandle,
+    secrets: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+) -> Result<()> {
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let terminal = std::io::stdout().is_terminal();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last = counters.read()?;
+    let mut last_at = Instant::now();
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            r = &mut *secrets => bail!("the cookie key rotation stopped: {r:?}"),
+            _ = tick.tick() => {
+                let now = counters.read()?;
+                if !quiet {
+                    let open = stats.sum().table.by_state.iter().sum::<usize>();
+                    let line = format!("{} | conns {open}", now.status_line(&last, last_at.elapsed().as_secs_f64()));
+                    if terminal {
+                        // One line, rewritten in place: carriage return, clear line.
+                        print!("\r\x1b[2K{line}");
+                        let _ = std::io::stdout().flush();
+                    } else {
+                        println!("status: {line}");
+                    }
+                }
+                last = now;
+                last_at = Instant::now();
+            }
+        }
+    }
+    if terminal && !quiet {
+        println!();
+    }
+    Ok(())
+}
+
+/// The XDP program's configuration from the options and the interface.
+fn xdp_config(args: &ServeArgs) -> Result<Config> {
+    let mut config = Config::EMPTY;
+    config.ports = port_set(&args.ports)?;
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", args.iface));
+    if let Some(mtu) = mtu.ok().and_then(|m| m.trim().parse().ok()) {
+        config.clamp_mss_to_mtu(mtu);
+    }
+    if let Some(mss) = args.mss {
+        if !(88..=9000).contains(&mss) {
+            bail!("--mss {mss} is out of range: give a value from 88 to 9000");
+        }
+        config.mss_v4 = config.mss_v4.min(mss);
+        config.mss_v6 = config.mss_v6.min(mss);
+    }
+    if args.rst_invalid_ack {
+        config.flags |= ConfigFlags::RST_INVALID_ACK.0;
+    }
+    Ok(config)
+}
+
+/// The engine's configuration, consistent with what the XDP program advertises.
+fn engine_config(args: &ServeArgs, xdp: &Config) -> tcp_engine::Config {
+    let secs = tcp_engine::Duration::from_secs;
+    tcp_engine::Config {
+        mss: xdp.mss_v4,
+        window_scale: xdp.wscale,
+        msl: secs(args.msl),
+        keepalive: tcp_engine::KeepaliveConfig {
+            enabled: args.keepalive_idle > 0,
+            idle: secs(args.keepalive_idle),
+            interval: secs(args.keepalive_interval),
+            probes: args.keepalive_probes,
+        },
+        ..tcp_engine::Config::default()
+    }
+}
+
+fn port_set(ports: &[u16]) -> Result<PortSet> {
+    let mut set = PortSet::EMPTY;
+    for &p in ports {
+        anyhow::ensure!(p != 0, "port 0 cannot be protected: give ports from 1 to 65535");
+        set.insert(p);
+    }
+    anyhow::ensure!(
+        set.len() <= PortSet::MAX_PORTS,
+        "at most {} ports can be protected, {} were given",
+        PortSet::MAX_PORTS,
+        set.len()
+    );
+    Ok(set)
+}
+
+/// Refuses a port that a process on this host already serves: the XDP program would take
+/// its SYNs and the service would silently stop receiving connections.
+fn check_port_free(port: u16) -> Result<()> {
+    // One probe at a time: a dual-stack [::] bind would collide with our own 0.0.0.0 probe.
+    let in_use = |r: std::io::Result<TcpListener>| matches!(r, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse);
+    if in_use(TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)))
+        || in_use(TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)))
+    {
+        bail!(
+            "port {port} is already served by a process on this host (see `ss -ltnp sport = :{port}`): stop it, or put synshield in front of it with `--app proxy --upstream` on another port"
+        );
+    }
+    Ok(())
+}
