@@ -422,8 +422,10 @@ pub fn decode_tsecr(tsecr: u32, ts_offset: u32) -> TsOptions {
     TsOptions::from_bits(tsecr.wrapping_sub(ts_offset) & ((1 << TS_OPTION_BITS) - 1))
 }
 
-/// Our timestamp clock: milliseconds of `CLOCK_MONOTONIC` (what `bpf_ktime_get_ns` reads),
-/// truncated to 32 bits, as Linux's `tcp_ns_to_ts`. Add the connection's `ts_offset`.
+/// Our timestamp clock: milliseconds of `CLOCK_MONOTONIC`, truncated to 32 bits, as Linux's
+/// `tcp_ns_to_ts`. Add the connection's `ts_offset`. The XDP program feeds it
+/// `CLOCK_MONOTONIC_COARSE` (`bpf_ktime_get_coarse_ns`, cheaper, at most a tick behind), so the
+/// TSvals userspace sends later from `CLOCK_MONOTONIC` never go backwards.
 #[inline(always)]
 #[must_use]
 #[expect(clippy::cast_possible_truncation, reason = "TCP timestamps wrap (RFC 7323)")]
