@@ -160,7 +160,7 @@ impl DataPath {
             let flows =
                 BpfHashMap::try_from(crate::loader::map_handle(ebpf, tcp_common::maps::FLOWS)?)?;
             let doorbell = Arc::new(Doorbell::new()?);
-            let table = ConnectionTable::new(Arc::clone(&config.engine), isn_secret());
+            let table = ConnectionTable::new(Arc::clone(&config.engine), isn_secret()?);
             let mut manager =
                 Manager::new(table, XdpFlows(flows), accept.clone(), Arc::clone(&doorbell));
             manager.set_max_connections(per_queue_max);
@@ -225,16 +225,10 @@ fn add_stats(sum: &mut QueueStats, s: &QueueStats) {
 }
 
 /// A secret for the ISNs of connections we open (not used by cookie connections, whose ISN
-/// is the cookie): from the OS random source.
-fn isn_secret() -> u64 {
-    let mut b = [0u8; 8];
-    // SAFETY: getrandom writes at most `len` bytes into `b`.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != 8 {
-        log::warn!("getrandom failed; ISN secret from the clock");
-        return monotonic_now().total_micros();
-    }
-    u64::from_ne_bytes(b)
+/// is the cookie): from the OS random source, as the cookie keys are.
+fn isn_secret() -> Result<u64> {
+    let key = crate::secrets::random_key().context("reading the OS random source")?;
+    Ok(key.k0 ^ key.k1)
 }
 
 fn run_queue(
