@@ -8,6 +8,7 @@ pub mod config;
 pub mod cookie;
 pub mod counters;
 pub mod flow;
+pub mod proto;
 pub mod synack;
 pub mod tcp_options;
 

@@ -45,6 +45,10 @@ use tcp_common::{
     cookie::{self, CookieTuple, TupleV4, TupleV6},
     counters::COUNTER_COUNT,
     flow::{FLOW_TABLE_SIZE, MAX_RX_QUEUES},
+    proto::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPV4_HLEN,
+        IPV6_HLEN, TCP_HLEN, VLAN_HLEN,
+    },
     synack::{self, flags},
     tcp_options::TcpOptions,
 };
@@ -66,16 +70,6 @@ static FLOWS: HashMap<FlowKey, FlowValue> = HashMap::with_max_entries(FLOW_TABLE
 #[map(name = "SYNSHIELD_XSKS")]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_RX_QUEUES, 0);
 
-const ETH_HLEN: usize = 14;
-const VLAN_HLEN: usize = 4;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const IPV4_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
-const TCP_HLEN: usize = 20;
-const IPPROTO_TCP: u8 = 6;
 /// IPv4 "more fragments" flag and fragment offset (RFC 791).
 const IP_MF: u16 = 0x2000;
 const IP_OFFSET: u16 = 0x1fff;
