@@ -119,16 +119,66 @@ fn interface_with_another_xdp_program_is_refused() {
 #[test]
 fn not_root_is_one_clear_sentence() {
     let lab = Lab::new().unwrap();
+    // A copy nobody can reach wherever the checkout lives (a clone may sit in a directory
+    // other users cannot enter).
+    let dir = std::env::temp_dir().join(format!("synshield-notroot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join("synshield");
+    std::fs::copy(env!("CARGO_BIN_EXE_synshield"), &binary).unwrap();
+    for path in [&dir, &binary] {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
     let out = lab
         .shield
         .command("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
-        .arg(env!("CARGO_BIN_EXE_synshield"))
+        .arg(&binary)
+        .args(["serve", "--iface", SHIELD_IF, "--port", "7"])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("synshield needs root (CAP_BPF and CAP_NET_ADMIN)"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_port_already_served_is_one_clear_sentence() {
+    let lab = Lab::new().unwrap();
+    // A kernel service on the port, in the shield namespace.
+    let _service = lab.shield.enter(|| std::net::TcpListener::bind("0.0.0.0:7")).unwrap().unwrap();
+    let out = lab
+        .shield
+        .command(env!("CARGO_BIN_EXE_synshield"))
         .args(["serve", "--iface", SHIELD_IF, "--port", "7"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("synshield needs root (CAP_BPF and CAP_NET_ADMIN)"), "{stderr}");
+    assert!(stderr.contains("port 7 is already served by a process on this host"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let xdp = lab.shield.run("ip", &["link", "show", "dev", SHIELD_IF]).unwrap();
+    assert!(!xdp.contains("xdp"), "nothing attached: {xdp}");
+}
+
+#[test]
+fn native_mode_without_driver_support_is_one_clear_sentence() {
+    let lab = Lab::new().unwrap();
+    // Loopback runs XDP only in generic mode.
+    let err = lab
+        .shield
+        .enter(|| Shield::attach("lo", XdpModeChoice::Native, &config(&[7])))
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, LoadError::NativeUnsupported(ref n) if n == "lo"), "{err:?}");
+    assert!(err.to_string().contains("use `--xdp-mode generic`"), "{err}");
+    // And auto mode falls back to generic on the same interface.
+    let shield = lab
+        .shield
+        .enter(|| Shield::attach("lo", XdpModeChoice::Auto, &config(&[7])))
+        .unwrap()
+        .unwrap();
+    assert_eq!(shield.mode(), tcp_user::loader::AttachedMode::Generic);
 }
