@@ -96,6 +96,15 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     for &p in &args.ports {
         check_port_free(p)?;
     }
+    // Bound before anything is attached: a taken address fails with nothing to undo.
+    let metrics_listener = match args.metrics {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "--metrics {addr}: cannot listen there (in use, or not an address of this host)"
+            )
+        })?),
+        None => None,
+    };
     let schedule = SecretsSchedule {
         counter_period: Duration::from_secs(args.cookie_period),
         key_rotation: Duration::from_secs(args.key_rotation),
@@ -120,15 +129,6 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             cookies: Some(Arc::clone(&cookies)),
         },
     )?;
-    // One line that scripts and tests wait for: from here on, SYNs are answered.
-    println!(
-        "synshield: attached to {} ({} XDP), protecting ports {:?}, serving {:?}",
-        shield.iface(),
-        shield.mode(),
-        config.ports,
-        args.app
-    );
-
     let apps = tokio::spawn(serve_each(listener, move |s| app.clone().serve(s)));
     let mut writer = shield.config_writer()?;
     let mut secrets = tokio::spawn(crate::secrets::run(keeper, move |s| {
@@ -138,20 +138,21 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     }));
     let stats = data_path.stats_handle();
     let counters = Arc::new(shield.counter_reader()?);
-    let metrics = match args.metrics {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-                format!(
-                    "--metrics {addr}: cannot listen there (in use, or not an address of this host)"
-                )
-            })?;
-            let (counters, stats) = (Arc::clone(&counters), stats.clone());
-            let source =
-                move || crate::metrics::render(&counters.read().unwrap_or_default(), &stats.sum());
-            Some(tokio::spawn(crate::metrics::serve(l, Arc::new(source))))
-        }
-        None => None,
-    };
+    let metrics = metrics_listener.map(|l| {
+        let (counters, stats) = (Arc::clone(&counters), stats.clone());
+        let source =
+            move || crate::metrics::render(&counters.read().unwrap_or_default(), &stats.sum());
+        tokio::spawn(crate::metrics::serve(l, Arc::new(source)))
+    });
+    // One line that scripts and tests wait for, printed last: from here on SYNs are
+    // answered, connections served and metrics listening.
+    println!(
+        "synshield: attached to {} ({} XDP), protecting ports {:?}, serving {:?}",
+        shield.iface(),
+        shield.mode(),
+        config.ports,
+        args.app
+    );
 
     show_status_until_signal(args.quiet, &counters, &stats, &mut secrets).await?;
     // Stop taking connections, close the open ones with FIN (RST after the grace period),

@@ -49,9 +49,17 @@ impl Synshield {
 
 impl Drop for Synshield {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
+        let status = self.child.try_wait();
+        if matches!(status, Ok(None)) {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            // What synshield said is the first thing to read when a test fails.
+            eprintln!("synshield exit status before the test ended it: {status:?}");
+            for line in self.stderr.try_iter() {
+                eprintln!("synshield stderr: {line}");
+            }
         }
     }
 }
