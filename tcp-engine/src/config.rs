@@ -65,6 +65,10 @@ pub struct Config {
     pub nagle: bool,
     /// Longest an ACK for in-order data is delayed (RFC 9293 section 3.8.6.3: under 500 ms).
     pub delayed_ack: Duration,
+    /// Least time between two challenge ACKs of one connection (RFC 5961 section 7; Linux
+    /// `tcp_invalid_ratelimit`, 500 ms): spoofed RSTs, SYNs or old ACKs against an open
+    /// connection then draw at most one ACK per interval, not one per packet.
+    pub challenge_ack_interval: Duration,
     /// Lower bound of the retransmission timeout (RFC 6298 says 1 s; Linux uses 200 ms).
     pub rto_min: Duration,
     /// Upper bound of the retransmission timeout.
@@ -94,6 +98,7 @@ impl Default for Config {
             fin_wait_2_timeout: Duration::from_secs(60),
             nagle: true,
             delayed_ack: Duration::from_millis(40),
+            challenge_ack_interval: Duration::from_millis(500),
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),
             rto_initial: Duration::from_secs(1),

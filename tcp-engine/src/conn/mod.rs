@@ -340,6 +340,8 @@ pub struct Connection {
     keepalive_probes: u8,
     /// Last time data moved either way (idle timeout).
     last_activity: Instant,
+    /// When the last challenge ACK went out (RFC 5961 section 7 rate limit).
+    last_challenge_ack: Option<Instant>,
     stats: ConnStats,
 }
 
@@ -436,6 +438,7 @@ impl Connection {
             timers: TimerTable::new(),
             keepalive_probes: 0,
             last_activity: now,
+            last_challenge_ack: None,
             stats: ConnStats::default(),
             config,
         }
@@ -929,19 +932,23 @@ impl Connection {
             fin = false;
         }
 
-        // Second: RST (RFC 5961 section 3.2).
+        // Second: RST (RFC 5961 section 3.2). In TIME-WAIT a RST is ignored (RFC 1337, fix
+        // TW-1): TIME-WAIT exists to absorb old duplicates for 2 MSL, and a RST (say, the
+        // peer's answer to our re-ACK after it already closed) must not cut that short.
         if repr.flags.rst() {
-            if repr.seq_number == self.rcv_nxt {
+            if self.state == State::TimeWait {
+                self.stats.dropped += 1;
+            } else if repr.seq_number == self.rcv_nxt {
                 self.finish(CloseReason::Reset);
             } else {
-                self.send_challenge_ack();
+                self.send_challenge_ack(now);
             }
             return;
         }
 
         // Fourth: SYN in a synchronized state (RFC 5961 section 4.2): challenge ACK.
         if repr.flags.syn() {
-            self.send_challenge_ack();
+            self.send_challenge_ack(now);
             return;
         }
 
@@ -981,7 +988,7 @@ impl Connection {
             return;
         }
         if ack < self.snd_una - self.max_snd_wnd as usize {
-            self.send_challenge_ack();
+            self.send_challenge_ack(now);
             return;
         }
         self.update_ts_recent(repr, seg_len);
@@ -1110,9 +1117,17 @@ impl Connection {
         }
     }
 
-    fn send_challenge_ack(&mut self) {
-        self.stats.challenge_acks += 1;
+    /// Answers an unacceptable RST, SYN or old ACK with an ACK (RFC 5961), at most once per
+    /// `challenge_ack_interval` (section 7), so spoofed segments cannot make us reflect one
+    /// ACK each.
+    fn send_challenge_ack(&mut self, now: Instant) {
         self.stats.dropped += 1;
+        let interval = self.config.challenge_ack_interval;
+        if self.last_challenge_ack.is_some_and(|t| now.saturating_duration_since(t) < interval) {
+            return;
+        }
+        self.last_challenge_ack = Some(now);
+        self.stats.challenge_acks += 1;
         self.flags.set(ConnFlags::ACK_NOW);
     }
 

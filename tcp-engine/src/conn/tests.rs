@@ -663,6 +663,37 @@ fn established_rst_in_window_gets_challenge_ack() {
 }
 
 #[test]
+fn challenge_acks_are_rate_limited_per_connection() {
+    // RFC 5961 section 7: a burst of spoofed in-window RSTs draws one ACK per interval.
+    let mut f = established();
+    f.at(1_000);
+    for _ in 0..10 {
+        f.recv(from_peer(IRS + 100, None, Flags::RST), &[]);
+    }
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+    assert_eq!(f.conn.stats().challenge_acks, 1);
+    // Still inside the interval (500 ms): nothing; once it has passed, answered again.
+    f.at(1_499).recv(from_peer(IRS + 1, None, Flags::SYN), &[]);
+    assert!(f.sent().is_empty());
+    f.at(1_500).recv(from_peer(IRS + 1, None, Flags::SYN), &[]);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+    assert_eq!(f.conn.stats().challenge_acks, 2);
+    assert_eq!(f.state(), State::Established);
+}
+
+#[test]
+fn time_wait_ignores_rst() {
+    // RFC 1337 TW-1: even a RST exactly at RCV.NXT leaves TIME-WAIT running to its end.
+    let mut f = time_wait();
+    let _ = f.events();
+    // RCV.NXT is IRS + 2 after the peer's FIN.
+    f.at(20).recv(from_peer(IRS + 2, None, Flags::RST), &[]);
+    f.sent_nothing();
+    assert_eq!(f.state(), State::TimeWait);
+    assert!(f.events().is_empty(), "no Closed(Reset)");
+}
+
+#[test]
 fn established_rst_out_of_window_is_ignored() {
     let mut f = established();
     f.recv(from_peer(IRS + 100_000, None, Flags::RST), &[]);
