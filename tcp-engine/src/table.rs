@@ -262,14 +262,7 @@ impl ConnectionTable {
             if slot.conn.as_ref().map(Connection::state) != Some(State::TimeWait) {
                 return Err(TableError::Exists);
             }
-            if let Some(old) = slot.conn.take() {
-                self.finished.accumulate(old.stats());
-            }
-            slot.generation = slot.generation.wrapping_add(1);
-            slot.scheduled = None;
-            self.index.remove(&handshake.tuple);
-            self.free_slots.push(i);
-            self.closed += 1;
+            self.free_slot(i, &handshake.tuple);
         }
         self.insert_from_cookie(now, handshake, ack, payload)
     }
@@ -430,6 +423,20 @@ impl ConnectionTable {
         self.with_connection(now, tuple, Connection::abort)
     }
 
+    /// Removes slot `i`'s connection (keeping its counters in the totals) and frees the slot;
+    /// the generation bump makes its heap entries stale.
+    fn free_slot(&mut self, i: u32, tuple: &FourTuple) {
+        let slot = &mut self.slots[i as usize];
+        if let Some(conn) = slot.conn.take() {
+            self.finished.accumulate(conn.stats());
+        }
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.scheduled = None;
+        self.index.remove(tuple);
+        self.free_slots.push(i);
+        self.closed += 1;
+    }
+
     /// Collects a connection's segments and events, reschedules its timer, and removes it
     /// once it reported `Closed`.
     fn flush(&mut self, now: Instant, i: u32) {
@@ -445,14 +452,7 @@ impl ConnectionTable {
             self.events.push_back(TableEvent { tuple, event });
         }
         if closed {
-            if let Some(conn) = slot.conn.take() {
-                self.finished.accumulate(conn.stats());
-            }
-            slot.generation = slot.generation.wrapping_add(1);
-            slot.scheduled = None;
-            self.index.remove(&tuple);
-            self.free_slots.push(i);
-            self.closed += 1;
+            self.free_slot(i, &tuple);
             return;
         }
         if let Some(at) = conn.poll_timeout()
