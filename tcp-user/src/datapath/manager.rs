@@ -385,30 +385,29 @@ impl<F: FlowTable> Manager<F> {
         for t in self.doorbell.take() {
             self.touched.insert(t);
         }
-        while let Some(TableEvent { tuple, event }) = self.table.poll_event() {
-            match event {
-                Event::Connected | Event::Readable | Event::Writable | Event::PeerClosed => {
-                    self.touched.insert(tuple);
-                }
-                Event::Closed(reason) => self.closed(tuple, reason),
-            }
-        }
+        self.take_events();
         let touched: Vec<FourTuple> = self.touched.drain().collect();
         for tuple in touched {
             self.service(now, tuple);
         }
         // Servicing may have ended connections (close with unread data) or made segments.
+        self.take_events();
+        flowing &= self.transmit(sink);
+        self.stray_routes.clear();
+        flowing
+    }
+
+    /// Drains the engine's events: a closed connection is cleaned up at once; any other
+    /// event marks its connection for service.
+    fn take_events(&mut self) {
         while let Some(TableEvent { tuple, event }) = self.table.poll_event() {
             match event {
                 Event::Closed(reason) => self.closed(tuple, reason),
-                _ => {
+                Event::Connected | Event::Readable | Event::Writable | Event::PeerClosed => {
                     self.touched.insert(tuple);
                 }
             }
         }
-        flowing &= self.transmit(sink);
-        self.stray_routes.clear();
-        flowing
     }
 
     fn closed(&mut self, tuple: FourTuple, reason: CloseReason) {
