@@ -1,0 +1,544 @@
+//! The SYN flood in the lab.
+
+use super::*;
+
+/// What answers the SYNs on shield0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Receiver {
+    /// No XDP; a listening socket and `net.ipv4.tcp_syncookies=2` (a cookie for every SYN).
+    KernelCookies,
+    /// A native `r0 = XDP_DROP; exit`: the ceiling of a receiver on this link.
+    XdpDrop,
+    /// A native `r0 = XDP_TX; exit`, every frame sent back unchanged: the ceiling of any
+    /// XDP_TX answer on this link, and a check that XDP_TX frames are counted as delivered.
+    XdpTx,
+    /// `synshield serve --xdp-mode native`.
+    Synshield,
+}
+
+impl Receiver {
+    pub(super) const ALL: [Receiver; 4] =
+        [Receiver::KernelCookies, Receiver::XdpDrop, Receiver::XdpTx, Receiver::Synshield];
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Receiver::KernelCookies => "kernel SYN cookies (`tcp_syncookies=2`, listener)",
+            Receiver::XdpDrop => "native XDP_DROP (ceiling)",
+            Receiver::XdpTx => "native XDP_TX reflector",
+            Receiver::Synshield => "**synshield** (native XDP)",
+        }
+    }
+}
+
+/// What the SYNs look like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SynShape {
+    /// 20-byte TCP header, no options (hping3's default): 54-byte frames.
+    Bare,
+    /// The options a Linux client sends, in its order: MSS 1460, SACK permitted, timestamps,
+    /// NOP, window scale 7 (net/ipv4/tcp_output.c, `tcp_options_write`): 74-byte frames.
+    LinuxOptions,
+}
+
+impl SynShape {
+    pub(super) const ALL: [SynShape; 2] = [SynShape::Bare, SynShape::LinuxOptions];
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            SynShape::Bare => "bare (54 B)",
+            SynShape::LinuxOptions => "MSS, SACK, TS, WS (74 B)",
+        }
+    }
+
+    pub(super) fn options(self) -> &'static [u8] {
+        match self {
+            SynShape::Bare => &[],
+            SynShape::LinuxOptions => &[
+                2, 4, 0x05, 0xb4, // MSS 1460
+                4, 2, // SACK permitted
+                8, 10, 0, 1, 0, 0, 0, 0, 0, 0, // timestamps: TSval 65536, TSecr 0
+                1, // NOP
+                3, 3, 7, // window scale 7
+            ],
+        }
+    }
+
+    pub(super) fn file_name(self) -> &'static str {
+        match self {
+            SynShape::Bare => "syn-bare.cfg",
+            SynShape::LinuxOptions => "syn-options.cfg",
+        }
+    }
+}
+
+/// One flood's rates, per second of the measured window.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Measured {
+    pub(super) receiver: Receiver,
+    pub(super) shape: SynShape,
+    /// What trafgen pushed into the veth.
+    pub(super) sent: f64,
+    /// What reached shield0.
+    pub(super) reached: f64,
+    /// What the client received back (every frame the shield sent and the client saw).
+    pub(super) delivered: f64,
+    /// SYN-ACKs by the shield's own count; `None` where there is none (the two-instruction
+    /// programs), or synshield printed fewer than two status lines in the window.
+    pub(super) shield_synacks: Option<f64>,
+    /// Frames shield0 failed to send (XDP_TX refused by the peer, queue full).
+    pub(super) shield_tx_dropped: u64,
+    /// How often trafgen had to be restarted in the window (see [`Trafgen`]).
+    pub(super) trafgen_restarts: u32,
+}
+
+impl Measured {
+    /// The headline: SYN-ACKs answered per second for the kernel and synshield (see the module
+    /// documentation), frames absorbed per second for XDP_DROP, frames sent back and delivered
+    /// per second for XDP_TX.
+    pub(super) fn result(&self) -> Option<f64> {
+        match self.receiver {
+            Receiver::XdpDrop => Some(self.reached),
+            Receiver::XdpTx => Some(self.delivered),
+            Receiver::KernelCookies | Receiver::Synshield => {
+                self.shield_synacks.map(|s| s.min(self.delivered))
+            }
+        }
+    }
+}
+
+/// Floods every receiver in turn. A receiver that fails (synshield not loading, say) is
+/// reported as such and the others are still measured; an interruption ends the section.
+pub(super) fn lab_section(synshield: &Path, timing: Timing) -> Result<Section> {
+    let interrupts = Interrupts::install()?;
+    let configs = TempDir::new()?;
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    for receiver in Receiver::ALL {
+        match flood_receiver(receiver, synshield, timing, &configs, &interrupts) {
+            Ok(measured) => results.extend(measured),
+            Err(e) => {
+                interrupts.check()?;
+                eprintln!("xtask bench: {} failed: {e:#}", receiver.label());
+                failures.push((receiver, brief_error(&e)));
+            }
+        }
+    }
+    Ok(Section { text: lab_report(&results, &failures, timing), incomplete: !failures.is_empty() })
+}
+
+/// Builds a lab, sets `receiver` up on shield0 and floods it with each SYN shape.
+pub(super) fn flood_receiver(
+    receiver: Receiver,
+    synshield: &Path,
+    timing: Timing,
+    configs: &TempDir,
+    interrupts: &Interrupts,
+) -> Result<Vec<Measured>> {
+    interrupts.check()?;
+    // Declared first, dropped last: everything below runs in it and is stopped before it goes.
+    let lab = Lab::with_options(&LabOptions::default()).context("building the lab")?;
+    let _sink = lab
+        .client
+        .enter(|| attach_xdp_action(CLIENT_IF, XdpAction::Drop, XdpAttachMode::Native))?
+        .context("attaching the XDP_DROP sink to client0")?;
+    let client_mac = Lab::mac(&lab.client, CLIENT_IF)?;
+    let shield_mac = Lab::mac(&lab.shield, SHIELD_IF)?;
+    // The kernel sends its answers through the neighbour table and the client's sink drops ARP:
+    // a permanent entry for the only address SYNs come from.
+    lab.shield.run(
+        "ip",
+        &[
+            "neigh",
+            "replace",
+            &CLIENT_V4.to_string(),
+            "lladdr",
+            &mac_text(client_mac),
+            "dev",
+            SHIELD_IF,
+            "nud",
+            "permanent",
+        ],
+    )?;
+
+    let mut listener = None;
+    let mut xdp_link = None;
+    let mut shield_process = None;
+    match receiver {
+        Receiver::KernelCookies => {
+            lab.shield.sysctl("net.ipv4.tcp_syncookies", "2")?;
+            // Held open by this process; with tcp_syncookies=2 its backlog does not matter.
+            listener = Some(
+                lab.shield
+                    .enter(|| TcpListener::bind(SocketAddrV4::new(SHIELD_V4, BENCH_PORT)))?
+                    .context("listening in the shield namespace")?,
+            );
+        }
+        Receiver::XdpDrop | Receiver::XdpTx => {
+            let action =
+                if receiver == Receiver::XdpDrop { XdpAction::Drop } else { XdpAction::Tx };
+            xdp_link = Some(
+                lab.shield
+                    .enter(|| attach_xdp_action(SHIELD_IF, action, XdpAttachMode::Native))?
+                    .with_context(|| format!("attaching {action:?} to shield0"))?,
+            );
+        }
+        Receiver::Synshield => {
+            let program = synshield.to_str().context("non-UTF-8 path to synshield")?;
+            let mut cmd = lab.shield.command(program);
+            // Not --quiet: the status lines carry the tx_synack counter.
+            cmd.args(["serve", "--iface", SHIELD_IF, "--port", &BENCH_PORT.to_string()])
+                .args(["--xdp-mode", "native"]);
+            let mut process = Process::spawn(&mut cmd, "synshield")?;
+            process.wait_for_line(|l| l.starts_with("synshield: attached"), START_DEADLINE)?;
+            shield_process = Some(process);
+        }
+    }
+
+    let mut results = Vec::new();
+    for shape in SynShape::ALL {
+        let config = configs.path().join(shape.file_name());
+        fs::write(&config, trafgen_config(shape, shield_mac, client_mac, BENCH_PORT))
+            .with_context(|| format!("writing {}", config.display()))?;
+        println!("xtask bench: {} <- {} SYNs", receiver.label(), shape.label());
+        let measured =
+            flood(&lab, (receiver, shape), &config, timing, shield_process.as_mut(), interrupts)?;
+        println!(
+            "xtask bench:   sent {}, reached shield0 {}, answers at client0 {}, shield's SYN-ACKs {}",
+            pps(measured.sent),
+            pps(measured.reached),
+            pps(measured.delivered),
+            measured.shield_synacks.map_or_else(|| "-".into(), pps)
+        );
+        results.push(measured);
+    }
+    if let Some(mut process) = shield_process {
+        let status = process.stop(libc::SIGTERM)?;
+        let errors: Vec<String> = process.stderr.try_iter().map(|(_, l)| l).collect();
+        ensure!(status.success(), "synshield exited with {status}; its errors: {errors:?}");
+    }
+    drop((listener, xdp_link));
+    Ok(results)
+}
+
+/// One flood: trafgen bounded in packets and seconds, counters read around the window.
+pub(super) fn flood(
+    lab: &Lab,
+    (receiver, shape): (Receiver, SynShape),
+    config: &Path,
+    timing: Timing,
+    synshield: Option<&mut Process>,
+    interrupts: &Interrupts,
+) -> Result<Measured> {
+    let start = Instant::now();
+    let end = start + timing.warmup + timing.window;
+    let mut trafgen = Trafgen::start(lab, config, end)?;
+    trafgen.keep_running(lab, config, start + timing.warmup, interrupts)?;
+    let before = Snapshot::read(lab)?;
+    let restarts_before = trafgen.restarts;
+    trafgen.keep_running(lab, config, end, interrupts)?;
+    let after = Snapshot::read(lab)?;
+    trafgen.process.stop(libc::SIGINT)?;
+    let seconds = after.at.duration_since(before.at).as_secs_f64();
+    #[expect(clippy::cast_precision_loss, reason = "rates for people")]
+    let rate = |n: u64| n as f64 / seconds;
+    let shield_synacks = match (receiver, synshield) {
+        (Receiver::KernelCookies, _) => Some(rate(after.syncookies_sent - before.syncookies_sent)),
+        (Receiver::Synshield, Some(process)) => process.synack_rate(before.at, after.at),
+        _ => None,
+    };
+    Ok(Measured {
+        receiver,
+        shape,
+        sent: rate(
+            (after.client.tx_packets + after.client.tx_dropped)
+                - (before.client.tx_packets + before.client.tx_dropped),
+        ),
+        reached: rate(after.shield.rx_packets - before.shield.rx_packets),
+        delivered: rate(after.client.rx_packets - before.client.rx_packets),
+        shield_synacks,
+        shield_tx_dropped: after.shield.tx_dropped - before.shield.tx_dropped,
+        trafgen_restarts: trafgen.restarts - restarts_before,
+    })
+}
+
+/// trafgen, kept running until a deadline.
+///
+/// trafgen 0.6.8 exits when its packet socket answers EAGAIN ("Flushing TX_RING failed:
+/// Resource temporarily unavailable"): that happens when the skbs it has in flight in the veth
+/// ring outgrow the socket's send buffer, that is when the receiver falls behind for a moment
+/// (seen with XDP_TX receivers). The buffer comes from the global `net.core.wmem_default`,
+/// which a benchmark has no business raising on the host, so instead a trafgen that exited
+/// for that reason is started again at once (a few milliseconds without traffic, counted
+/// and reported); any other exit is an error.
+pub(super) struct Trafgen {
+    pub(super) process: Process,
+    /// The end of the flood: every trafgen started is bounded by it (plus `GRACE`).
+    pub(super) end: Instant,
+    pub(super) restarts: u32,
+}
+
+impl Trafgen {
+    /// Most restarts in one flood before giving up.
+    pub(super) const MAX_RESTARTS: u32 = 1000;
+
+    /// Starts trafgen, bounded in seconds (`timeout`, which also holds if xtask itself is
+    /// killed) and in packets (`--num`), and waits until it sends.
+    pub(super) fn start(lab: &Lab, config: &Path, end: Instant) -> Result<Trafgen> {
+        Ok(Trafgen { process: Self::spawn(lab, config, end)?, end, restarts: 0 })
+    }
+
+    pub(super) fn spawn(lab: &Lab, config: &Path, end: Instant) -> Result<Process> {
+        let bound = end.saturating_duration_since(Instant::now()) + GRACE;
+        let budget = MAX_SENDER_PPS * bound.as_secs();
+        let mut cmd = lab.client.command("timeout");
+        // One CPU (trafgen pins itself to CPU 0); no tuning of socket memory or IRQs.
+        cmd.args(["--signal=INT", "--kill-after=2", &format!("{}s", bound.as_secs()), "trafgen"])
+            .args(["--dev", CLIENT_IF, "--conf"])
+            .arg(config)
+            .args(["--cpus", "1", "--num", &budget.to_string(), "--no-sock-mem", "--notouch-irq"]);
+        let mut process = Process::spawn(&mut cmd, "trafgen")?;
+        process.wait_for_line(|l| l.contains("Running!"), START_DEADLINE)?;
+        Ok(process)
+    }
+
+    /// Waits until `until`, restarting trafgen when it exits on EAGAIN.
+    pub(super) fn keep_running(
+        &mut self,
+        lab: &Lab,
+        config: &Path,
+        until: Instant,
+        interrupts: &Interrupts,
+    ) -> Result<()> {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            let pidfd = self.process.pidfd()?;
+            if !interrupts.wait(Some(&pidfd), left)? {
+                return Ok(());
+            }
+            let status = self.process.stop(libc::SIGINT)?;
+            let output = self.process.output_summary();
+            ensure!(
+                output.contains("Resource temporarily unavailable")
+                    && self.restarts < Self::MAX_RESTARTS,
+                "trafgen stopped before the measured window ended ({status}, after {} \
+                 restarts): {output}",
+                self.restarts
+            );
+            self.restarts += 1;
+            self.process = Self::spawn(lab, config, self.end)?;
+        }
+    }
+}
+
+/// A trafgen packet configuration (trafgen(8), "SYNTAX"): one Ethernet/IPv4/TCP SYN from the
+/// client's address to `port` on the shield, with a random source port per packet and both
+/// checksums computed by trafgen after the randomisation.
+///
+/// The source address stays the client's: the kernel receiver answers through its neighbour
+/// table, and a source address per packet would cost it a neighbour lookup miss per SYN (and
+/// the ARP requests that go with it) that XDP_TX never pays, which would measure the wrong
+/// thing. 65536 source ports already make every cookie different.
+pub(super) fn trafgen_config(
+    shape: SynShape,
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    port: u16,
+) -> String {
+    let options = shape.options();
+    let tcp_len = 20 + options.len();
+    let ip_len = 20 + tcp_len;
+    let data_offset = tcp_len / 4;
+    let bytes = |b: &[u8]| b.iter().map(|b| format!("0x{b:02x}")).collect::<Vec<_>>().join(", ");
+    let dotted = |a: std::net::Ipv4Addr| a.octets().map(|o| o.to_string()).join(", ");
+    let mut s = format!(
+        "/* Generated by `cargo xtask bench`: a SYN, {shape}. */\n\
+         {{\n\
+         \x20 /* Ethernet: to shield0, from client0, IPv4 */\n\
+         \x20 {dst}, {src}, c16(0x0800),\n\
+         \x20 /* IPv4: no options, DF, TTL 64, TCP; header checksum over bytes 14..33 */\n\
+         \x20 0x45, 0x00, c16({ip_len}), c16(0), 0x40, 0x00, 64, 6, csumip(14, 33),\n\
+         \x20 {saddr}, {daddr},\n\
+         \x20 /* TCP: random source port, SYN, window 64240; checksum with the pseudo-header */\n\
+         \x20 drnd(2), c16({port}), c32(1), c32(0), c16(({data_offset} << 12) | 0x02), c16(64240),\n\
+         \x20 csumtcp(14, 34), c16(0),\n",
+        shape = shape.label(),
+        dst = bytes(&dst_mac),
+        src = bytes(&src_mac),
+        saddr = dotted(CLIENT_V4),
+        daddr = dotted(SHIELD_V4),
+    );
+    if !options.is_empty() {
+        let _ = writeln!(s, "  /* TCP options */\n  {},", bytes(options));
+    }
+    s.push_str("}\n");
+    s
+}
+
+pub(super) fn lab_report(
+    results: &[Measured],
+    failures: &[(Receiver, String)],
+    timing: Timing,
+) -> String {
+    let mut s = String::from("## SYN flood in the lab (veth, trafgen on one CPU)\n\n");
+    let _ = write!(
+        s,
+        "A client and a shield network namespace joined by a veth pair. `trafgen` sends IPv4 \
+         SYNs to port {BENCH_PORT} from the client's address with a random source port per \
+         packet, pinned to one CPU (`--cpus 1`), bounded by `timeout` and `--num`; \
+         {warmup:.1} s of warm-up, then a {window:.0}-second measured window per row. client0 \
+         runs a native XDP_DROP program that counts and drops the answers (so the client kernel \
+         spends nothing on them; an XDP program on the peer is also what native XDP_TX on a \
+         veth needs to deliver). Counters: veth statistics of both ends, the shield's \
+         `TcpExtSyncookiesSent`, synshield's `tx_synack`; how each is read is documented in \
+         `xtask/src/bench.rs`.\n\n\
+         **SYN-ACK/s** is the smaller of the answers the client received and the SYN-ACKs the \
+         shield counted; for XDP_DROP the result is frames absorbed per second, for the XDP_TX \
+         reflector (every frame sent back unchanged: the ceiling of any XDP_TX answer) frames \
+         returned to the client per second.\n\n\
+         On a veth the receiving end's work (NAPI, or the backlog without XDP) runs as a \
+         softirq on the *sending* CPU (on this kernel NET_RX softirqs count up on CPU 0 only, \
+         trafgen's CPU), so sender and receiver share one CPU: a costlier receiver shows as a \
+         lower *sent* rate, not as a gap between *sent* and *reached shield0* (which appears \
+         only when the veth ring overflows). The rates are therefore the cost of one SYN on \
+         one CPU, generation included; the XDP_TX reflector row shows what the answer's way \
+         back alone costs, which the XDP_DROP ceiling does not pay.\n\n",
+        warmup = timing.warmup.as_secs_f64(),
+        window = timing.window.as_secs_f64(),
+    );
+    s.push_str(
+        "| receiver on shield0 | SYNs | sent (pps) | reached shield0 (pps) | answers at \
+         client0 (pps) | shield's SYN-ACK count (/s) | result |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for m in results {
+        let result = match (m.receiver, m.result()) {
+            (_, None) => "n/a".to_owned(),
+            (Receiver::XdpDrop, Some(r)) => format!("**{}** absorbed", pps(r)),
+            (Receiver::XdpTx, Some(r)) => format!("**{}** sent back", pps(r)),
+            (_, Some(r)) => format!("**{}** SYN-ACK/s", pps(r)),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {result} |",
+            m.receiver.label(),
+            m.shape.label(),
+            pps(m.sent),
+            pps(m.reached),
+            pps(m.delivered),
+            m.shield_synacks.map_or_else(|| "-".into(), pps),
+        );
+    }
+    s.push('\n');
+    s.push_str(&lab_notes(results, failures));
+    s.push_str(&lab_ratios(results));
+    s.push_str(NUMBERS_TO_BEAT);
+    s
+}
+
+/// Lines under the table: receivers that failed, frames the shield could not send, answers
+/// that were not SYN-ACKs, trafgen restarts.
+pub(super) fn lab_notes(results: &[Measured], failures: &[(Receiver, String)]) -> String {
+    let mut s = String::new();
+    for (receiver, error) in failures {
+        let _ = writeln!(s, "- {}: **failed**: {error}", receiver.label());
+    }
+    for m in results.iter().filter(|m| m.shield_tx_dropped > 0) {
+        let _ = writeln!(
+            s,
+            "- {} with {} SYNs: shield0 failed to send {} frames (XDP_TX refused or queue \
+             full).",
+            m.receiver.label(),
+            m.shape.label(),
+            m.shield_tx_dropped
+        );
+    }
+    for m in results.iter().filter(|m| m.receiver != Receiver::XdpDrop) {
+        if let Some(synacks) = m.shield_synacks
+            && synacks < 0.9 * m.delivered
+        {
+            let _ = writeln!(
+                s,
+                "- {} with {} SYNs: fewer SYN-ACKs counted than answers received: the others \
+                 are not SYN-ACKs (RSTs from a shield kernel without a listener, e.g. when the \
+                 XDP program passes SYNs on).",
+                m.receiver.label(),
+                m.shape.label()
+            );
+        }
+    }
+    for m in results.iter().filter(|m| m.trafgen_restarts > 0) {
+        let _ = writeln!(
+            s,
+            "- {} with {} SYNs: trafgen restarts in the window: {} (it exits on EAGAIN when \
+             the receiver falls behind; see `Trafgen` in xtask/src/bench.rs).",
+            m.receiver.label(),
+            m.shape.label(),
+            m.trafgen_restarts
+        );
+    }
+    s
+}
+
+/// The ratios of synshield's rate to the references'.
+pub(super) fn lab_ratios(results: &[Measured]) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "\n### Ratios\n\n\
+         | SYNs | synshield / XDP_DROP (goal >= 0.9) | synshield / kernel SYN cookies | \
+         synshield / XDP_TX reflector |\n\
+         |---|---:|---:|---:|\n"
+    );
+    let find = |r: Receiver, shape: SynShape| {
+        results.iter().find(|m| m.receiver == r && m.shape == shape).and_then(Measured::result)
+    };
+    for shape in SynShape::ALL {
+        let ratio = |other: Receiver| match (find(Receiver::Synshield, shape), find(other, shape)) {
+            (Some(ours), Some(theirs)) if theirs > 0.0 => format!("{:.2}", ours / theirs),
+            _ => "n/a".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} |",
+            shape.label(),
+            ratio(Receiver::XdpDrop),
+            ratio(Receiver::KernelCookies),
+            ratio(Receiver::XdpTx)
+        );
+    }
+    s
+}
+
+/// From the project brief, measured on this box kind (veth between namespaces, one trafgen
+/// CPU sending SYNs).
+pub(super) const NUMBERS_TO_BEAT: &str = "\n### Numbers to beat (this box kind: veth between namespaces, one trafgen CPU)\n\n\
+         | receiver | rate |\n|---|---:|\n\
+         | kernel SYN cookies (`net.ipv4.tcp_syncookies=2`) | 128-151 k SYN-ACK/s |\n\
+         | native XDP_DROP (the ceiling here) | 340-375 k pps |\n\
+         | synshield, goal | >= 0.9 x XDP_DROP |\n\n\
+         hping3 tops out near 100-150 k pps per sender; trafgen is the fast generator.\n\n";
+
+/// `123456.7` as `123.5 k`.
+pub(super) fn pps(rate: f64) -> String {
+    format!("{:.1} k", rate / 1000.0)
+}
+
+pub(super) fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trafgen_config_lengths_match_the_shape() {
+        let c = trafgen_config(SynShape::LinuxOptions, [2; 6], [4; 6], 80);
+        assert!(c.contains("c16(60)"), "{c}");
+        assert!(c.contains("c16((10 << 12) | 0x02)"), "{c}");
+        assert!(c.contains("0x02, 0x04, 0x05, 0xb4"), "{c}");
+        let c = trafgen_config(SynShape::Bare, [2; 6], [4; 6], 80);
+        assert!(c.contains("c16(40)") && c.contains("c16((5 << 12) | 0x02)"), "{c}");
+        assert!(!c.contains("TCP options"), "{c}");
+    }
+}
