@@ -126,6 +126,10 @@ pub struct LabOptions {
     /// Use these fixed namespace names (`<prefix>-c`, `<prefix>-s`) instead of unique ones,
     /// removing leftovers of the same names first. For `cargo xtask run`.
     pub fixed_prefix: Option<String>,
+    /// RX and TX queues of each veth end (0 or 1: one). With more, the client spreads its
+    /// flows over the queues by their hash and the shield receives them on as many RX queues,
+    /// as a multi-queue NIC with RSS would.
+    pub queues: u32,
 }
 
 /// A client and a shield namespace joined by a veth pair. Dropping it removes everything.
@@ -187,20 +191,14 @@ impl Lab {
         // From here on, `lab` owns what exists, so an error below still cleans up on drop.
         let mut lab = Lab { client, shield, client_xdp_link: None };
         ip(&["netns", "add", &lab.shield.name])?;
-        ip(&[
-            "link",
-            "add",
-            CLIENT_IF,
-            "netns",
-            &lab.client.name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            SHIELD_IF,
-            "netns",
-            &lab.shield.name,
-        ])?;
+        // `numtxqueues` before `numrxqueues`: iproute2 refuses the other order for veth.
+        let queues = options.queues.max(1).to_string();
+        let q = ["numtxqueues", queues.as_str(), "numrxqueues", queues.as_str()];
+        let mut args = vec!["link", "add", CLIENT_IF, "netns", &lab.client.name];
+        args.extend(q);
+        args.extend(["type", "veth", "peer", "name", SHIELD_IF, "netns", &lab.shield.name]);
+        args.extend(q);
+        ip(&args)?;
         for (ns, ifname, v4, v6) in [
             (&lab.client, CLIENT_IF, CLIENT_V4, CLIENT_V6),
             (&lab.shield, SHIELD_IF, SHIELD_V4, SHIELD_V6),

@@ -33,6 +33,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let lab = Lab::with_options(&LabOptions {
         client_xdp_pass: true,
         fixed_prefix: Some("synshield-lab".into()),
+        ..LabOptions::default()
     })
     .map_err(|e| anyhow::anyhow!("building the lab failed: {e}"))?;
     let c = lab.client.name().to_owned();
