@@ -40,12 +40,24 @@ enum Cmd {
     },
     /// Setup, build, lint, the pure tests, then the root tests in the lab. What CI runs.
     Test,
+    /// Holds idle TCP connections for the memory benchmark (internal).
+    #[command(hide = true)]
+    Hold {
+        /// `connect` or `serve`.
+        mode: String,
+        /// Address to connect to or listen at.
+        addr: std::net::SocketAddr,
+    },
     /// Setup, build, then the speed and memory benchmarks (engine, XDP per SYN, SYN flood in
     /// the lab); writes BENCHMARKS.md. About three minutes.
     Bench {
         /// Shorter floods (3 s instead of 10 s), for development.
         #[arg(long)]
         quick: bool,
+        /// Run one section only (engine, xdp, flood, datapath); the report then goes to
+        /// target/bench-NAME.md and BENCHMARKS.md is left as it is.
+        #[arg(long)]
+        only: Option<String>,
     },
 }
 
@@ -56,7 +68,8 @@ fn main() -> ExitCode {
         Cmd::Build => setup::setup().and_then(|()| build::build()).map(drop),
         Cmd::Run { args } => run::run(&args),
         Cmd::Test => test::test(),
-        Cmd::Bench { quick } => bench::bench(quick),
+        Cmd::Hold { mode, addr } => bench::hold::hold(&mode, addr),
+        Cmd::Bench { quick, only } => bench::bench(quick, only.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,6 +29,9 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("curl", "http end-to-end tests"),
     ("netcat-openbsd", "nc, to talk to the lab by hand"),
     ("procps", "sysctl in the lab"),
+    ("iperf3", "goodput benchmarks (kernel to kernel, through the proxy)"),
+    ("wrk", "HTTP connection-rate benchmark"),
+    ("nginx-light", "the HTTP server synshield's connection rate is compared with"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -70,11 +70,14 @@ use crate::root;
 use crate::setup::setup;
 
 mod counters;
+mod datapath;
 mod examples;
 mod flood;
+pub mod hold;
 mod process;
 
 use counters::{Snapshot, status_tx_synack};
+use datapath::datapath_section;
 use examples::{engine_section, xdp_test_run_section};
 use flood::lab_section;
 use process::{Interrupted, Interrupts, Process, TempDir};
@@ -107,20 +110,35 @@ const GRACE: Duration = Duration::from_secs(5);
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs every benchmark, writes `BENCHMARKS.md` and prints it.
-pub fn bench(quick: bool) -> Result<()> {
+pub fn bench(quick: bool, only: Option<&str>) -> Result<()> {
     setup()?;
     let built = build()?;
     let timing = if quick { QUICK } else { FULL };
-    let command = if quick { "cargo xtask bench --quick" } else { "cargo xtask bench" };
+    let mut command =
+        String::from(if quick { "cargo xtask bench --quick" } else { "cargo xtask bench" });
+    if let Some(o) = only {
+        let _ = write!(command, " --only {o}");
+    }
 
-    let mut report = header(command, quick);
+    let mut report = header(&command, quick);
     let mut failed = Vec::new();
-    let sections: [(&str, &dyn Fn() -> Result<Section>); 3] = [
-        ("TCP engine", &|| engine_section().map(Section::complete)),
-        ("XDP program per SYN", &|| xdp_test_run_section().map(Section::complete)),
-        ("SYN flood in the lab", &|| lab_section(&built.synshield, timing)),
+    let sections: [(&str, &str, &SectionFn); 4] = [
+        ("engine", "TCP engine", &|| engine_section().map(Section::complete)),
+        ("xdp", "XDP program per SYN", &|| xdp_test_run_section().map(Section::complete)),
+        ("flood", "SYN flood in the lab", &|| lab_section(&built.synshield, timing)),
+        ("datapath", "Data path in the lab", &|| datapath_section(&built.synshield, quick)),
     ];
-    for (title, run) in sections {
+    if let Some(o) = only {
+        ensure!(
+            sections.iter().any(|(name, ..)| *name == o),
+            "no benchmark section {o:?}: choose one of {}",
+            sections.iter().map(|(name, ..)| *name).collect::<Vec<_>>().join(", ")
+        );
+    }
+    for (name, title, run) in sections {
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
         println!("\n==> xtask bench: {title}");
         match run() {
             Ok(section) => {
@@ -140,7 +158,11 @@ pub fn bench(quick: bool) -> Result<()> {
         }
     }
 
-    let path = root().join(REPORT);
+    // A partial run does not replace the report: it goes next to the build output.
+    let path = match only {
+        None => root().join(REPORT),
+        Some(o) => root().join("target").join(format!("bench-{o}.md")),
+    };
     fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
     println!("\n{report}");
     println!("xtask bench: written to {}", path.display());
@@ -149,6 +171,9 @@ pub fn bench(quick: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// What measures one section.
+type SectionFn<'a> = dyn Fn() -> Result<Section> + 'a;
 
 /// A section of the report, and whether part of it could not be measured.
 struct Section {

@@ -18,9 +18,13 @@ pub(super) struct Process {
 
 impl Process {
     pub(super) fn spawn(cmd: &mut Command, what: &'static str) -> Result<Process> {
+        Process::spawn_with_stdin(cmd.stdin(Stdio::null()), what)
+    }
+
+    /// As [`Process::spawn`], with the standard input `cmd` already has (a pipe, say).
+    pub(super) fn spawn_with_stdin(cmd: &mut Command, what: &'static str) -> Result<Process> {
         let shown = format!("{cmd:?}");
         let mut child = cmd
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
