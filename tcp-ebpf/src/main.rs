@@ -31,6 +31,7 @@
 mod bench;
 mod options;
 mod packet;
+mod probes;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},

@@ -16,8 +16,12 @@
 //!   widened accesses to stack structs of 2-byte alignment, and the verifier requires aligned
 //!   stack accesses.) Only this module accesses the packet, and only on the BPF target.
 
-use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
+use aya_ebpf::{
+    helpers::{bpf_xdp_adjust_meta, bpf_xdp_load_bytes},
+    programs::XdpContext,
+};
 use tcp_common::{
+    RxMeta,
     checksum::Sum,
     tcp_options::{MAX_OPTIONS_LEN, OPTIONS_BUF_LEN},
 };
@@ -156,4 +160,28 @@ pub fn load_options(
         sum = sum.add32((w >> 32) as u32).add32(w as u32);
     }
     Some(OptionsArea { bytes: buf, sum })
+}
+
+/// Puts `meta` in front of the frame (`bpf_xdp_adjust_meta`), for AF_XDP to copy into the
+/// UMEM right before the frame (see `tcp_common::meta`). False if the kernel refused (no
+/// headroom, or a driver without metadata support): the frame then goes without.
+///
+/// Verifier note: the helper invalidates every packet pointer, so the metadata and data
+/// pointers are read from the context again and the area checked before the store.
+#[inline(always)]
+pub fn write_meta(ctx: &XdpContext, meta: &RxMeta) -> bool {
+    #[expect(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "32")]
+    const GROW: i32 = -(RxMeta::LEN as i32);
+    // SAFETY: the helper only needs the context pointer the kernel gave us.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, GROW) } != 0 {
+        return false;
+    }
+    let (m, data) = (ctx.metadata(), ctx.data());
+    if m + RxMeta::LEN > data {
+        return false;
+    }
+    // SAFETY: the 32 bytes before `data` are the metadata area just made (checked above); a
+    // packet access, see the module docs.
+    unsafe { core::ptr::write(m as *mut RxMeta, *meta) };
+    true
 }
