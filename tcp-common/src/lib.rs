@@ -1,7 +1,11 @@
 //! Code and types shared by the XDP program (`tcp-ebpf`, `no_std`, BPF target) and userspace
-//! (`tcp-user`). One implementation of each protocol fact lives here: the map layouts, the
-//! counter names and the SYN cookie.
+//! (`tcp-user`, `tcp-engine`). One implementation of each protocol fact lives here: the wire
+//! layer (frame dissector, TCP option parser, sequence numbers, the TCP header), the map
+//! layouts and the frame metadata, the counter names and the SYN cookie.
 #![no_std]
+
+#[cfg(test)]
+extern crate std;
 
 pub mod checksum;
 pub mod config;
@@ -11,7 +15,7 @@ pub mod flow;
 pub mod meta;
 pub mod proto;
 pub mod synack;
-pub mod tcp_options;
+pub mod wire;
 
 pub use config::{Config, ConfigFlags, PortSet};
 pub use cookie::{CookieKey, CookieSecrets};

@@ -16,7 +16,7 @@
 use crate::checksum::Sum;
 use crate::config::{Config, ConfigFlags};
 use crate::cookie::{self, CookieTuple, SynCookie, TsOptions};
-use crate::tcp_options::TcpOptions;
+use crate::wire::options::TcpOptions;
 
 /// TCP flags (RFC 9293 section 3.1, RFC 3168 for ECE and CWR).
 pub mod flags {
@@ -175,7 +175,7 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::cookie::{CookieKey, CookieSecrets, TupleV4};
-    use crate::tcp_options::{Timestamps, options_buf, parse_options};
+    use crate::wire::options::{Timestamps, options_buf, parse_options};
 
     const T: TupleV4 = TupleV4 {
         client: [10, 0, 0, 2],

@@ -51,7 +51,7 @@ use tcp_common::{
         IPV6_HLEN, TCP_HLEN, VLAN_HLEN,
     },
     synack::{self, flags},
-    tcp_options::TcpOptions,
+    wire::options::TcpOptions,
 };
 
 use crate::packet::{

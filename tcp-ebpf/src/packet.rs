@@ -23,7 +23,7 @@ use aya_ebpf::{
 use tcp_common::{
     RxMeta,
     checksum::Sum,
-    tcp_options::{MAX_OPTIONS_LEN, OPTIONS_BUF_LEN},
+    wire::options::{MAX_OPTIONS_LEN, OPTIONS_BUF_LEN},
 };
 
 /// Whether `[data, data + len)` is inside the frame.

@@ -1,13 +1,29 @@
-//! TCP options of a SYN or an ACK: MSS (RFC 9293 section 3.2), window scale and timestamps
-//! (RFC 7323), SACK-permitted (RFC 2018). One parser for the XDP program, where the bytes are
-//! packet memory read with a bounds check each, and for userspace, where they are a slice.
+//! TCP options: MSS (RFC 9293 section 3.2), window scale and timestamps (RFC 7323),
+//! SACK-permitted and SACK (RFC 2018). One parser for the XDP program, where it runs as a
+//! global BPF function over a zero-padded copy of the options, and for the host (the engine and
+//! the data path), where it also returns the SACK blocks: one core, two instances
+//! (`parse_options` without SACK blocks, `parse_options_with_sack` with them).
 //!
-//! Stricter than Linux's `tcp_parse_options`, which skips what it does not like: an option
-//! whose length is below 2 or runs past the header, or a known option with the wrong length,
-//! makes the segment malformed (a real stack never sends one; the XDP program drops it).
+//! Decisions, the same in both worlds:
+//! - Stricter than Linux's `tcp_parse_options`, which skips what it does not like: an option
+//!   whose length is below 2 or runs past the header, or a known option with the wrong length
+//!   (SACK: 2 + 8n bytes with n from 1 to 4), makes the segment malformed (a real stack never
+//!   sends one; the XDP program drops it, the engine counts it).
+//! - No limit on the number of options other than the 40-byte area: the parser has a slot for
+//!   each of the 40 one-byte options (NOPs) the area can hold, so a SYN whose options a
+//!   middlebox overwrote with NOPs is read like any other.
+//! - A window scale shift above 14 is used as 14 (RFC 7323 section 2.3, "MUST use 14"; Linux
+//!   does the same): [`TcpOptions::wscale`] clamps, so no user sees the raw value.
+//! - Unknown kinds are skipped by their length (RFC 9293 section 3.1); End of Option List
+//!   ends the list; a repeated option overwrites the earlier one.
+
+use crate::wire::{SackRanges, SeqNumber};
 
 /// Most bytes of options a TCP header can hold (a data offset of 15 words).
 pub const MAX_OPTIONS_LEN: usize = 40;
+
+/// The largest window scale shift (RFC 7323 section 2.3); larger ones are used as this.
+pub const MAX_WINDOW_SHIFT: u8 = 14;
 
 /// Option kinds (IANA "TCP Option Kind Numbers").
 pub mod kind {
@@ -16,6 +32,7 @@ pub mod kind {
     pub const MSS: u8 = 2;
     pub const WINDOW_SCALE: u8 = 3;
     pub const SACK_PERMITTED: u8 = 4;
+    pub const SACK: u8 = 5;
     pub const TIMESTAMPS: u8 = 8;
 }
 
@@ -24,7 +41,7 @@ pub mod kind {
 /// panics, nothing for the verifier to doubt).
 pub const OPTIONS_BUF_LEN: usize = 64;
 
-/// A zero-padded options buffer from a slice of at most 40 bytes (userspace and tests).
+/// A zero-padded options buffer from a slice of at most 40 bytes (the host and tests).
 #[must_use]
 pub fn options_buf(options: &[u8]) -> [u8; OPTIONS_BUF_LEN] {
     let mut b = [0; OPTIONS_BUF_LEN];
@@ -47,7 +64,7 @@ pub struct Timestamps {
     pub ecr: u32,
 }
 
-/// The options the cookie path cares about; others are skipped.
+/// The options of a segment, SACK blocks aside.
 ///
 /// Flat, `#[repr(C)]`, every byte defined, with a bit per option seen (rather than `Option`
 /// fields): the XDP program's global parser function returns it through a pointer, and the
@@ -101,11 +118,12 @@ impl TcpOptions {
         (self.present & HAS_MSS != 0).then_some(self.mss)
     }
 
-    /// The window scale shift as sent (not clamped to 14 here).
+    /// The window scale shift, clamped to [`MAX_WINDOW_SHIFT`] (RFC 7323 section 2.3).
     #[inline(always)]
     #[must_use]
     pub fn wscale(&self) -> Option<u8> {
-        (self.present & HAS_WSCALE != 0).then_some(self.wscale)
+        let shift = if self.wscale > MAX_WINDOW_SHIFT { MAX_WINDOW_SHIFT } else { self.wscale };
+        (self.present & HAS_WSCALE != 0).then_some(shift)
     }
 
     /// Whether SACK-permitted was present.
@@ -130,11 +148,17 @@ impl TcpOptions {
         self.present |= HAS_MSS;
     }
 
-    /// Sets the window scale option.
+    /// Sets the window scale option (as sent; [`TcpOptions::wscale`] clamps).
     #[inline(always)]
     pub fn set_wscale(&mut self, shift: u8) {
         self.wscale = shift;
         self.present |= HAS_WSCALE;
+    }
+
+    /// Sets SACK-permitted.
+    #[inline(always)]
+    pub fn set_sack_permitted(&mut self) {
+        self.present |= HAS_SACK_PERMITTED;
     }
 
     /// Removes the timestamps option.
@@ -153,14 +177,10 @@ impl TcpOptions {
     }
 }
 
-/// Why an options area was refused.
+/// The options area is malformed: an option length below 2, past the end of the options, or
+/// wrong for its kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OptionsError {
-    /// An option length below 2, past the end of the options, or wrong for its kind.
-    BadLength,
-    /// More than [`MAX_OPTIONS`] options (NOPs included).
-    TooMany,
-}
+pub struct MalformedOptions;
 
 /// The options of a Linux client's SYN in Linux's own layout (`tcp_options_write` in
 /// net/ipv4/tcp_output.c): MSS, SACK-permitted, timestamps, NOP, window scale, 20 bytes as five
@@ -182,24 +202,71 @@ pub fn parse_linux_syn_options(w: [u32; 5]) -> Option<TcpOptions> {
     Some(o)
 }
 
-/// Most options (NOPs included) a segment may carry for us; a SYN from Linux has five,
-/// from Windows six, from macOS eight.
-pub const MAX_OPTIONS: usize = 12;
-
 /// Parses the first `len` bytes of `buf` (`len` = data offset * 4 - 20, at most 40); the
-/// rest of `buf` must be zero (see [`options_buf`]).
-///
-/// Verifier notes: the parser is unrolled over [`MAX_OPTIONS`] option slots. As a loop, the
-/// verifier could not prune its states (states inside a loop still being explored are not
-/// used for pruning) and gave up after a million instructions; straight-line code prunes
-/// normally. Reads are at `pos & 63` in a 64-byte buffer, so no index can fail. `len` is only
-/// looked at once, at the end: the zero padding reads as End of Option List, and an option
-/// that runs past `len` shows as `pos > len` (branching on `len` at every option split the
-/// verifier's paths by ranges of `len` that never merged).
+/// rest of `buf` must be zero (see [`options_buf`]). SACK options are checked but their
+/// blocks not read: the XDP program's instance (a SYN or a third ACK carries none).
 #[inline(always)]
-pub fn parse_options(buf: &[u8; OPTIONS_BUF_LEN], len: usize) -> Result<TcpOptions, OptionsError> {
+pub fn parse_options(
+    buf: &[u8; OPTIONS_BUF_LEN],
+    len: usize,
+) -> Result<TcpOptions, MalformedOptions> {
+    let mut unused = SackRanges::new();
+    parse::<false>(buf, len, &mut unused)
+}
+
+/// As [`parse_options`], with the blocks of the (last) SACK option: the host's instance.
+pub fn parse_options_with_sack(
+    buf: &[u8; OPTIONS_BUF_LEN],
+    len: usize,
+) -> Result<(TcpOptions, SackRanges), MalformedOptions> {
+    let mut sack = SackRanges::new();
+    let o = parse::<true>(buf, len, &mut sack)?;
+    Ok((o, sack))
+}
+
+/// The blocks of a SACK option of `olen` bytes at `pos` (length checked), if `SACK`.
+#[inline(always)]
+fn read_sack_blocks<const SACK: bool>(
+    buf: &[u8; OPTIONS_BUF_LEN],
+    pos: usize,
+    olen: usize,
+    sack: &mut SackRanges,
+) {
+    if !SACK {
+        return;
+    }
+    let be32 =
+        |i: usize| u32::from_be_bytes([at(buf, i), at(buf, i + 1), at(buf, i + 2), at(buf, i + 3)]);
+    let mut blocks = SackRanges::new();
+    for i in 0..SackRanges::CAPACITY {
+        if 2 + 8 * i < olen {
+            let b = pos + 2 + 8 * i;
+            blocks.push(SeqNumber::new(be32(b)), SeqNumber::new(be32(b + 4)));
+        }
+    }
+    *sack = blocks;
+}
+
+/// The parser core; with `SACK`, the SACK blocks go to `sack`.
+///
+/// Verifier notes: the parser is unrolled over 40 option slots (the most options 40 bytes can
+/// hold). As a loop, the verifier could not prune its states (states inside a loop still being
+/// explored are not used for pruning) and gave up after a million instructions; straight-line
+/// code prunes normally. Reads are at `pos & 63` in a 64-byte buffer, so no index can fail.
+/// `len` is only looked at once, at the end: the zero padding reads as End of Option List, and
+/// an option that runs past `len` shows as `pos > len` (branching on `len` at every option
+/// split the verifier's paths by ranges of `len` that never merged). Which options were seen
+/// is never branched on, so the verifier treats paths that differ only in it as one.
+#[inline(always)]
+fn parse<const SACK: bool>(
+    buf: &[u8; OPTIONS_BUF_LEN],
+    len: usize,
+    sack: &mut SackRanges,
+) -> Result<TcpOptions, MalformedOptions> {
     let mut opts = TcpOptions::default();
     let mut pos = 0;
+    let be32 =
+        |i: usize| u32::from_be_bytes([at(buf, i), at(buf, i + 1), at(buf, i + 2), at(buf, i + 3)]);
     'slots: {
         macro_rules! option_slot {
             () => {
@@ -215,16 +282,8 @@ pub fn parse_options(buf: &[u8; OPTIONS_BUF_LEN], len: usize) -> Result<TcpOptio
                 } else {
                     let olen = usize::from(at(buf, pos + 1));
                     if olen < 2 {
-                        return Err(OptionsError::BadLength);
+                        return Err(MalformedOptions);
                     }
-                    let be32 = |i: usize| {
-                        u32::from_be_bytes([
-                            at(buf, i),
-                            at(buf, i + 1),
-                            at(buf, i + 2),
-                            at(buf, i + 3),
-                        ])
-                    };
                     match (k, olen) {
                         (kind::MSS, 4) => {
                             opts.set_mss(u16::from_be_bytes([at(buf, pos + 2), at(buf, pos + 3)]));
@@ -235,14 +294,18 @@ pub fn parse_options(buf: &[u8; OPTIONS_BUF_LEN], len: usize) -> Result<TcpOptio
                             let ts = Timestamps { val: be32(pos + 2), ecr: be32(pos + 6) };
                             opts.set_timestamps(ts);
                         }
+                        (kind::SACK, 10 | 18 | 26 | 34) => {
+                            read_sack_blocks::<SACK>(buf, pos, olen, sack);
+                        }
                         (
                             kind::MSS
                             | kind::WINDOW_SCALE
                             | kind::SACK_PERMITTED
-                            | kind::TIMESTAMPS,
+                            | kind::TIMESTAMPS
+                            | kind::SACK,
                             _,
                         ) => {
-                            return Err(OptionsError::BadLength);
+                            return Err(MalformedOptions);
                         }
                         _ => {}
                     }
@@ -250,25 +313,29 @@ pub fn parse_options(buf: &[u8; OPTIONS_BUF_LEN], len: usize) -> Result<TcpOptio
                 }
             };
         }
-        option_slot!();
-        option_slot!();
-        option_slot!();
-        option_slot!();
-        option_slot!();
-        option_slot!();
-        option_slot!();
-        option_slot!();
-        option_slot!();
-        option_slot!();
-        option_slot!();
-        option_slot!();
-        if pos < MAX_OPTIONS_LEN && at(buf, pos) != kind::END {
-            return Err(OptionsError::TooMany);
+        macro_rules! ten_slots {
+            () => {
+                option_slot!();
+                option_slot!();
+                option_slot!();
+                option_slot!();
+                option_slot!();
+                option_slot!();
+                option_slot!();
+                option_slot!();
+                option_slot!();
+                option_slot!();
+            };
         }
+        // 40 slots: every option 40 bytes can hold (a NOP is one byte).
+        ten_slots!();
+        ten_slots!();
+        ten_slots!();
+        ten_slots!();
     }
     if pos > len {
         // The last option ran past the header (into the zero padding).
-        return Err(OptionsError::BadLength);
+        return Err(MalformedOptions);
     }
     Ok(opts)
 }
@@ -281,43 +348,46 @@ mod tests {
     use super::*;
 
     /// The textbook parser (jump from option to option over a slice), to compare with.
-    fn reference(b: &[u8]) -> Result<TcpOptions, OptionsError> {
-        let (mut mss, mut ws, mut sack, mut ts) = (None, None, false, None);
+    fn reference(b: &[u8]) -> Result<(TcpOptions, SackRanges), MalformedOptions> {
+        let (mut mss, mut ws, mut sack_perm, mut ts) = (None, None, false, None);
+        let mut sack = SackRanges::new();
         let mut i = 0;
-        let mut n = 0;
         while i < b.len() {
-            if b[i] != kind::END {
-                n += 1;
-                if n > MAX_OPTIONS {
-                    return Err(OptionsError::TooMany);
-                }
-            }
             match b[i] {
                 kind::END => break,
                 kind::NOP => i += 1,
                 k => {
-                    let l = usize::from(*b.get(i + 1).ok_or(OptionsError::BadLength)?);
+                    let l = usize::from(*b.get(i + 1).ok_or(MalformedOptions)?);
                     if l < 2 || i + l > b.len() {
-                        return Err(OptionsError::BadLength);
+                        return Err(MalformedOptions);
                     }
                     let v = &b[i + 2..i + l];
+                    let word =
+                        |at: usize| u32::from_be_bytes([v[at], v[at + 1], v[at + 2], v[at + 3]]);
                     match (k, l) {
                         (kind::MSS, 4) => mss = Some(u16::from_be_bytes([v[0], v[1]])),
                         (kind::WINDOW_SCALE, 3) => ws = Some(v[0]),
-                        (kind::SACK_PERMITTED, 2) => sack = true,
+                        (kind::SACK_PERMITTED, 2) => sack_perm = true,
                         (kind::TIMESTAMPS, 10) => {
-                            let val = u32::from_be_bytes([v[0], v[1], v[2], v[3]]);
-                            let ecr = u32::from_be_bytes([v[4], v[5], v[6], v[7]]);
-                            ts = Some(Timestamps { val, ecr });
+                            ts = Some(Timestamps { val: word(0), ecr: word(4) });
                         }
-                        (2 | 3 | 4 | 8, _) => return Err(OptionsError::BadLength),
+                        (kind::SACK, 10 | 18 | 26 | 34) => {
+                            sack = SackRanges::new();
+                            for block in 0..(l - 2) / 8 {
+                                sack.push(
+                                    SeqNumber::new(word(8 * block)),
+                                    SeqNumber::new(word(8 * block + 4)),
+                                );
+                            }
+                        }
+                        (2 | 3 | 4 | 5 | 8, _) => return Err(MalformedOptions),
                         _ => {}
                     }
                     i += l;
                 }
             }
         }
-        Ok(TcpOptions::new(mss, ws, sack, ts))
+        Ok((TcpOptions::new(mss, ws, sack_perm, ts), sack))
     }
 
     #[test]
@@ -360,11 +430,15 @@ mod tests {
         #[test]
         fn agrees_with_reference_parser(
             b in proptest::collection::vec(
-                prop_oneof![Just(0u8), Just(1), Just(2), Just(3), Just(4), Just(8), any::<u8>()],
+                prop_oneof![Just(0u8), Just(1), Just(2), Just(3), Just(4), Just(5), Just(8),
+                    Just(10), Just(18), any::<u8>()],
                 0..=40,
             ),
         ) {
-            prop_assert_eq!(parse_options(&options_buf(&b), b.len()), reference(&b));
+            let host = parse_options_with_sack(&options_buf(&b), b.len());
+            prop_assert_eq!(host, reference(&b));
+            // The XDP instance differs only in not reading SACK blocks.
+            prop_assert_eq!(parse_options(&options_buf(&b), b.len()), host.map(|(o, _)| o));
         }
     }
 
@@ -397,15 +471,53 @@ mod tests {
     }
 
     #[test]
+    fn window_scale_above_14_is_used_as_14() {
+        let o = parse_options(&options_buf(&[3, 3, 15, 0]), 4).unwrap();
+        assert_eq!(o.wscale(), Some(14), "RFC 7323 section 2.3");
+        assert_eq!(TcpOptions::new(None, Some(200), false, None).wscale(), Some(14));
+    }
+
+    #[test]
+    fn sack_blocks_are_read_on_the_host_only() {
+        // NOP NOP SACK with two blocks.
+        let mut b = [0u8; 20];
+        b[..4].copy_from_slice(&[1, 1, 5, 18]);
+        for (i, v) in [100u32, 200, 300, 400].iter().enumerate() {
+            b[4 + 4 * i..8 + 4 * i].copy_from_slice(&v.to_be_bytes());
+        }
+        let (o, sack) = parse_options_with_sack(&options_buf(&b), b.len()).unwrap();
+        assert_eq!(o, TcpOptions::default());
+        assert_eq!(
+            sack.as_slice(),
+            [
+                (SeqNumber::new(100), SeqNumber::new(200)),
+                (SeqNumber::new(300), SeqNumber::new(400))
+            ]
+        );
+        assert_eq!(parse_options(&options_buf(&b), b.len()), Ok(TcpOptions::default()));
+    }
+
+    #[test]
+    fn forty_nops_are_forty_options() {
+        assert_eq!(parse_options(&options_buf(&[1; 40]), 40), Ok(TcpOptions::default()));
+        // A SYN whose timestamps a middlebox overwrote with NOPs: 14 options.
+        let b = [2, 4, 5, 0xb4, 4, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 7];
+        let o = parse_options(&options_buf(&b), b.len()).unwrap();
+        assert_eq!((o.mss(), o.wscale(), o.timestamps()), (Some(1460), Some(7), None));
+    }
+
+    #[test]
     fn malformed() {
         let p = |b: &[u8], len| parse_options(&options_buf(b), len);
-        assert_eq!(p(&[2, 4, 5], 3), Err(OptionsError::BadLength));
-        assert_eq!(p(&[2, 3, 5, 0], 4), Err(OptionsError::BadLength));
-        assert_eq!(p(&[30, 1, 0, 0], 4), Err(OptionsError::BadLength));
-        assert_eq!(p(&[8, 10, 0, 0], 4), Err(OptionsError::BadLength));
-        assert_eq!(p(&[1; 12], 12), Ok(TcpOptions::default()));
-        assert_eq!(p(&[1; 13], 16), Err(OptionsError::TooMany));
+        assert_eq!(p(&[2, 4, 5], 3), Err(MalformedOptions));
+        assert_eq!(p(&[2, 3, 5, 0], 4), Err(MalformedOptions));
+        assert_eq!(p(&[30, 1, 0, 0], 4), Err(MalformedOptions));
+        assert_eq!(p(&[8, 10, 0, 0], 4), Err(MalformedOptions));
+        assert_eq!(p(&[5, 2, 0, 0], 4), Err(MalformedOptions), "SACK without a block");
+        assert_eq!(p(&[5, 6, 0, 0, 0, 0, 0, 0], 8), Err(MalformedOptions), "SACK of 6 bytes");
+        assert_eq!(p(&[4, 3, 0, 0], 4), Err(MalformedOptions), "SACK-permitted with a body");
         // An option that runs past `len` (into the padding) is malformed.
-        assert_eq!(p(&[1, 1, 2, 4], 4), Err(OptionsError::BadLength));
+        assert_eq!(p(&[1, 1, 2, 4], 4), Err(MalformedOptions));
+        assert_eq!(p(&[1, 1, 1, 2], 4), Err(MalformedOptions), "kind without its length");
     }
 }
