@@ -80,13 +80,9 @@ pub fn plan_synack<T: CookieTuple>(
         Some(ts) if f.contains(ConfigFlags::TIMESTAMPS) => {
             let sack = syn.sack_permitted() && f.contains(ConfigFlags::SACK);
             let ecn = ecn_setup && f.contains(ConfigFlags::ECN);
+            // `wscale()` is already clamped to 14 (RFC 7323 section 2.3).
             let peer_ws = if f.contains(ConfigFlags::WINDOW_SCALING) { syn.wscale() } else { None };
-            let opts = TsOptions {
-                wscale: peer_ws
-                    .map(|s| if s > cookie::MAX_WSCALE { cookie::MAX_WSCALE } else { s }),
-                sack,
-                ecn,
-            };
+            let opts = TsOptions { wscale: peer_ws, sack, ecn };
             let tsval = cookie::encode_tsval(now_ts, c.ts_offset, opts);
             let ours =
                 if config.wscale > cookie::MAX_WSCALE { cookie::MAX_WSCALE } else { config.wscale };

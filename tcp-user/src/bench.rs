@@ -47,6 +47,9 @@ pub enum Subject {
     KernelCookie,
     /// Our program.
     Synshield,
+    /// Our program from another build (`XDP_BENCH_BASELINE`), to compare before and after a
+    /// change in one run.
+    Baseline,
 }
 
 impl Subject {
@@ -54,7 +57,7 @@ impl Subject {
         match self {
             Subject::Drop => DROP_PROGRAM,
             Subject::KernelCookie => KERNEL_COOKIE_PROGRAM,
-            Subject::Synshield => tcp_common::XDP_PROGRAM,
+            Subject::Synshield | Subject::Baseline => tcp_common::XDP_PROGRAM,
         }
     }
 
@@ -65,6 +68,7 @@ impl Subject {
                 "kernel helper `bpf_tcp_raw_gen_syncookie_ipv4` + `bpf_csum_diff`"
             }
             Subject::Synshield => "**synshield** (SipHash-1-3 cookie, incremental checksums)",
+            Subject::Baseline => "synshield, baseline build (`XDP_BENCH_BASELINE`)",
         }
     }
 
@@ -191,11 +195,30 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, BenchError
     Ok(p)
 }
 
+/// The program measured for `subject`: the baseline object's for [`Subject::Baseline`].
+fn pick<'a>(
+    ebpf: &'a mut Ebpf,
+    base: Option<&'a mut Ebpf>,
+    subject: Subject,
+) -> Result<&'a mut Xdp, BenchError> {
+    match (subject, base) {
+        (Subject::Baseline, Some(b)) => program(b, subject.program()),
+        _ => program(ebpf, subject.program()),
+    }
+}
+
 /// Loads the object and its three programs, then measures each subject on each frame
-/// (`rounds` times, `repeat` runs each, interleaved so that drift hits all alike).
-pub fn run(object: &[u8], repeat: u32, rounds: usize) -> Result<Vec<Row>, BenchError> {
+/// (`rounds` times, `repeat` runs each, interleaved so that drift hits all alike). With a
+/// `baseline` object, its synshield program is measured in the same rounds.
+pub fn run(
+    object: &[u8],
+    baseline: Option<&[u8]>,
+    repeat: u32,
+    rounds: usize,
+) -> Result<Vec<Row>, BenchError> {
     pin_to_one_cpu();
     let mut ebpf = loader::load(object)?;
+    let mut base = baseline.map(loader::load).transpose()?;
     let mut ports = PortSet::EMPTY;
     ports.insert(PORT);
     let keeper =
@@ -203,7 +226,7 @@ pub fn run(object: &[u8], repeat: u32, rounds: usize) -> Result<Vec<Row>, BenchE
             .map_err(|e| BenchError::Unexpected(format!("cookie keys: {e}")))?;
     let config = Config { ports, secrets: keeper.secrets(), ..Config::EMPTY };
     loader::write_config(&mut ebpf, &config)?;
-    let cases = [
+    let mut cases = vec![
         (Subject::Drop, Frame::Bare),
         (Subject::KernelCookie, Frame::Bare),
         (Subject::Synshield, Frame::Bare),
@@ -211,14 +234,21 @@ pub fn run(object: &[u8], repeat: u32, rounds: usize) -> Result<Vec<Row>, BenchE
         (Subject::Synshield, Frame::LinuxOptions),
         (Subject::Synshield, Frame::ForgedAck),
     ];
+    let loading = |subject: Subject| {
+        move |source| BenchError::Program { what: format!("loading {}", subject.program()), source }
+    };
     for subject in [Subject::Drop, Subject::KernelCookie, Subject::Synshield] {
-        program(&mut ebpf, subject.program())?.load().map_err(|source| BenchError::Program {
-            what: format!("loading {}", subject.program()),
-            source,
-        })?;
+        program(&mut ebpf, subject.program())?.load().map_err(loading(subject))?;
     }
-    for (subject, frame) in cases {
-        let p = program(&mut ebpf, subject.program())?;
+    if let Some(base) = &mut base {
+        loader::write_config(base, &config)?;
+        program(base, Subject::Baseline.program())?.load().map_err(loading(Subject::Baseline))?;
+        for frame in [Frame::Bare, Frame::BarePadded, Frame::LinuxOptions, Frame::ForgedAck] {
+            cases.push((Subject::Baseline, frame));
+        }
+    }
+    for &(subject, frame) in &cases {
+        let p = pick(&mut ebpf, base.as_mut(), subject)?;
         // One plain run first: the program must really answer (or drop) this SYN.
         let data = frame.bytes();
         let mut out = vec![0u8; 256];
@@ -244,7 +274,7 @@ pub fn run(object: &[u8], repeat: u32, rounds: usize) -> Result<Vec<Row>, BenchE
     let per_round = (repeat / u32::try_from(rounds.max(1)).unwrap_or(1)).max(1);
     for _ in 0..rounds {
         for (i, (subject, frame)) in cases.iter().enumerate() {
-            let p = program(&mut ebpf, subject.program())?;
+            let p = pick(&mut ebpf, base.as_mut(), *subject)?;
             let data = frame.bytes();
             let mut total = Duration::ZERO;
             for _ in 0..per_round {

@@ -46,6 +46,8 @@ use crate::wire::{PseudoHeader, TcpRepr, WireError};
 /// IPv4 "more fragments" flag and fragment offset (RFC 791).
 const IP_MF: u16 = 0x2000;
 const IP_OFFSET: u16 = 0x1fff;
+/// IPv4 "don't fragment" flag.
+const IP_DF: u16 = 0x4000;
 /// IPv6 fragment header (RFC 8200 section 4.5).
 const IPV6_FRAGMENT: u8 = 44;
 /// IPv6 extension headers walked to find the TCP port behind them.
@@ -80,6 +82,13 @@ pub trait FrameBytes {
     /// # Safety
     /// `has(at + 8)` held.
     unsafe fn be64_at(&self, at: usize) -> u64;
+    /// The big-endian `u32` at a variable offset, if the frame holds it: the bounds check
+    /// and the load through one pointer (`data + off`), the form the verifier tracks for a
+    /// variable offset (a check on `data + 8 + off` and a load from `data + off`, as LLVM
+    /// otherwise forms them, are two unrelated pointers to it).
+    fn be32_var(&self, off: usize) -> Option<u32>;
+    /// As [`FrameBytes::be32_var`], eight bytes.
+    fn be64_var(&self, off: usize) -> Option<u64>;
 }
 
 /// The host's byte source. Reads past the end give zero (never happens: see the module docs).
@@ -112,6 +121,56 @@ impl FrameBytes for [u8] {
     #[inline]
     unsafe fn be64_at(&self, at: usize) -> u64 {
         self.get(at..).and_then(<[u8]>::first_chunk).map_or(0, |b| u64::from_be_bytes(*b))
+    }
+
+    #[inline]
+    fn be32_var(&self, off: usize) -> Option<u32> {
+        self.get(off..).and_then(<[u8]>::first_chunk).map(|b| u32::from_be_bytes(*b))
+    }
+
+    #[inline]
+    fn be64_var(&self, off: usize) -> Option<u64> {
+        self.get(off..).and_then(<[u8]>::first_chunk).map(|b| u64::from_be_bytes(*b))
+    }
+}
+
+/// Frame bytes that can be written (the XDP program rewrites a SYN into its SYN-ACK).
+pub trait FrameBytesMut: FrameBytes {
+    /// Stores a big-endian `u16` at `at`.
+    ///
+    /// # Safety
+    /// `has(at + 2)` held (after the last resize of the frame).
+    unsafe fn set_be16(&mut self, at: usize, v: u16);
+    /// Stores a big-endian `u32` at `at`.
+    ///
+    /// # Safety
+    /// `has(at + 4)` held.
+    unsafe fn set_be32(&mut self, at: usize, v: u32);
+    /// Stores a big-endian `u64` at `at`.
+    ///
+    /// # Safety
+    /// `has(at + 8)` held.
+    unsafe fn set_be64(&mut self, at: usize, v: u64);
+}
+
+/// Writes past the end do nothing (never happens: the caller checked).
+impl FrameBytesMut for [u8] {
+    unsafe fn set_be16(&mut self, at: usize, v: u16) {
+        if let Some(b) = self.get_mut(at..).and_then(<[u8]>::first_chunk_mut::<2>) {
+            *b = v.to_be_bytes();
+        }
+    }
+
+    unsafe fn set_be32(&mut self, at: usize, v: u32) {
+        if let Some(b) = self.get_mut(at..).and_then(<[u8]>::first_chunk_mut::<4>) {
+            *b = v.to_be_bytes();
+        }
+    }
+
+    unsafe fn set_be64(&mut self, at: usize, v: u64) {
+        if let Some(b) = self.get_mut(at..).and_then(<[u8]>::first_chunk_mut::<8>) {
+            *b = v.to_be_bytes();
+        }
     }
 }
 
@@ -274,6 +333,17 @@ pub trait IpHeader {
     fn addrs(&self) -> (IpAddr, IpAddr);
     /// The ECN field (RFC 3168: the low two bits of TOS / traffic class).
     fn ecn(&self) -> u8;
+    /// Turns the IP header at `L2` into the reply's: addresses swapped, length for `tcp_len`
+    /// bytes of TCP, TTL / hop limit `ttl`, not ECN-capable, Don't Fragment on IPv4.
+    ///
+    /// # Safety
+    /// `frame.has(L2 + h)` held, `h` the header length (20 or 40).
+    unsafe fn write_reply<const L2: usize, W: FrameBytesMut + ?Sized>(
+        &self,
+        frame: &mut W,
+        tcp_len: usize,
+        ttl: u8,
+    );
 }
 
 /// The IPv4 header fields above IP.
@@ -315,6 +385,32 @@ impl IpHeader for Ipv4 {
     #[inline(always)]
     fn ecn(&self) -> u8 {
         self.tos & 3
+    }
+
+    #[inline(always)]
+    unsafe fn write_reply<const L2: usize, W: FrameBytesMut + ?Sized>(
+        &self,
+        frame: &mut W,
+        tcp_len: usize,
+        ttl: u8,
+    ) {
+        // RFC 1624 incremental update of the (verified) header checksum: the fields that
+        // change are version/TOS, total length, id, flags/offset and TTL/protocol; swapping
+        // the addresses leaves the sum unchanged.
+        #[expect(clippy::cast_possible_truncation, reason = "at most 20 + 40 bytes")]
+        let new = [0x4500, (IPV4_HLEN + tcp_len) as u16, 0, IP_DF, u16::from(ttl) << 8 | 6];
+        // SAFETY (all): the caller checked the 20 bytes of the IP header.
+        unsafe {
+            let hc = frame.be16_at(L2 + 10);
+            let mut s = Sum(u64::from(!hc));
+            for (i, n) in new.iter().enumerate() {
+                s = s.add16(!frame.be16_at(L2 + 2 * i)).add16(*n);
+                frame.set_be16(L2 + 2 * i, *n);
+            }
+            frame.set_be16(L2 + 10, s.checksum());
+            frame.set_be32(L2 + 12, u32::from_be_bytes(self.dst));
+            frame.set_be32(L2 + 16, u32::from_be_bytes(self.src));
+        }
     }
 }
 
@@ -363,6 +459,27 @@ impl IpHeader for Ipv6 {
     #[inline(always)]
     fn ecn(&self) -> u8 {
         self.traffic_class & 3
+    }
+
+    #[inline(always)]
+    unsafe fn write_reply<const L2: usize, W: FrameBytesMut + ?Sized>(
+        &self,
+        frame: &mut W,
+        tcp_len: usize,
+        ttl: u8,
+    ) {
+        // SAFETY (all): the caller checked the 40 bytes of the IP header.
+        unsafe {
+            // Version 6, traffic class 0 (not ECN-capable), flow label 0.
+            frame.set_be32(L2, 0x6000_0000);
+            #[expect(clippy::cast_possible_truncation, reason = "at most 40 bytes")]
+            frame.set_be16(L2 + 4, tcp_len as u16);
+            frame.set_be16(L2 + 6, u16::from(IPPROTO_TCP) << 8 | u16::from(ttl));
+            frame.set_be64(L2 + 8, self.dst[0]);
+            frame.set_be64(L2 + 16, self.dst[1]);
+            frame.set_be64(L2 + 24, self.src[0]);
+            frame.set_be64(L2 + 32, self.src[1]);
+        }
     }
 }
 
@@ -442,12 +559,10 @@ fn ipv4<const L2: usize, const L4: usize, B: FrameBytes + ?Sized, S: TcpSink<B>>
     }
     if vihl & 0xf != 5 {
         // IPv4 options: find the port at a variable offset (one check); refuse if it is ours.
-        let tcp = L2 + usize::from(vihl & 0xf) * 4;
-        if !frame.has(tcp + 4) {
-            return Err(FrameError::Truncated);
-        }
-        // SAFETY: 4 bytes checked.
-        let dport = unsafe { frame.be16_at(tcp + 2) };
+        let ports = frame.be32_var(L2 + usize::from(vihl & 0xf) * 4);
+        let Some(ports) = ports else { return Err(FrameError::Truncated) };
+        #[expect(clippy::cast_possible_truncation, reason = "the low 16 bits")]
+        let dport = ports as u16;
         return Err(if sink.is_ours(dport) {
             FrameError::IpOptions
         } else {
@@ -558,23 +673,19 @@ fn ipv6_ext_headers<const L4: usize, B: FrameBytes + ?Sized, S: TcpSink<B>>(
         // The mask keeps the offset bounded for the verifier; real chains are far shorter.
         let at = off & 0x1fff;
         if next == IPPROTO_TCP {
-            if !frame.has(at + 4) {
-                return Err(FrameError::Truncated);
-            }
-            // SAFETY: 4 bytes checked.
-            let dport = unsafe { frame.be16_at(at + 2) };
+            let Some(ports) = frame.be32_var(at) else { return Err(FrameError::Truncated) };
+            #[expect(clippy::cast_possible_truncation, reason = "the low 16 bits")]
+            let dport = ports as u16;
             return Err(if sink.is_ours(dport) {
                 FrameError::Ipv6ExtHeader
             } else {
                 FrameError::OtherPort
             });
         }
-        if !frame.has(at + 8) {
-            return Err(FrameError::Truncated);
-        }
-        // SAFETY: 8 bytes checked (every extension header is at least 8 bytes).
-        let (n, len, frag) =
-            unsafe { (frame.u8_at(at), frame.u8_at(at + 1), frame.be16_at(at + 2)) };
+        // Every extension header is at least 8 bytes.
+        let Some(h) = frame.be64_var(at) else { return Err(FrameError::Truncated) };
+        let [n, len, frag_hi, frag_lo, ..] = h.to_be_bytes();
+        let frag = u16::from_be_bytes([frag_hi, frag_lo]);
         if next == IPV6_FRAGMENT {
             if frag & 0xfff8 != 0 {
                 return Err(FrameError::NoTcpHeader);
