@@ -38,14 +38,5 @@ pub mod maps {
 /// Name of the XDP program in the object.
 pub const XDP_PROGRAM: &str = "synshield";
 
-/// Programs and maps in the XDP object that only tests load (never attached by synshield).
-pub mod testing {
-    /// Redirects IPv4 UDP frames to [`META_PROBE_PORT`] to the queue's AF_XDP socket with an
-    /// [`crate::RxMeta`] of kind FLOW whose `server_isn` is the frame length and `client_isn`
-    /// [`META_PROBE_MARK`]; passes everything else.
-    pub const META_PROBE_PROGRAM: &str = "synshield_test_meta";
-    /// The UDP port the metadata probe redirects.
-    pub const META_PROBE_PORT: u16 = 9;
-    /// A value the metadata probe writes, to recognise its metadata.
-    pub const META_PROBE_MARK: u32 = 0x5eed_f00d;
-}
+/// Programs and maps in the XDP object that only tests load, and what they report.
+pub mod testing;
