@@ -812,3 +812,101 @@ impl<'a, F: Fn(u16) -> bool> TcpSink<[u8]> for HostSink<'a, F> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::checksum::{internet_checksum, sum_bytes};
+
+    const CLIENT: [u8; 4] = [198, 18, 0, 1];
+    const SHIELD: [u8; 4] = [198, 18, 0, 2];
+
+    /// Ethernet (with `tags` VLAN tags) + IPv4 + a 20-byte TCP header with `payload`, valid
+    /// checksums, then `padding` zero bytes.
+    fn ipv4_frame(tags: &[(u16, u16)], payload: &[u8], padding: usize) -> Vec<u8> {
+        let mut f = Vec::from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+        for (tpid, tci) in tags {
+            f.extend_from_slice(&tpid.to_be_bytes());
+            f.extend_from_slice(&tci.to_be_bytes());
+        }
+        f.extend_from_slice(&ETH_P_IP.to_be_bytes());
+        let ip = f.len();
+        let total = u16::try_from(40 + payload.len()).expect("small");
+        f.extend_from_slice(&[0x45, 0x02, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0]);
+        f[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&CLIENT);
+        f.extend_from_slice(&SHIELD);
+        let c = internet_checksum(&f[ip..ip + 20]);
+        f[ip + 10..ip + 12].copy_from_slice(&c.to_be_bytes());
+        let tcp = f.len();
+        f.extend_from_slice(&[0x9c, 0x40, 0x1f, 0x90, 0, 0, 0, 7, 0, 0, 0, 9, 0x50, 0x10, 1, 0]);
+        f.extend_from_slice(&[0, 0, 0, 0]);
+        f.extend_from_slice(payload);
+        let pseudo = PseudoHeader::new(CLIENT.into(), SHIELD.into()).expect("one family");
+        let c = pseudo.tcp_checksum(&f[tcp..]);
+        f[tcp + 16..tcp + 18].copy_from_slice(&c.to_be_bytes());
+        f.resize(f.len() + padding, 0);
+        f
+    }
+
+    #[test]
+    fn splits_a_tagged_padded_frame() {
+        let f = ipv4_frame(&[(ETH_P_8021AD, 10), (ETH_P_8021Q, 20)], b"hi", 6);
+        let p = Frame::parse(&f).expect("a segment");
+        assert_eq!((p.vlan_count, p.vlans), (2, [(ETH_P_8021AD, 10), (ETH_P_8021Q, 20)]));
+        assert_eq!((p.dst_mac, p.src_mac), ([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1]));
+        assert_eq!((p.src, p.dst, p.ecn), (IpAddr::from(CLIENT), IpAddr::from(SHIELD), 2));
+        assert_eq!(p.tcp.len(), 22, "the IP payload, not the padding");
+        assert_eq!(p.flow_key, FlowKey::v4(CLIENT, SHIELD, 40000, 8080));
+        let (repr, payload) = p.segment().expect("checksum verifies");
+        assert_eq!((repr.src_port, repr.dst_port, payload), (40000, 8080, &b"hi"[..]));
+    }
+
+    #[test]
+    fn every_cut_is_refused_and_ports_decide_first() {
+        let f = ipv4_frame(&[], b"data", 0);
+        for cut in 0..f.len() {
+            assert!(Frame::parse(&f[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut ports = PortSet::EMPTY;
+        ports.insert(443);
+        assert_eq!(Frame::parse_for_ports(&f, &ports), Err(FrameError::OtherPort));
+        let mut bad = f.clone();
+        bad[14 + 10] ^= 1;
+        assert_eq!(Frame::parse_for_ports(&bad, &ports), Err(FrameError::OtherPort));
+        assert_eq!(Frame::parse(&bad), Err(FrameError::BadIpChecksum));
+    }
+
+    #[test]
+    fn reply_ip_header_is_valid() {
+        let mut f = ipv4_frame(&[(ETH_P_8021Q, 7)], &[], 0);
+        let ip = Ipv4 { src: CLIENT, dst: SHIELD, tos: 0 };
+        // SAFETY: the frame holds the IP header at 18.
+        unsafe { ip.write_reply::<18, _>(&mut f[..], 24, 61) };
+        let h = &f[18..38];
+        assert_eq!(sum_bytes(h).fold(), 0xffff, "header checksum verifies");
+        assert_eq!((&h[12..16], &h[16..20]), (&SHIELD[..], &CLIENT[..]));
+        assert_eq!((u16::from_be_bytes([h[2], h[3]]), h[8], h[1]), (44, 61, 0));
+    }
+
+    proptest! {
+        /// Any bytes: a frame or a clear error, never a panic; a frame's slices are in range.
+        #[test]
+        fn never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200), tags in 0usize..3) {
+            let mut f = ipv4_frame(&[(ETH_P_8021Q, 1), (ETH_P_8021Q, 2)][..tags], &[], 0);
+            let n = bytes.len().min(f.len());
+            // Half the time keep the valid headers' prefix, so deeper layers see junk.
+            let keep = if bytes.first().is_some_and(|b| b % 2 == 0) { n / 2 } else { 0 };
+            f[keep..n].copy_from_slice(&bytes[keep..n]);
+            f.extend_from_slice(&bytes[n..]);
+            if let Ok(p) = Frame::parse(&f) {
+                prop_assert!(p.tcp.len() >= 20);
+                let _ = p.segment();
+            }
+        }
+    }
+}
