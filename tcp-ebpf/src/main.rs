@@ -312,16 +312,16 @@ fn flow_or_cookie_ack<const L2: usize, const L4: usize, F: IpHeader>(
 ) -> Verdict {
     let key = ip.flow_key(th.sport, th.dport);
     if let Some(entry) = FLOWS.get_ptr(&key) {
-        // SAFETY: a value of the map, valid while the program runs. (Userspace may rewrite it
-        // meanwhile; a torn copy only misleads userspace's shortcut, which checks the segment
-        // against its own connection anyway.)
-        let value = unsafe { *entry };
+        // SAFETY: a value of the map, valid while the program runs; read in place (userspace
+        // may rewrite it meanwhile: a torn copy only misleads userspace's shortcut, which
+        // checks the segment against its own connection anyway).
+        let value = unsafe { &*entry };
         let bare_ack =
             th.flags() & (flags::SYN | flags::FIN | flags::RST | flags::ACK) == flags::ACK;
         if value.flags & FlowValue::TIME_WAIT != 0 && bare_ack {
-            return reopen_or_flow::<L4, F>(ctx, cfg, ip, th, &value);
+            return reopen_or_flow::<L4, F>(ctx, cfg, ip, th, value);
         }
-        return redirect_to_userspace(ctx, ctx.rx_queue_index(), RxMeta::FLOW, &value);
+        return redirect_to_userspace(ctx, ctx.rx_queue_index(), RxMeta::FLOW, value);
     }
     if th.flags() & flags::RST != 0 {
         return drop(Counter::DropRstUnknown);
@@ -419,7 +419,7 @@ fn redirect_to_userspace(ctx: &XdpContext, queue: u32, kind: u32, flow: &FlowVal
         RxMeta::REOPEN => Counter::RedirectReopen,
         _ => Counter::RedirectFlow,
     };
-    let counter = if write_meta(ctx, &RxMeta::new(kind, *flow)) {
+    let counter = if write_meta(ctx, RxMeta::MAGIC | kind, flow) {
         counter
     } else {
         Counter::RedirectWithoutMeta

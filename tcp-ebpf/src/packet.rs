@@ -21,7 +21,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use tcp_common::{
-    RxMeta,
+    FlowValue, RxMeta,
     checksum::Sum,
     wire::frame::{FrameBytes, FrameBytesMut},
     wire::options::{MAX_OPTIONS_LEN, OPTIONS_BUF_LEN},
@@ -245,14 +245,16 @@ pub fn load_options(
     Some(OptionsArea { bytes: buf, sum })
 }
 
-/// Puts `meta` in front of the frame (`bpf_xdp_adjust_meta`), for AF_XDP to copy into the
-/// UMEM right before the frame (see `tcp_common::meta`). False if the kernel refused (no
-/// headroom, or a driver without metadata support): the frame then goes without.
+/// Puts an [`RxMeta`] (`tag`, `flow`) in front of the frame (`bpf_xdp_adjust_meta`), for
+/// AF_XDP to copy into the UMEM right before the frame (see `tcp_common::meta`). False if the
+/// kernel refused (no headroom, or a driver without metadata support): the frame then goes
+/// without. `flow` is copied straight from where it is (the flow map's value, on the FLOW
+/// path) into the metadata.
 ///
 /// Verifier note: the helper invalidates every packet pointer, so the metadata and data
 /// pointers are read from the context again and the area checked before the store.
 #[inline(always)]
-pub fn write_meta(ctx: &XdpContext, meta: &RxMeta) -> bool {
+pub fn write_meta(ctx: &XdpContext, tag: u32, flow: &FlowValue) -> bool {
     #[expect(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "32")]
     const GROW: i32 = -(RxMeta::LEN as i32);
     // SAFETY: the helper only needs the context pointer the kernel gave us.
@@ -264,7 +266,10 @@ pub fn write_meta(ctx: &XdpContext, meta: &RxMeta) -> bool {
         return false;
     }
     // SAFETY: the 32 bytes before `data` are the metadata area just made (checked above); a
-    // packet access, see the module docs.
-    unsafe { core::ptr::write(m as *mut RxMeta, *meta) };
+    // packet access, see the module docs. `RxMeta` is `tag` then `flow`.
+    unsafe {
+        core::ptr::write(m as *mut u32, tag);
+        core::ptr::copy_nonoverlapping(flow, (m + 4) as *mut FlowValue, 1);
+    }
     true
 }

@@ -106,16 +106,13 @@ pub fn synshield_test_meta(ctx: XdpContext) -> u32 {
         return XDP_PASS;
     }
     #[expect(clippy::cast_possible_truncation, reason = "frames are below 64 KiB, queues 64")]
-    let meta = RxMeta::new(
-        RxMeta::FLOW,
-        FlowValue {
-            server_isn: (end - data) as u32,
-            client_isn: META_PROBE_MARK,
-            queue: ctx.rx_queue_index() as u8,
-            ..FlowValue::default()
-        },
-    );
-    if !write_meta(&ctx, &meta) {
+    let flow = FlowValue {
+        server_isn: (end - data) as u32,
+        client_isn: META_PROBE_MARK,
+        queue: ctx.rx_queue_index() as u8,
+        ..FlowValue::default()
+    };
+    if !write_meta(&ctx, RxMeta::MAGIC | RxMeta::FLOW, &flow) {
         return XDP_DROP;
     }
     XSKS.redirect(ctx.rx_queue_index(), 0).unwrap_or(XDP_DROP)

@@ -23,6 +23,16 @@ fn main() -> ExitCode {
     match bench::run(XDP_OBJECT, baseline.as_deref(), repeat, bench::ROUNDS) {
         Ok(rows) => {
             print!("{}", bench::markdown(&rows, repeat, bench::ROUNDS));
+            let count = |o: &[u8]| match bench::verified_instructions(o) {
+                Ok(Some(n)) => n.to_string(),
+                Ok(None) => "not reported".into(),
+                Err(e) => format!("unknown ({e})"),
+            };
+            print!("\nInstructions the verifier processed for synshield: {}", count(XDP_OBJECT));
+            if let Some(b) = &baseline {
+                print!(" (baseline build: {})", count(b));
+            }
+            println!(".");
             ExitCode::SUCCESS
         }
         Err(e) => {

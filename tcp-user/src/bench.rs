@@ -17,7 +17,7 @@ use std::time::Duration;
 use aya::Ebpf;
 use aya::programs::{ProgramError, TestRun as _, TestRunOptions, Xdp};
 use tcp_common::checksum::sum_bytes;
-use tcp_common::{Config, PortSet};
+use tcp_common::{Config, FlowKey, FlowValue, PortSet};
 
 use crate::loader::{self, LoadError};
 use crate::secrets;
@@ -89,6 +89,9 @@ pub enum Frame {
     LinuxOptions,
     /// An ACK with a forged cookie for an unknown flow (an ACK flood's packet): dropped.
     ForgedAck,
+    /// A data segment of a flow in the flow map (the data path's every frame): redirected with
+    /// its metadata (dropped here, as no AF_XDP socket is bound: the redirect is the last step).
+    KnownFlow,
 }
 
 impl Frame {
@@ -98,6 +101,7 @@ impl Frame {
             Frame::BarePadded => "IPv4 SYN, no options, padded (60 B)",
             Frame::LinuxOptions => "IPv4 SYN, MSS SACK TS WS (74 B)",
             Frame::ForgedAck => "IPv4 ACK, forged cookie (54 B)",
+            Frame::KnownFlow => "IPv4 ACK of a known flow (54 B)",
         }
     }
 
@@ -114,12 +118,33 @@ impl Frame {
             Frame::ForgedAck => {
                 return ipv4_segment([198, 18, 0, 1], [198, 18, 0, 2], 40000, PORT, 0x10, &[]);
             }
+            Frame::KnownFlow => {
+                let (src, dst, sport) = KNOWN_FLOW;
+                return ipv4_segment(src, dst, sport, PORT, 0x10, &[]);
+            }
             Frame::LinuxOptions => {
                 &[2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 1, 0, 0, 0, 0, 0, 0, 1, 3, 3, 7]
             }
         };
         ipv4_syn([198, 18, 0, 1], [198, 18, 0, 2], 40000, PORT, options)
     }
+}
+
+/// Client address, server address and client port of [`Frame::KnownFlow`], whose entry the
+/// benchmark puts into the flow map.
+const KNOWN_FLOW: ([u8; 4], [u8; 4], u16) = ([198, 18, 0, 3], [198, 18, 0, 2], 40001);
+
+/// Puts [`Frame::KnownFlow`]'s flow into the object's flow map.
+fn insert_known_flow(ebpf: &mut Ebpf) -> Result<(), BenchError> {
+    let (src, dst, sport) = KNOWN_FLOW;
+    let map = ebpf
+        .map_mut(tcp_common::maps::FLOWS)
+        .ok_or_else(|| BenchError::Unexpected("the XDP object has no flow map".into()))?;
+    let mut flows: aya::maps::HashMap<_, FlowKey, FlowValue> = aya::maps::HashMap::try_from(map)
+        .map_err(|e| BenchError::Unexpected(format!("flow map: {e}")))?;
+    flows
+        .insert(FlowKey::v4(src, dst, sport, PORT), FlowValue::default(), 0)
+        .map_err(|e| BenchError::Unexpected(format!("flow map: {e}")))
 }
 
 /// An Ethernet + IPv4 + TCP SYN with valid checksums.
@@ -162,6 +187,17 @@ pub fn ipv4_segment(
     let c = sum_bytes(&f[ip + 12..ip + 20]).add16(6).add16(len).add_sum(sum_bytes(&f[tcp..]));
     f[tcp + 16..tcp + 18].copy_from_slice(&c.checksum().to_be_bytes());
     f
+}
+
+/// Instructions the verifier processed to accept the synshield program of `object` (its
+/// verification cost, which the 40-slot option parser and the dissector instances drive).
+pub fn verified_instructions(object: &[u8]) -> Result<Option<u32>, BenchError> {
+    let mut ebpf = loader::load(object)?;
+    let p = program(&mut ebpf, tcp_common::XDP_PROGRAM)?;
+    p.load().map_err(|source| BenchError::Program { what: "loading synshield".into(), source })?;
+    let info =
+        p.info().map_err(|source| BenchError::Program { what: "program info".into(), source })?;
+    Ok(info.verified_instruction_count())
 }
 
 /// One measurement row.
@@ -233,7 +269,9 @@ pub fn run(
         (Subject::Synshield, Frame::BarePadded),
         (Subject::Synshield, Frame::LinuxOptions),
         (Subject::Synshield, Frame::ForgedAck),
+        (Subject::Synshield, Frame::KnownFlow),
     ];
+    insert_known_flow(&mut ebpf)?;
     let loading = |subject: Subject| {
         move |source| BenchError::Program { what: format!("loading {}", subject.program()), source }
     };
@@ -243,7 +281,14 @@ pub fn run(
     if let Some(base) = &mut base {
         loader::write_config(base, &config)?;
         program(base, Subject::Baseline.program())?.load().map_err(loading(Subject::Baseline))?;
-        for frame in [Frame::Bare, Frame::BarePadded, Frame::LinuxOptions, Frame::ForgedAck] {
+        insert_known_flow(base)?;
+        for frame in [
+            Frame::Bare,
+            Frame::BarePadded,
+            Frame::LinuxOptions,
+            Frame::ForgedAck,
+            Frame::KnownFlow,
+        ] {
             cases.push((Subject::Baseline, frame));
         }
     }
@@ -259,7 +304,11 @@ pub fn run(
                 ..TestRunOptions::new()
             })
             .map_err(|source| BenchError::Program { what: "test run".into(), source })?;
-        let expected = if frame == Frame::ForgedAck { XDP_DROP } else { subject.expected_action() };
+        let expected = if matches!(frame, Frame::ForgedAck | Frame::KnownFlow) {
+            XDP_DROP
+        } else {
+            subject.expected_action()
+        };
         if r.return_value != expected {
             return Err(BenchError::Unexpected(format!(
                 "{} returned action {} on {:?}, expected {}",
