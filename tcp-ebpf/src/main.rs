@@ -354,7 +354,7 @@ fn decode_cookie_ack<const L4: usize, F: IpHeader>(
         th.seq,
         th.ack,
         th.window,
-        opts.timestamps().map(|t| (t.val, t.ecr)),
+        opts.timestamps().map(|t| (t.tsval, t.tsecr)),
         local_wscale,
     );
     #[expect(clippy::cast_possible_truncation, reason = "at most MAX_RX_QUEUES (64) queues")]

@@ -17,7 +17,7 @@
 //! - Unknown kinds are skipped by their length (RFC 9293 section 3.1); End of Option List
 //!   ends the list; a repeated option overwrites the earlier one.
 
-use crate::wire::{SackRanges, SeqNumber};
+use crate::wire::{SackRanges, SeqNumber, TcpTimestamp};
 
 /// Most bytes of options a TCP header can hold (a data offset of 15 words).
 pub const MAX_OPTIONS_LEN: usize = 40;
@@ -55,15 +55,6 @@ fn at(b: &[u8; OPTIONS_BUF_LEN], i: usize) -> u8 {
     b[i & (OPTIONS_BUF_LEN - 1)]
 }
 
-/// The timestamps option (RFC 7323 section 3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timestamps {
-    /// TSval: the sender's clock.
-    pub val: u32,
-    /// TSecr: the TSval echoed back.
-    pub ecr: u32,
-}
-
 /// The options of a segment, SACK blocks aside.
 ///
 /// Flat, `#[repr(C)]`, every byte defined, with a bit per option seen (rather than `Option`
@@ -93,7 +84,7 @@ impl TcpOptions {
         mss: Option<u16>,
         wscale: Option<u8>,
         sack_permitted: bool,
-        timestamps: Option<Timestamps>,
+        timestamps: Option<TcpTimestamp>,
     ) -> TcpOptions {
         let mut o = TcpOptions::default();
         if let Some(m) = mss {
@@ -136,9 +127,9 @@ impl TcpOptions {
     /// The timestamps option.
     #[inline(always)]
     #[must_use]
-    pub fn timestamps(&self) -> Option<Timestamps> {
+    pub fn timestamps(&self) -> Option<TcpTimestamp> {
         (self.present & HAS_TIMESTAMPS != 0)
-            .then_some(Timestamps { val: self.ts_val, ecr: self.ts_ecr })
+            .then_some(TcpTimestamp { tsval: self.ts_val, tsecr: self.ts_ecr })
     }
 
     /// Sets the MSS option.
@@ -170,9 +161,9 @@ impl TcpOptions {
 
     /// Sets the timestamps option.
     #[inline(always)]
-    pub fn set_timestamps(&mut self, t: Timestamps) {
-        self.ts_val = t.val;
-        self.ts_ecr = t.ecr;
+    pub fn set_timestamps(&mut self, t: TcpTimestamp) {
+        self.ts_val = t.tsval;
+        self.ts_ecr = t.tsecr;
         self.present |= HAS_TIMESTAMPS;
     }
 }
@@ -197,7 +188,7 @@ pub fn parse_linux_syn_options(w: [u32; 5]) -> Option<TcpOptions> {
     let mut o = TcpOptions::default();
     o.set_mss((w[0] & 0xffff) as u16);
     o.present |= HAS_SACK_PERMITTED;
-    o.set_timestamps(Timestamps { val: w[2], ecr: w[3] });
+    o.set_timestamps(TcpTimestamp { tsval: w[2], tsecr: w[3] });
     o.set_wscale((w[4] & 0xff) as u8);
     Some(o)
 }
@@ -291,7 +282,7 @@ fn parse<const SACK: bool>(
                         (kind::WINDOW_SCALE, 3) => opts.set_wscale(at(buf, pos + 2)),
                         (kind::SACK_PERMITTED, 2) => opts.present |= HAS_SACK_PERMITTED,
                         (kind::TIMESTAMPS, 10) => {
-                            let ts = Timestamps { val: be32(pos + 2), ecr: be32(pos + 6) };
+                            let ts = TcpTimestamp { tsval: be32(pos + 2), tsecr: be32(pos + 6) };
                             opts.set_timestamps(ts);
                         }
                         (kind::SACK, 10 | 18 | 26 | 34) => {
@@ -369,7 +360,7 @@ mod tests {
                         (kind::WINDOW_SCALE, 3) => ws = Some(v[0]),
                         (kind::SACK_PERMITTED, 2) => sack_perm = true,
                         (kind::TIMESTAMPS, 10) => {
-                            ts = Some(Timestamps { val: word(0), ecr: word(4) });
+                            ts = Some(TcpTimestamp { tsval: word(0), tsecr: word(4) });
                         }
                         (kind::SACK, 10 | 18 | 26 | 34) => {
                             sack = SackRanges::new();
@@ -450,7 +441,7 @@ mod tests {
         assert_eq!(o.mss(), Some(1460));
         assert!(o.sack_permitted());
         assert_eq!(o.wscale(), Some(7));
-        assert_eq!(o.timestamps(), Some(Timestamps { val: 0x1234, ecr: 0 }));
+        assert_eq!(o.timestamps(), Some(TcpTimestamp { tsval: 0x1234, tsecr: 0 }));
     }
 
     #[test]

@@ -504,7 +504,7 @@ impl TcpRepr {
             window_scale: opts.wscale(),
             sack_permitted: opts.sack_permitted(),
             sack_ranges,
-            timestamp: opts.timestamps().map(|t| TcpTimestamp { tsval: t.val, tsecr: t.ecr }),
+            timestamp: opts.timestamps(),
         })
     }
 
