@@ -74,6 +74,12 @@ pub fn sum_bytes(bytes: &[u8]) -> Sum {
     Sum(s)
 }
 
+/// The Internet checksum of `data` (RFC 1071): the complement of its folded sum.
+#[must_use]
+pub fn internet_checksum(data: &[u8]) -> u16 {
+    sum_bytes(data).checksum()
+}
+
 /// RFC 1624 equation 3: the new checksum `HC' = ~(~HC + ~m + m')` after a 16-bit field
 /// changed from `old` to `new`.
 #[inline(always)]

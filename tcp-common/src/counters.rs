@@ -74,10 +74,17 @@ counters! {
     TxSynAck => "tx_synack",
     /// Invalid ACK answered with a RST (only when configured).
     TxRst => "tx_rst",
-    /// Third-handshake ACK validated; flow inserted and redirected to userspace.
+    /// Third-handshake ACK validated; flow inserted and redirected to userspace (metadata
+    /// NEW_FLOW).
     RedirectNewFlow => "redirect_new_flow",
-    /// Segment of a known flow redirected to userspace.
+    /// Segment of a known flow redirected to userspace (metadata FLOW).
     RedirectFlow => "redirect_flow",
+    /// Bare ACK with a valid cookie for a tuple in TIME-WAIT, redirected to userspace to decide
+    /// on a reopen (metadata REOPEN; the map is not written).
+    RedirectReopen => "redirect_reopen",
+    /// Redirected to userspace without metadata (`bpf_xdp_adjust_meta` refused: no headroom);
+    /// counted instead of the redirect's kind. Userspace looks the flow up in the map.
+    RedirectWithoutMeta => "redirect_without_meta",
 }
 
 /// Number of counters: the size of the counters map.

@@ -101,10 +101,12 @@ pub struct FlowValue {
     pub peer_wscale: u8,
     /// Our window scale shift (what the SYN-ACK offered); meaningful only if the peer's is set.
     pub local_wscale: u8,
-    /// [`FlowValue::TIMESTAMPS`] | [`FlowValue::SACK`] | [`FlowValue::ECN`].
+    /// [`FlowValue::TIMESTAMPS`] | [`FlowValue::SACK`] | [`FlowValue::ECN`] (what the cookie
+    /// negotiated, written by XDP) and [`FlowValue::TIME_WAIT`] (set and cleared by userspace).
     pub flags: u8,
-    /// Zero.
-    pub reserved: u8,
+    /// The RX queue whose AF_XDP socket owns the flow: written by XDP on insert (the queue the
+    /// third ACK arrived on), rewritten by userspace if it moves the flow.
+    pub queue: u8,
 }
 
 impl FlowValue {
@@ -116,8 +118,12 @@ impl FlowValue {
     pub const SACK: u8 = 2;
     /// ECN negotiated.
     pub const ECN: u8 = 4;
+    /// The connection is in TIME-WAIT (userspace sets and clears it): a third ACK with a valid
+    /// cookie for this tuple reaches userspace as a reopen candidate (RFC 6191) rather than as
+    /// a segment of the old connection.
+    pub const TIME_WAIT: u8 = 0x80;
 
-    /// The flow a valid cookie established. `timestamps` is the third ACK's (TSval, TSecr);
+    /// The flow a valid cookie established (`queue` zero: the caller sets it). `timestamps` is the third ACK's (TSval, TSecr);
     /// without it, the connection has no timestamps, window scaling, SACK or ECN, as in Linux
     /// (`cookie_timestamp_decode`).
     #[inline(always)]
@@ -156,7 +162,7 @@ impl FlowValue {
             peer_wscale: opts.wscale.unwrap_or(FlowValue::NO_WSCALE),
             local_wscale: if opts.wscale.is_some() { local_wscale } else { 0 },
             flags,
-            reserved: 0,
+            queue: 0,
         }
     }
 

@@ -1,21 +1,27 @@
 //! Code and types shared by the XDP program (`tcp-ebpf`, `no_std`, BPF target) and userspace
-//! (`tcp-user`). One implementation of each protocol fact lives here: the map layouts, the
-//! counter names and the SYN cookie.
+//! (`tcp-user`, `tcp-engine`). One implementation of each protocol fact lives here: the wire
+//! layer (frame dissector, TCP option parser, sequence numbers, the TCP header), the map
+//! layouts and the frame metadata, the counter names and the SYN cookie.
 #![no_std]
+
+#[cfg(test)]
+extern crate std;
 
 pub mod checksum;
 pub mod config;
 pub mod cookie;
 pub mod counters;
 pub mod flow;
+pub mod meta;
 pub mod proto;
 pub mod synack;
-pub mod tcp_options;
+pub mod wire;
 
 pub use config::{Config, ConfigFlags, PortSet};
 pub use cookie::{CookieKey, CookieSecrets};
 pub use counters::Counter;
 pub use flow::{FlowKey, FlowValue};
+pub use meta::{RxKind, RxMeta};
 
 /// Names of the maps in the XDP object, used by the loader to find them.
 pub mod maps {
@@ -31,3 +37,6 @@ pub mod maps {
 
 /// Name of the XDP program in the object.
 pub const XDP_PROGRAM: &str = "synshield";
+
+/// Programs and maps in the XDP object that only tests load, and what they report.
+pub mod testing;

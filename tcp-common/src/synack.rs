@@ -16,18 +16,21 @@
 use crate::checksum::Sum;
 use crate::config::{Config, ConfigFlags};
 use crate::cookie::{self, CookieTuple, SynCookie, TsOptions};
-use crate::tcp_options::TcpOptions;
+use crate::wire::options::TcpOptions;
 
-/// TCP flags (RFC 9293 section 3.1, RFC 3168 for ECE and CWR).
+/// TCP flags as bits of the flags byte, for the XDP program's header words: the shared
+/// vocabulary's [`crate::wire::Flags`].
 pub mod flags {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-    pub const ECE: u8 = 0x40;
-    pub const CWR: u8 = 0x80;
+    use crate::wire::Flags;
+
+    pub const FIN: u8 = Flags::FIN.bits();
+    pub const SYN: u8 = Flags::SYN.bits();
+    pub const RST: u8 = Flags::RST.bits();
+    pub const PSH: u8 = Flags::PSH.bits();
+    pub const ACK: u8 = Flags::ACK.bits();
+    pub const URG: u8 = Flags::URG.bits();
+    pub const ECE: u8 = Flags::ECE.bits();
+    pub const CWR: u8 = Flags::CWR.bits();
 }
 
 /// Length of a SYN-ACK TCP header without timestamps (MSS only).
@@ -80,17 +83,13 @@ pub fn plan_synack<T: CookieTuple>(
         Some(ts) if f.contains(ConfigFlags::TIMESTAMPS) => {
             let sack = syn.sack_permitted() && f.contains(ConfigFlags::SACK);
             let ecn = ecn_setup && f.contains(ConfigFlags::ECN);
+            // `wscale()` is already clamped to 14 (RFC 7323 section 2.3).
             let peer_ws = if f.contains(ConfigFlags::WINDOW_SCALING) { syn.wscale() } else { None };
-            let opts = TsOptions {
-                wscale: peer_ws
-                    .map(|s| if s > cookie::MAX_WSCALE { cookie::MAX_WSCALE } else { s }),
-                sack,
-                ecn,
-            };
+            let opts = TsOptions { wscale: peer_ws, sack, ecn };
             let tsval = cookie::encode_tsval(now_ts, c.ts_offset, opts);
             let ours =
                 if config.wscale > cookie::MAX_WSCALE { cookie::MAX_WSCALE } else { config.wscale };
-            (Some((tsval, ts.val)), sack, peer_ws.map(|_| ours), ecn)
+            (Some((tsval, ts.tsval)), sack, peer_ws.map(|_| ours), ecn)
         }
         _ => (None, false, None, false),
     };
@@ -175,7 +174,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::cookie::{CookieKey, CookieSecrets, TupleV4};
-    use crate::tcp_options::{Timestamps, options_buf, parse_options};
+    use crate::wire::TcpTimestamp;
+    use crate::wire::options::{options_buf, parse_options};
 
     const T: TupleV4 = TupleV4 {
         client: [10, 0, 0, 2],
@@ -191,7 +191,7 @@ mod tests {
     }
 
     fn linux_syn() -> TcpOptions {
-        TcpOptions::new(Some(1460), Some(7), true, Some(Timestamps { val: 12345, ecr: 0 }))
+        TcpOptions::new(Some(1460), Some(7), true, Some(TcpTimestamp { tsval: 12345, tsecr: 0 }))
     }
 
     #[test]
@@ -207,10 +207,10 @@ mod tests {
         assert_eq!(o.wscale(), Some(c.wscale));
         assert!(o.sack_permitted());
         let ts = o.timestamps().unwrap();
-        assert_eq!(ts.ecr, 12345);
+        assert_eq!(ts.tsecr, 12345);
         let v = c.secrets.check(&T, 1000, s.cookie.isn).unwrap();
         assert_eq!(v.mss, 1460);
-        let opts = cookie::decode_tsecr(ts.val, v.ts_offset);
+        let opts = cookie::decode_tsecr(ts.tsval, v.ts_offset);
         assert_eq!(opts, TsOptions { wscale: Some(7), sack: true, ecn: false });
     }
 

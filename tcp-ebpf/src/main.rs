@@ -5,32 +5,41 @@
 //! Pipeline (after Linux's `xdp_synproxy_kern.c`):
 //!
 //! ```text
-//! dissect_frame ─ ipv4 / ipv6 ─ tcp ─┬─ syn_to_synack            SYN: XDP_TX a SYN-ACK
-//!  (VLAN tags)    (per layout)       │   ├─ check_syn            flags, payload, checksum, options
+//! frame::dissect ─ ipv4 / ipv6 ─ tcp ┬─ syn_to_synack            SYN: XDP_TX a SYN-ACK
+//!  (VLAN tags)    (per layout)  Shield│   ├─ check_syn            flags, payload, checksum, options
 //!                                    │   └─ write_synack         cookie, options, rewrite in place
-//!                                    └─ flow_or_cookie_ack       known flow: redirect
+//!                                    └─ flow_or_cookie_ack       known flow: redirect (FLOW)
+//!                                        ├─ reopen_or_flow       TIME-WAIT tuple, bare ACK with a
+//!                                        │                       valid cookie: redirect (REOPEN)
 //!                                        ├─ validate_cookie_ack  valid third ACK: insert, redirect
+//!                                        │                       (NEW_FLOW)
 //!                                        └─ ack_to_rst           invalid ACK: drop, or RST if asked
 //! ```
 //!
-//! `options.rs` reads TCP options (a fast path for Linux's layout, the shared parser as a
-//! global BPF function), `packet.rs` does the packet accesses, `bench.rs` holds the reference
-//! programs `cargo xtask bench` compares with. The cookie, the SYN-ACK's layout, the option
+//! The frame dissector (Ethernet, VLAN tags, IPv4, IPv6, the fixed TCP header) is the shared
+//! wire layer's (`tcp_common::wire::frame`), run here over packet memory ([`XdpFrame`]); this
+//! file is its continuation for our ports. `options.rs` reads TCP options (a fast path for
+//! Linux's layout, the shared parser as a global BPF function), `packet.rs` does the packet
+//! accesses, `bench.rs` holds the reference programs `cargo xtask bench` compares with,
+//! `probes.rs` the programs only tests load. The cookie, the SYN-ACK's layout, the option
 //! parser and the checksums are `tcp-common`'s, shared with userspace and its tests.
 //!
 //! Actions: DROP for bad or hostile input, PASS for traffic that is not ours, TX for our
-//! answers, REDIRECT for the flows userspace serves. Each frame adds one to `RxFrames` and one
+//! answers, REDIRECT for the flows userspace serves, each with an `RxMeta` in front of the
+//! frame (`tcp_common::meta`) so userspace needs no map lookup. Each frame adds one to `RxFrames` and one
 //! to exactly one verdict counter.
 //!
-//! The frame layout (untagged, one or two VLAN tags; IPv4 or IPv6) is a const generic: every
-//! header offset is a compile-time constant, the form of packet access the verifier checks
-//! most reliably (see `packet.rs`). The six instances cost code size, not time.
+//! The frame layout (untagged, one or two VLAN tags; IPv4 or IPv6) is a const generic of the
+//! dissector and of everything after it: every header offset is a compile-time constant, the
+//! form of packet access the verifier checks most reliably (see `packet.rs`). The six
+//! instances cost code size, not time.
 #![no_std]
 #![no_main]
 
 mod bench;
 mod options;
 mod packet;
+mod probes;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
@@ -40,23 +49,22 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use tcp_common::{
-    Config, ConfigFlags, Counter, FlowKey, FlowValue,
-    checksum::{Sum, verifies},
-    cookie::{self, CookieTuple, TupleV4, TupleV6},
+    Config, ConfigFlags, Counter, FlowKey, FlowValue, RxMeta,
+    checksum::verifies,
+    cookie,
     counters::COUNTER_COUNT,
     flow::{FLOW_TABLE_SIZE, MAX_RX_QUEUES},
-    proto::{
-        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPV4_HLEN,
-        IPV6_HLEN, TCP_HLEN, VLAN_HLEN,
-    },
+    proto::TCP_HLEN,
     synack::{self, flags},
-    tcp_options::TcpOptions,
+    wire::{
+        frame::{self, IpHeader, TcpFixed, TcpSink},
+        options::TcpOptions,
+    },
 };
 
-use crate::packet::{
-    in_bounds, load_4, load_be16, load_be32, load_be64, load8, store_4, store_be16, store_be32,
-    store_be64, swap_macs,
-};
+use tcp_common::wire::frame::FrameBytes as _;
+
+use crate::packet::{XdpFrame, store_be16, store_be32, swap_macs, write_meta};
 
 #[map(name = "SYNSHIELD_CONFIG")]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -69,11 +77,6 @@ static FLOWS: HashMap<FlowKey, FlowValue> = HashMap::with_max_entries(FLOW_TABLE
 
 #[map(name = "SYNSHIELD_XSKS")]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_RX_QUEUES, 0);
-
-/// IPv4 "more fragments" flag and fragment offset (RFC 791).
-const IP_MF: u16 = 0x2000;
-const IP_OFFSET: u16 = 0x1fff;
-const IP_DF: u16 = 0x4000;
 
 /// The counter to add one to and the XDP action, packed in one register: BPF subprograms
 /// return a scalar (a returned struct would be a pointer to the callee's stack, which the
@@ -120,41 +123,9 @@ fn pass(c: Counter) -> Verdict {
 #[xdp]
 pub fn synshield(ctx: XdpContext) -> u32 {
     count(Counter::RxFrames as u32);
-    let v = dissect_frame(&ctx);
+    let v = handle_frame(&ctx);
     count(v.counter_index());
     v.action()
-}
-
-/// Ethernet and up to two VLAN tags (802.1ad outer, 802.1Q inner), then the IP layer for that
-/// layout.
-#[inline(always)]
-fn dissect_frame(ctx: &XdpContext) -> Verdict {
-    let (data, end) = (ctx.data(), ctx.data_end());
-    if !in_bounds(data, end, ETH_HLEN + 2 * VLAN_HLEN) {
-        // Too short for two tags: untagged only (a SYN is at least 54 bytes anyway).
-        if !in_bounds(data, end, ETH_HLEN) {
-            return drop(Counter::DropTruncated);
-        }
-        // SAFETY: 14 bytes checked.
-        return match unsafe { load_be16(data + 12) } {
-            ETH_P_IP => ipv4::<14, 34>(ctx),
-            ETH_P_IPV6 => ipv6::<14, 54>(ctx),
-            _ => pass(Counter::PassNotIp),
-        };
-    }
-    // SAFETY: 22 bytes checked.
-    let (t0, t1, t2) =
-        unsafe { (load_be16(data + 12), load_be16(data + 16), load_be16(data + 20)) };
-    let vlan = |t: u16| t == ETH_P_8021Q || t == ETH_P_8021AD;
-    match (t0, vlan(t0), t1, vlan(t1), t2) {
-        (ETH_P_IP, ..) => ipv4::<14, 34>(ctx),
-        (ETH_P_IPV6, ..) => ipv6::<14, 54>(ctx),
-        (_, true, ETH_P_IP, ..) => ipv4::<18, 38>(ctx),
-        (_, true, ETH_P_IPV6, ..) => ipv6::<18, 58>(ctx),
-        (_, true, _, true, ETH_P_IP) => ipv4::<22, 42>(ctx),
-        (_, true, _, true, ETH_P_IPV6) => ipv6::<22, 62>(ctx),
-        _ => pass(Counter::PassNotIp),
-    }
 }
 
 #[inline(always)]
@@ -162,364 +133,46 @@ fn config() -> Option<&'static Config> {
     CONFIG.get(0)
 }
 
-/// IPv4 with the IP header at `L2` and TCP at `L4 = L2 + 20`.
+/// The frame through the shared dissector (`tcp_common::wire::frame`); a segment to a
+/// protected port continues in [`Shield::tcp`].
 #[inline(always)]
-fn ipv4<const L2: usize, const L4: usize>(ctx: &XdpContext) -> Verdict {
-    const { assert!(L4 == L2 + IPV4_HLEN) };
-    let (data, end) = (ctx.data(), ctx.data_end());
-    if !in_bounds(data, end, L2 + IPV4_HLEN) {
-        return drop(Counter::DropTruncated);
-    }
-    let ip = data + L2;
-    // SAFETY: 20 bytes of IP header checked.
-    let (vihl, frag, proto) = unsafe { (load8(ip), load_be16(ip + 6), load8(ip + 9)) };
-    if vihl >> 4 != 4 || vihl & 0xf < 5 {
-        // Not a valid IPv4 header: the kernel's to count and drop.
-        return pass(Counter::PassNotIp);
-    }
-    if proto != IPPROTO_TCP {
-        return pass(Counter::PassNotTcp);
-    }
-    if frag & IP_OFFSET != 0 {
-        return pass(Counter::PassNoTcpHeader);
-    }
+fn handle_frame(ctx: &XdpContext) -> Verdict {
     let Some(cfg) = config() else { return pass(Counter::PassOtherPort) };
-    if vihl & 0xf != 5 {
-        // IPv4 options: find the port at a variable offset (one check), drop if it is ours.
-        let p = ip + usize::from(vihl & 0xf) * 4;
-        if p + 4 > end {
-            return drop(Counter::DropTruncated);
+    match frame::dissect(&XdpFrame::new(ctx), &Shield { ctx, cfg }) {
+        Ok(v) => v,
+        Err(e) if e.is_not_ours() => pass(e.counter()),
+        Err(e) => drop(e.counter()),
+    }
+}
+
+/// The XDP program's continuation of the dissector: the SYN and ACK paths.
+struct Shield<'a> {
+    ctx: &'a XdpContext,
+    cfg: &'a Config,
+}
+
+impl TcpSink<XdpFrame> for Shield<'_> {
+    type Out = Verdict;
+
+    #[inline(always)]
+    fn is_ours(&self, dport: u16) -> bool {
+        self.cfg.ports.contains(dport)
+    }
+
+    /// A SYN is answered; anything else is a known flow's or must be a third ACK.
+    #[inline(always)]
+    fn tcp<const L2: usize, const L4: usize, A: IpHeader>(
+        &self,
+        _frame: &XdpFrame,
+        ip: &A,
+        th: &TcpFixed,
+        tcp_len: usize,
+    ) -> Verdict {
+        if th.flags() & flags::SYN != 0 {
+            return syn_to_synack::<L2, L4, A>(self.ctx, self.cfg, ip, th, tcp_len);
         }
-        // SAFETY: 4 bytes checked.
-        let dport = unsafe { load_be16(p + 2) };
-        return if cfg.ports.contains(dport) {
-            drop(Counter::DropIpOptions)
-        } else {
-            pass(Counter::PassOtherPort)
-        };
+        flow_or_cookie_ack::<L2, L4, A>(self.ctx, self.cfg, ip, th)
     }
-    if !in_bounds(data, end, L4 + 4) {
-        return drop(Counter::DropTruncated);
-    }
-    // SAFETY: TCP ports checked.
-    let dport = unsafe { load_be16(data + L4 + 2) };
-    if !cfg.ports.contains(dport) {
-        return pass(Counter::PassOtherPort);
-    }
-    if frag & IP_MF != 0 {
-        return drop(Counter::DropIpFragment);
-    }
-    if !in_bounds(data, end, L4 + TCP_HLEN) {
-        return drop(Counter::DropTruncated);
-    }
-    let mut s = Sum::default();
-    for i in 0..IPV4_HLEN / 4 {
-        // SAFETY: 20 bytes of IP header checked.
-        s = s.add32(unsafe { load_be32(ip + 4 * i) });
-    }
-    if !verifies(s) {
-        return drop(Counter::DropBadChecksum);
-    }
-    // SAFETY: as above.
-    let total = usize::from(unsafe { load_be16(ip + 2) });
-    if total < IPV4_HLEN + TCP_HLEN || L2 + total > end - data {
-        return drop(Counter::DropTruncated);
-    }
-    // SAFETY: as above.
-    let addrs = unsafe { V4 { src: load_4(ip + 12), dst: load_4(ip + 16) } };
-    tcp::<L2, L4, V4>(ctx, cfg, &addrs, total - IPV4_HLEN)
-}
-
-/// IPv6 extension headers (RFC 8200 section 4) that have the generic (next, length) form.
-#[inline(always)]
-fn is_generic_ext_header(next: u8) -> bool {
-    // Hop-by-hop options, routing, destination options.
-    matches!(next, 0 | 43 | 60)
-}
-const IPV6_FRAGMENT: u8 = 44;
-
-/// IPv6 with the IP header at `L2` and (without extension headers) TCP at `L4 = L2 + 40`.
-#[inline(always)]
-fn ipv6<const L2: usize, const L4: usize>(ctx: &XdpContext) -> Verdict {
-    const { assert!(L4 == L2 + IPV6_HLEN) };
-    let (data, end) = (ctx.data(), ctx.data_end());
-    if !in_bounds(data, end, L2 + IPV6_HLEN) {
-        return drop(Counter::DropTruncated);
-    }
-    let ip = data + L2;
-    // SAFETY: 40 bytes of IP header checked.
-    let (version, payload_len, next) =
-        unsafe { (load8(ip) >> 4, usize::from(load_be16(ip + 4)), load8(ip + 6)) };
-    if version != 6 {
-        return pass(Counter::PassNotIp);
-    }
-    if next != IPPROTO_TCP {
-        if is_generic_ext_header(next) || next == IPV6_FRAGMENT {
-            return ipv6_ext_headers::<L4>(ctx, next);
-        }
-        return pass(Counter::PassNotTcp);
-    }
-    let Some(cfg) = config() else { return pass(Counter::PassOtherPort) };
-    if !in_bounds(data, end, L4 + 4) {
-        return drop(Counter::DropTruncated);
-    }
-    // SAFETY: TCP ports checked.
-    let dport = unsafe { load_be16(data + L4 + 2) };
-    if !cfg.ports.contains(dport) {
-        return pass(Counter::PassOtherPort);
-    }
-    if !in_bounds(data, end, L4 + TCP_HLEN) || L4 + payload_len > end - data {
-        return drop(Counter::DropTruncated);
-    }
-    // SAFETY: 40 bytes of IP header checked.
-    let addrs = unsafe {
-        V6 {
-            src: [load_be64(ip + 8), load_be64(ip + 16)],
-            dst: [load_be64(ip + 24), load_be64(ip + 32)],
-        }
-    };
-    tcp::<L2, L4, V6>(ctx, cfg, &addrs, payload_len)
-}
-
-/// Walks up to four IPv6 extension headers to find out whether the segment is TCP to a
-/// protected port (then it is dropped: we answer only plain SYNs) or not ours (passed).
-#[inline(always)]
-fn ipv6_ext_headers<const L4: usize>(ctx: &XdpContext, first: u8) -> Verdict {
-    let (data, end) = (ctx.data(), ctx.data_end());
-    let mut next = first;
-    let mut off = L4;
-    for _ in 0..4 {
-        // The mask keeps the offset bounded for the verifier; real chains are far shorter.
-        let p = data + (off & 0x1fff);
-        if next == IPPROTO_TCP {
-            if p + 4 > end {
-                return drop(Counter::DropTruncated);
-            }
-            let Some(cfg) = config() else { return pass(Counter::PassOtherPort) };
-            // SAFETY: 4 bytes checked.
-            let dport = unsafe { load_be16(p + 2) };
-            return if cfg.ports.contains(dport) {
-                drop(Counter::DropIpv6ExtHeader)
-            } else {
-                pass(Counter::PassOtherPort)
-            };
-        }
-        if p + 8 > end {
-            return drop(Counter::DropTruncated);
-        }
-        // SAFETY: 8 bytes checked (every extension header is at least 8 bytes).
-        let (n, len, frag) = unsafe { (load8(p), load8(p + 1), load_be16(p + 2)) };
-        if next == IPV6_FRAGMENT {
-            if frag & 0xfff8 != 0 {
-                return pass(Counter::PassNoTcpHeader);
-            }
-            off += 8;
-        } else if is_generic_ext_header(next) {
-            off += (usize::from(len) + 1) * 8;
-        } else {
-            return pass(Counter::PassNotTcp);
-        }
-        next = n;
-    }
-    pass(Counter::PassNoTcpHeader)
-}
-
-/// What differs between IPv4 and IPv6 above TCP: the cookie tuple, the flow key, the
-/// pseudo-header and the reply's IP header.
-trait Family {
-    type Tuple: CookieTuple;
-    /// The connection as the client sends it.
-    fn tuple(&self, sport: u16, dport: u16) -> Self::Tuple;
-    fn flow_key(&self, sport: u16, dport: u16) -> FlowKey;
-    /// Sum of both addresses (for the pseudo-header; unchanged when they are swapped).
-    fn addr_sum(&self) -> Sum;
-    fn mss_clamp(cfg: &Config) -> u16;
-    /// Turns the IP header at `L2` into the reply's: addresses swapped, length for `tcp_len`
-    /// bytes of TCP, TTL / hop limit `ttl`. Caller: the header is inside the frame.
-    unsafe fn write_reply_ip<const L2: usize>(&self, data: usize, tcp_len: usize, ttl: u8);
-}
-
-struct V4 {
-    src: [u8; 4],
-    dst: [u8; 4],
-}
-
-impl Family for V4 {
-    type Tuple = TupleV4;
-
-    #[inline(always)]
-    fn tuple(&self, sport: u16, dport: u16) -> TupleV4 {
-        TupleV4 { client: self.src, server: self.dst, client_port: sport, server_port: dport }
-    }
-
-    #[inline(always)]
-    fn flow_key(&self, sport: u16, dport: u16) -> FlowKey {
-        FlowKey::v4(self.src, self.dst, sport, dport)
-    }
-
-    #[inline(always)]
-    fn addr_sum(&self) -> Sum {
-        Sum::default().add32(u32::from_be_bytes(self.src)).add32(u32::from_be_bytes(self.dst))
-    }
-
-    #[inline(always)]
-    fn mss_clamp(cfg: &Config) -> u16 {
-        cfg.mss_v4
-    }
-
-    #[inline(always)]
-    unsafe fn write_reply_ip<const L2: usize>(&self, data: usize, tcp_len: usize, ttl: u8) {
-        let ip = data + L2;
-        // RFC 1624 incremental update of the (verified) header checksum: the fields that
-        // change are version/TOS, total length, id, flags/offset and TTL/protocol; swapping
-        // the addresses leaves the sum unchanged.
-        #[expect(clippy::cast_possible_truncation, reason = "at most 20 + 40 bytes")]
-        let new = [0x4500, (IPV4_HLEN + tcp_len) as u16, 0, IP_DF, u16::from(ttl) << 8 | 6];
-        // SAFETY: the caller checked the IP header is inside the frame.
-        unsafe {
-            let hc = load_be16(ip + 10);
-            let mut s = Sum(u64::from(!hc));
-            for (i, n) in new.iter().enumerate() {
-                s = s.add16(!load_be16(ip + 2 * i)).add16(*n);
-                store_be16(ip + 2 * i, *n);
-            }
-            store_be16(ip + 10, s.checksum());
-            store_4(ip + 12, self.dst);
-            store_4(ip + 16, self.src);
-        }
-    }
-}
-
-struct V6 {
-    src: [u64; 2],
-    dst: [u64; 2],
-}
-
-impl Family for V6 {
-    type Tuple = TupleV6;
-
-    #[inline(always)]
-    fn tuple(&self, sport: u16, dport: u16) -> TupleV6 {
-        TupleV6 { client: self.src, server: self.dst, client_port: sport, server_port: dport }
-    }
-
-    #[inline(always)]
-    fn flow_key(&self, sport: u16, dport: u16) -> FlowKey {
-        FlowKey::v6_words(self.src, self.dst, sport, dport)
-    }
-
-    #[inline(always)]
-    fn addr_sum(&self) -> Sum {
-        let mut s = Sum::default();
-        for w in [self.src[0], self.src[1], self.dst[0], self.dst[1]] {
-            s = s.add32((w >> 32) as u32).add32(w as u32);
-        }
-        s
-    }
-
-    #[inline(always)]
-    fn mss_clamp(cfg: &Config) -> u16 {
-        cfg.mss_v6
-    }
-
-    #[inline(always)]
-    unsafe fn write_reply_ip<const L2: usize>(&self, data: usize, tcp_len: usize, ttl: u8) {
-        let ip = data + L2;
-        // SAFETY: the caller checked the IP header is inside the frame.
-        unsafe {
-            // Version 6, traffic class 0 (not ECN-capable), flow label 0.
-            store_be32(ip, 0x6000_0000);
-            #[expect(clippy::cast_possible_truncation, reason = "at most 40 bytes")]
-            store_be16(ip + 4, tcp_len as u16);
-            store_be16(ip + 6, u16::from(IPPROTO_TCP) << 8 | u16::from(ttl));
-            store_be64(ip + 8, self.dst[0]);
-            store_be64(ip + 16, self.dst[1]);
-            store_be64(ip + 24, self.src[0]);
-            store_be64(ip + 32, self.src[1]);
-        }
-    }
-}
-
-/// The fixed 20 bytes of a TCP header (RFC 9293 section 3.1).
-struct TcpFixed {
-    sport: u16,
-    dport: u16,
-    seq: u32,
-    ack: u32,
-    /// Data offset (4 bits), reserved, flags; as on the wire.
-    off_flags: u16,
-    window: u16,
-    /// Checksum and urgent pointer word, for the checksum check.
-    csum_urg: u32,
-}
-
-impl TcpFixed {
-    /// Caller: `[p, p + 20)` is inside the frame.
-    #[inline(always)]
-    unsafe fn load(p: usize) -> TcpFixed {
-        // SAFETY: per the caller.
-        unsafe {
-            TcpFixed {
-                sport: load_be16(p),
-                dport: load_be16(p + 2),
-                seq: load_be32(p + 4),
-                ack: load_be32(p + 8),
-                off_flags: load_be16(p + 12),
-                window: load_be16(p + 14),
-                csum_urg: load_be32(p + 16),
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn header_len(&self) -> usize {
-        usize::from(self.off_flags >> 12) * 4
-    }
-
-    #[inline(always)]
-    fn flags(&self) -> u8 {
-        self.off_flags.to_be_bytes()[1]
-    }
-
-    /// Ones'-complement sum of the 20 bytes.
-    #[inline(always)]
-    fn sum(&self) -> Sum {
-        Sum::default()
-            .add16(self.sport)
-            .add16(self.dport)
-            .add32(self.seq)
-            .add32(self.ack)
-            .add16(self.off_flags)
-            .add16(self.window)
-            .add32(self.csum_urg)
-    }
-}
-
-/// The TCP layer of a segment to a protected port. `tcp_len` is what the IP header says.
-#[inline(always)]
-fn tcp<const L2: usize, const L4: usize, F: Family>(
-    ctx: &XdpContext,
-    cfg: &Config,
-    ip: &F,
-    tcp_len: usize,
-) -> Verdict {
-    let (data, end) = (ctx.data(), ctx.data_end());
-    if !in_bounds(data, end, L4 + TCP_HLEN) {
-        return drop(Counter::DropTruncated);
-    }
-    // SAFETY: 20 bytes of TCP header checked.
-    let th = unsafe { TcpFixed::load(data + L4) };
-    let hlen = th.header_len();
-    if hlen < TCP_HLEN {
-        return drop(Counter::DropBadTcpHeader);
-    }
-    if hlen > tcp_len {
-        return drop(Counter::DropTruncated);
-    }
-    if th.flags() & flags::SYN != 0 {
-        return syn_to_synack::<L2, L4, F>(ctx, cfg, ip, &th, tcp_len);
-    }
-    flow_or_cookie_ack::<L2, L4, F>(ctx, cfg, ip, &th)
 }
 
 /// Resizes the frame to `len` bytes (`bpf_xdp_adjust_tail`); false if the kernel refused.
@@ -546,7 +199,7 @@ fn resize(ctx: &XdpContext, len: usize) -> bool {
 /// layer of all six frame layouts) it exceeded it. Frames now: entry 136 bytes, this 216,
 /// the option parser 32.
 #[inline(never)]
-fn syn_to_synack<const L2: usize, const L4: usize, F: Family>(
+fn syn_to_synack<const L2: usize, const L4: usize, F: IpHeader>(
     ctx: &XdpContext,
     cfg: &Config,
     ip: &F,
@@ -563,7 +216,7 @@ fn syn_to_synack<const L2: usize, const L4: usize, F: Family>(
 /// Whether the SYN may be answered (flags, no payload, checksum, options); its options into
 /// `opts`.
 #[inline(always)]
-fn check_syn<const L4: usize, F: Family>(
+fn check_syn<const L4: usize, F: IpHeader>(
     ctx: &XdpContext,
     ip: &F,
     th: &TcpFixed,
@@ -592,7 +245,7 @@ fn check_syn<const L4: usize, F: Family>(
 
 /// Rewrites the checked SYN into our SYN-ACK.
 #[inline(always)]
-fn write_synack<const L2: usize, const L4: usize, F: Family>(
+fn write_synack<const L2: usize, const L4: usize, F: IpHeader>(
     ctx: &XdpContext,
     cfg: &Config,
     ip: &F,
@@ -617,11 +270,12 @@ fn write_synack<const L2: usize, const L4: usize, F: Family>(
     if !resize(ctx, L4 + out_len) {
         return drop(Counter::DropResizeFailed);
     }
-    let (data, end) = (ctx.data(), ctx.data_end());
+    let mut frame = XdpFrame::new(ctx);
+    let data = frame.data();
     let tcp = data + L4;
     // Two fixed-size writes, each after its own bounds check.
     if hdr.len_words == 10 {
-        if !in_bounds(data, end, L4 + synack::SYNACK_LEN_TS) {
+        if !frame.has(L4 + synack::SYNACK_LEN_TS) {
             return drop(Counter::DropResizeFailed);
         }
         for i in 0..10 {
@@ -629,7 +283,7 @@ fn write_synack<const L2: usize, const L4: usize, F: Family>(
             unsafe { store_be32(tcp + 4 * i, hdr.words[i]) };
         }
     } else {
-        if !in_bounds(data, end, L4 + synack::SYNACK_LEN_NO_TS) {
+        if !frame.has(L4 + synack::SYNACK_LEN_NO_TS) {
             return drop(Counter::DropResizeFailed);
         }
         for i in 0..6 {
@@ -640,24 +294,34 @@ fn write_synack<const L2: usize, const L4: usize, F: Family>(
     // SAFETY: Ethernet, IP and 24 bytes of TCP are inside the frame (checked above).
     unsafe {
         store_be16(tcp + 16, csum.checksum());
-        ip.write_reply_ip::<L2>(data, out_len, cfg.ttl);
+        ip.write_reply::<L2, _>(&mut frame, out_len, cfg.ttl);
         swap_macs(data);
     }
     Verdict::new(Counter::TxSynAck, XDP_TX)
 }
 
-/// A non-SYN segment to a protected port: a known flow goes to userspace; otherwise it must be
-/// a third ACK with a valid cookie.
+/// A non-SYN segment to a protected port: a known flow goes to userspace (FLOW metadata, or
+/// REOPEN for a new cookie on a tuple in TIME-WAIT); otherwise it must be a third ACK with a
+/// valid cookie.
 #[inline(always)]
-fn flow_or_cookie_ack<const L2: usize, const L4: usize, F: Family>(
+fn flow_or_cookie_ack<const L2: usize, const L4: usize, F: IpHeader>(
     ctx: &XdpContext,
     cfg: &Config,
     ip: &F,
     th: &TcpFixed,
 ) -> Verdict {
     let key = ip.flow_key(th.sport, th.dport);
-    if FLOWS.get_ptr(&key).is_some() {
-        return redirect_to_userspace(ctx, Counter::RedirectFlow);
+    if let Some(entry) = FLOWS.get_ptr(&key) {
+        // SAFETY: a value of the map, valid while the program runs; read in place (userspace
+        // may rewrite it meanwhile: a torn copy only misleads userspace's shortcut, which
+        // checks the segment against its own connection anyway).
+        let value = unsafe { &*entry };
+        let bare_ack =
+            th.flags() & (flags::SYN | flags::FIN | flags::RST | flags::ACK) == flags::ACK;
+        if value.flags & FlowValue::TIME_WAIT != 0 && bare_ack {
+            return reopen_or_flow::<L4, F>(ctx, cfg, ip, th, value);
+        }
+        return redirect_to_userspace(ctx, ctx.rx_queue_index(), RxMeta::FLOW, value);
     }
     if th.flags() & flags::RST != 0 {
         return drop(Counter::DropRstUnknown);
@@ -668,49 +332,100 @@ fn flow_or_cookie_ack<const L2: usize, const L4: usize, F: Family>(
     validate_cookie_ack::<L2, L4, F>(ctx, cfg, ip, th, &key)
 }
 
-/// A third ACK for an unknown flow: `ack - 1` must be a valid cookie for `seq - 1` and the
-/// tuple. Valid: the flow goes into the table and the segment to userspace.
+/// The flow a third ACK establishes if `ack - 1` is a valid cookie for `seq - 1` and the
+/// tuple; its `queue` is `queue`, the RX queue the ACK arrived on. `Err(None)`: the cookie is not
+/// valid; `Err(Some(c))`: it is, but the options are malformed (`c` says why).
+#[inline(always)]
+fn decode_cookie_ack<const L4: usize, F: IpHeader>(
+    ctx: &XdpContext,
+    cfg: &Config,
+    ip: &F,
+    th: &TcpFixed,
+    queue: u32,
+) -> Result<FlowValue, Option<Counter>> {
+    let tuple = ip.tuple(th.sport, th.dport);
+    let checked = cfg.secrets.check(&tuple, th.seq.wrapping_sub(1), th.ack.wrapping_sub(1));
+    let Ok(valid) = checked else { return Err(None) };
+    let (opts, _) = options::read_options::<L4>(ctx, th.header_len() - TCP_HLEN).map_err(Some)?;
+    let local_wscale =
+        if cfg.wscale > cookie::MAX_WSCALE { cookie::MAX_WSCALE } else { cfg.wscale };
+    let mut value = FlowValue::from_cookie(
+        &valid,
+        th.seq,
+        th.ack,
+        th.window,
+        opts.timestamps().map(|t| (t.tsval, t.tsecr)),
+        local_wscale,
+    );
+    #[expect(clippy::cast_possible_truncation, reason = "at most MAX_RX_QUEUES (64) queues")]
+    let queue = queue as u8;
+    value.queue = queue;
+    Ok(value)
+}
+
+/// A third ACK for an unknown flow: valid cookie, the flow goes into the table and the segment
+/// to userspace (NEW_FLOW).
 #[inline(never)]
-fn validate_cookie_ack<const L2: usize, const L4: usize, F: Family>(
+fn validate_cookie_ack<const L2: usize, const L4: usize, F: IpHeader>(
     ctx: &XdpContext,
     cfg: &Config,
     ip: &F,
     th: &TcpFixed,
     key: &FlowKey,
 ) -> Verdict {
-    let tuple = ip.tuple(th.sport, th.dport);
-    let checked = cfg.secrets.check(&tuple, th.seq.wrapping_sub(1), th.ack.wrapping_sub(1));
-    let Ok(valid) = checked else {
-        if ConfigFlags(cfg.flags).contains(ConfigFlags::RST_INVALID_ACK) {
+    let queue = ctx.rx_queue_index();
+    let value = match decode_cookie_ack::<L4, F>(ctx, cfg, ip, th, queue) {
+        Ok(v) => v,
+        Err(Some(c)) => return drop(c),
+        Err(None) if ConfigFlags(cfg.flags).contains(ConfigFlags::RST_INVALID_ACK) => {
             return ack_to_rst::<L2, L4, F>(ctx, cfg, ip, th);
         }
-        return drop(Counter::DropAckInvalid);
+        Err(None) => return drop(Counter::DropAckInvalid),
     };
-    let opts = match options::read_options::<L4>(ctx, th.header_len() - TCP_HLEN) {
-        Ok((o, _)) => o,
-        Err(c) => return drop(c),
-    };
-    let local_wscale =
-        if cfg.wscale > cookie::MAX_WSCALE { cookie::MAX_WSCALE } else { cfg.wscale };
-    let value = FlowValue::from_cookie(
-        &valid,
-        th.seq,
-        th.ack,
-        th.window,
-        opts.timestamps().map(|t| (t.val, t.ecr)),
-        local_wscale,
-    );
     if FLOWS.insert(key, &value, 0).is_err() {
         return drop(Counter::DropFlowTableFull);
     }
-    redirect_to_userspace(ctx, Counter::RedirectNewFlow)
+    redirect_to_userspace(ctx, queue, RxMeta::NEW_FLOW, &value)
 }
 
-/// Hands the frame to the AF_XDP socket of its RX queue.
+/// A bare ACK for a tuple in TIME-WAIT: with a valid cookie it may open a new incarnation
+/// (RFC 6191), which userspace decides (REOPEN, the new cookie's flow; the map is left
+/// alone); otherwise it is a segment of the old connection (FLOW).
+#[inline(never)]
+fn reopen_or_flow<const L4: usize, F: IpHeader>(
+    ctx: &XdpContext,
+    cfg: &Config,
+    ip: &F,
+    th: &TcpFixed,
+    old: &FlowValue,
+) -> Verdict {
+    let queue = ctx.rx_queue_index();
+    match decode_cookie_ack::<L4, F>(ctx, cfg, ip, th, queue) {
+        Ok(new) => redirect_to_userspace(ctx, queue, RxMeta::REOPEN, &new),
+        Err(_) => redirect_to_userspace(ctx, queue, RxMeta::FLOW, old),
+    }
+}
+
+/// Hands the frame to the AF_XDP socket of its RX queue `queue`, with an [`RxMeta`] of `kind`
+/// for `flow` in front of it (or without, counted, if the kernel has no room for it).
+///
+/// Verifier note: callers read `rx_queue_index` once and pass it: read twice in one function,
+/// LLVM kept `ctx + 16` in a register, and the verifier refuses a context access through a
+/// modified pointer.
 #[inline(always)]
-fn redirect_to_userspace(ctx: &XdpContext, ok: Counter) -> Verdict {
-    match XSKS.redirect(ctx.rx_queue_index(), 0) {
-        Ok(action) => Verdict::new(ok, action),
+fn redirect_to_userspace(ctx: &XdpContext, queue: u32, kind: u32, flow: &FlowValue) -> Verdict {
+    let counter = match kind {
+        RxMeta::NEW_FLOW => Counter::RedirectNewFlow,
+        RxMeta::REOPEN => Counter::RedirectReopen,
+        _ => Counter::RedirectFlow,
+    };
+    let counter = if write_meta(ctx, RxMeta::MAGIC | kind, flow) {
+        counter
+    } else {
+        Counter::RedirectWithoutMeta
+    };
+    match XSKS.redirect(queue, 0) {
+        Ok(action) => Verdict::new(counter, action),
         Err(_) => drop(Counter::DropNoSocket),
     }
 }
@@ -719,7 +434,7 @@ fn redirect_to_userspace(ctx: &XdpContext, ok: Counter) -> Verdict {
 /// 3.10.7.1, an ACK in LISTEN), rewriting it in place. Only when configured: under an ACK
 /// flood a RST per packet is reflection.
 #[inline(always)]
-fn ack_to_rst<const L2: usize, const L4: usize, F: Family>(
+fn ack_to_rst<const L2: usize, const L4: usize, F: IpHeader>(
     ctx: &XdpContext,
     cfg: &Config,
     ip: &F,
@@ -739,10 +454,11 @@ fn ack_to_rst<const L2: usize, const L4: usize, F: Family>(
     if !resize(ctx, L4 + TCP_HLEN) {
         return drop(Counter::DropResizeFailed);
     }
-    let (data, end) = (ctx.data(), ctx.data_end());
-    if !in_bounds(data, end, L4 + TCP_HLEN) {
+    let mut frame = XdpFrame::new(ctx);
+    if !frame.has(L4 + TCP_HLEN) {
         return drop(Counter::DropResizeFailed);
     }
+    let data = frame.data();
     let tcp = data + L4;
     // SAFETY: Ethernet, IP and 20 bytes of TCP checked just above.
     unsafe {
@@ -750,7 +466,7 @@ fn ack_to_rst<const L2: usize, const L4: usize, F: Family>(
             store_be32(tcp + 4 * i, *w);
         }
         store_be16(tcp + 16, s.checksum());
-        ip.write_reply_ip::<L2>(data, TCP_HLEN, cfg.ttl);
+        ip.write_reply::<L2, _>(&mut frame, TCP_HLEN, cfg.ttl);
         swap_macs(data);
     }
     Verdict::new(Counter::TxRst, XDP_TX)

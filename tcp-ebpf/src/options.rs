@@ -5,7 +5,7 @@ use aya_ebpf::{macros::map, maps::PerCpuArray, programs::XdpContext};
 use tcp_common::{
     Counter,
     checksum::Sum,
-    tcp_options::{
+    wire::options::{
         MAX_OPTIONS_LEN, OPTIONS_BUF_LEN, TcpOptions, parse_linux_syn_options, parse_options,
     },
 };

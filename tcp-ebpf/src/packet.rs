@@ -16,11 +16,113 @@
 //!   widened accesses to stack structs of 2-byte alignment, and the verifier requires aligned
 //!   stack accesses.) Only this module accesses the packet, and only on the BPF target.
 
-use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
-use tcp_common::{
-    checksum::Sum,
-    tcp_options::{MAX_OPTIONS_LEN, OPTIONS_BUF_LEN},
+use aya_ebpf::{
+    helpers::{bpf_xdp_adjust_meta, bpf_xdp_load_bytes},
+    programs::XdpContext,
 };
+use tcp_common::{
+    FlowValue, RxMeta,
+    checksum::Sum,
+    wire::frame::{FrameBytes, FrameBytesMut},
+    wire::options::{MAX_OPTIONS_LEN, OPTIONS_BUF_LEN},
+};
+
+/// The frame as the shared dissector's byte source: packet pointers read once from the
+/// context (again after every helper that moves them: `bpf_xdp_adjust_tail`, `_meta`).
+#[derive(Clone, Copy)]
+pub struct XdpFrame {
+    data: usize,
+    end: usize,
+}
+
+impl XdpFrame {
+    #[inline(always)]
+    pub fn new(ctx: &XdpContext) -> XdpFrame {
+        XdpFrame { data: ctx.data(), end: ctx.data_end() }
+    }
+
+    /// The first byte's address, for accesses at `data + offset` below a checked length.
+    #[inline(always)]
+    pub fn data(&self) -> usize {
+        self.data
+    }
+}
+
+impl FrameBytes for XdpFrame {
+    #[inline(always)]
+    fn has(&self, n: usize) -> bool {
+        in_bounds(self.data, self.end, n)
+    }
+
+    #[inline(always)]
+    fn frame_len(&self) -> usize {
+        self.end - self.data
+    }
+
+    #[inline(always)]
+    unsafe fn u8_at(&self, at: usize) -> u8 {
+        // SAFETY: the caller checked `has(at + 1)`.
+        unsafe { load8(self.data + at) }
+    }
+
+    #[inline(always)]
+    unsafe fn be16_at(&self, at: usize) -> u16 {
+        // SAFETY: the caller checked `has(at + 2)`.
+        unsafe { load_be16(self.data + at) }
+    }
+
+    #[inline(always)]
+    unsafe fn be32_at(&self, at: usize) -> u32 {
+        // SAFETY: the caller checked `has(at + 4)`.
+        unsafe { load_be32(self.data + at) }
+    }
+
+    #[inline(always)]
+    unsafe fn be64_at(&self, at: usize) -> u64 {
+        // SAFETY: the caller checked `has(at + 8)`.
+        unsafe { load_be64(self.data + at) }
+    }
+
+    #[inline(always)]
+    fn be32_var(&self, off: usize) -> Option<u32> {
+        let p = self.data + off;
+        if p + 4 > self.end {
+            return None;
+        }
+        // SAFETY: 4 bytes at `p` checked.
+        Some(unsafe { load_be32(p) })
+    }
+
+    #[inline(always)]
+    fn be64_var(&self, off: usize) -> Option<u64> {
+        let p = self.data + off;
+        if p + 8 > self.end {
+            return None;
+        }
+        // SAFETY: 8 bytes at `p` checked.
+        Some(unsafe { load_be64(p) })
+    }
+}
+
+impl FrameBytesMut for XdpFrame {
+    #[inline(always)]
+    unsafe fn set_be16(&mut self, at: usize, v: u16) {
+        // SAFETY: the caller checked `has(at + 2)`.
+        unsafe { store_be16(self.data + at, v) }
+    }
+
+    #[inline(always)]
+    unsafe fn set_be32(&mut self, at: usize, v: u32) {
+        // SAFETY: the caller checked `has(at + 4)`.
+        unsafe { store_be32(self.data + at, v) }
+    }
+
+    #[inline(always)]
+    unsafe fn set_be64(&mut self, at: usize, v: u64) {
+        // SAFETY: the caller checked `has(at + 8)`.
+        unsafe { store_be64(self.data + at, v) }
+    }
+}
 
 /// Whether `[data, data + len)` is inside the frame.
 #[inline(always)]
@@ -49,13 +151,6 @@ pub unsafe fn load_be32(p: usize) -> u32 {
     u32::from_be(unsafe { core::ptr::read(p as *const u32) })
 }
 
-/// Four bytes at `p`, as on the wire. Caller: `[p, p + 4)` is inside the frame.
-#[inline(always)]
-pub unsafe fn load_4(p: usize) -> [u8; 4] {
-    // SAFETY: as `load_be16`.
-    unsafe { load_be32(p) }.to_be_bytes()
-}
-
 /// Big-endian `u64` at `p`. Caller: `[p, p + 8)` is inside the frame.
 #[inline(always)]
 pub unsafe fn load_be64(p: usize) -> u64 {
@@ -82,14 +177,6 @@ pub unsafe fn store_be16(p: usize, v: u16) {
 pub unsafe fn store_be32(p: usize, v: u32) {
     // SAFETY: as `load_be16`.
     unsafe { core::ptr::write(p as *mut u32, v.to_be()) }
-}
-
-/// Stores four bytes (an IPv4 address as on the wire) at `p`. Caller: `[p, p + 4)` is inside
-/// the frame.
-#[inline(always)]
-pub unsafe fn store_4(p: usize, v: [u8; 4]) {
-    // SAFETY: as `load_be16`.
-    unsafe { core::ptr::write(p as *mut u32, u32::from_ne_bytes(v)) }
 }
 
 /// Swaps the two MAC addresses of the Ethernet header at `p` (a 4- and a 2-byte access each).
@@ -156,4 +243,33 @@ pub fn load_options(
         sum = sum.add32((w >> 32) as u32).add32(w as u32);
     }
     Some(OptionsArea { bytes: buf, sum })
+}
+
+/// Puts an [`RxMeta`] (`tag`, `flow`) in front of the frame (`bpf_xdp_adjust_meta`), for
+/// AF_XDP to copy into the UMEM right before the frame (see `tcp_common::meta`). False if the
+/// kernel refused (no headroom, or a driver without metadata support): the frame then goes
+/// without. `flow` is copied straight from where it is (the flow map's value, on the FLOW
+/// path) into the metadata.
+///
+/// Verifier note: the helper invalidates every packet pointer, so the metadata and data
+/// pointers are read from the context again and the area checked before the store.
+#[inline(always)]
+pub fn write_meta(ctx: &XdpContext, tag: u32, flow: &FlowValue) -> bool {
+    #[expect(clippy::cast_possible_truncation, clippy::cast_possible_wrap, reason = "32")]
+    const GROW: i32 = -(RxMeta::LEN as i32);
+    // SAFETY: the helper only needs the context pointer the kernel gave us.
+    if unsafe { bpf_xdp_adjust_meta(ctx.ctx, GROW) } != 0 {
+        return false;
+    }
+    let (m, data) = (ctx.metadata(), ctx.data());
+    if m + RxMeta::LEN > data {
+        return false;
+    }
+    // SAFETY: the 32 bytes before `data` are the metadata area just made (checked above); a
+    // packet access, see the module docs. `RxMeta` is `tag` then `flow`.
+    unsafe {
+        core::ptr::write(m as *mut u32, tag);
+        core::ptr::copy_nonoverlapping(flow, (m + 4) as *mut FlowValue, 1);
+    }
+    true
 }

@@ -3,6 +3,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::wire::EmitSegment as _;
 use crate::wire::{Packet, PseudoHeader, TcpRepr};
 
 /// Pseudo-headers the corpus checksums are computed for.

@@ -17,7 +17,7 @@ use std::time::Duration;
 use aya::Ebpf;
 use aya::programs::{ProgramError, TestRun as _, TestRunOptions, Xdp};
 use tcp_common::checksum::sum_bytes;
-use tcp_common::{Config, PortSet};
+use tcp_common::{Config, FlowKey, FlowValue, PortSet};
 
 use crate::loader::{self, LoadError};
 use crate::secrets;
@@ -47,6 +47,9 @@ pub enum Subject {
     KernelCookie,
     /// Our program.
     Synshield,
+    /// Our program from another build (`XDP_BENCH_BASELINE`), to compare before and after a
+    /// change in one run.
+    Baseline,
 }
 
 impl Subject {
@@ -54,7 +57,7 @@ impl Subject {
         match self {
             Subject::Drop => DROP_PROGRAM,
             Subject::KernelCookie => KERNEL_COOKIE_PROGRAM,
-            Subject::Synshield => tcp_common::XDP_PROGRAM,
+            Subject::Synshield | Subject::Baseline => tcp_common::XDP_PROGRAM,
         }
     }
 
@@ -65,6 +68,7 @@ impl Subject {
                 "kernel helper `bpf_tcp_raw_gen_syncookie_ipv4` + `bpf_csum_diff`"
             }
             Subject::Synshield => "**synshield** (SipHash-1-3 cookie, incremental checksums)",
+            Subject::Baseline => "synshield, baseline build (`XDP_BENCH_BASELINE`)",
         }
     }
 
@@ -85,6 +89,9 @@ pub enum Frame {
     LinuxOptions,
     /// An ACK with a forged cookie for an unknown flow (an ACK flood's packet): dropped.
     ForgedAck,
+    /// A data segment of a flow in the flow map (the data path's every frame): redirected with
+    /// its metadata (dropped here, as no AF_XDP socket is bound: the redirect is the last step).
+    KnownFlow,
 }
 
 impl Frame {
@@ -94,6 +101,7 @@ impl Frame {
             Frame::BarePadded => "IPv4 SYN, no options, padded (60 B)",
             Frame::LinuxOptions => "IPv4 SYN, MSS SACK TS WS (74 B)",
             Frame::ForgedAck => "IPv4 ACK, forged cookie (54 B)",
+            Frame::KnownFlow => "IPv4 ACK of a known flow (54 B)",
         }
     }
 
@@ -110,12 +118,33 @@ impl Frame {
             Frame::ForgedAck => {
                 return ipv4_segment([198, 18, 0, 1], [198, 18, 0, 2], 40000, PORT, 0x10, &[]);
             }
+            Frame::KnownFlow => {
+                let (src, dst, sport) = KNOWN_FLOW;
+                return ipv4_segment(src, dst, sport, PORT, 0x10, &[]);
+            }
             Frame::LinuxOptions => {
                 &[2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 1, 0, 0, 0, 0, 0, 0, 1, 3, 3, 7]
             }
         };
         ipv4_syn([198, 18, 0, 1], [198, 18, 0, 2], 40000, PORT, options)
     }
+}
+
+/// Client address, server address and client port of [`Frame::KnownFlow`], whose entry the
+/// benchmark puts into the flow map.
+const KNOWN_FLOW: ([u8; 4], [u8; 4], u16) = ([198, 18, 0, 3], [198, 18, 0, 2], 40001);
+
+/// Puts [`Frame::KnownFlow`]'s flow into the object's flow map.
+fn insert_known_flow(ebpf: &mut Ebpf) -> Result<(), BenchError> {
+    let (src, dst, sport) = KNOWN_FLOW;
+    let map = ebpf
+        .map_mut(tcp_common::maps::FLOWS)
+        .ok_or_else(|| BenchError::Unexpected("the XDP object has no flow map".into()))?;
+    let mut flows: aya::maps::HashMap<_, FlowKey, FlowValue> = aya::maps::HashMap::try_from(map)
+        .map_err(|e| BenchError::Unexpected(format!("flow map: {e}")))?;
+    flows
+        .insert(FlowKey::v4(src, dst, sport, PORT), FlowValue::default(), 0)
+        .map_err(|e| BenchError::Unexpected(format!("flow map: {e}")))
 }
 
 /// An Ethernet + IPv4 + TCP SYN with valid checksums.
@@ -160,6 +189,17 @@ pub fn ipv4_segment(
     f
 }
 
+/// Instructions the verifier processed to accept the synshield program of `object` (its
+/// verification cost, which the 40-slot option parser and the dissector instances drive).
+pub fn verified_instructions(object: &[u8]) -> Result<Option<u32>, BenchError> {
+    let mut ebpf = loader::load(object)?;
+    let p = program(&mut ebpf, tcp_common::XDP_PROGRAM)?;
+    p.load().map_err(|source| BenchError::Program { what: "loading synshield".into(), source })?;
+    let info =
+        p.info().map_err(|source| BenchError::Program { what: "program info".into(), source })?;
+    Ok(info.verified_instruction_count())
+}
+
 /// One measurement row.
 #[derive(Clone, Debug)]
 pub struct Row {
@@ -191,11 +231,30 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, BenchError
     Ok(p)
 }
 
+/// The program measured for `subject`: the baseline object's for [`Subject::Baseline`].
+fn pick<'a>(
+    ebpf: &'a mut Ebpf,
+    base: Option<&'a mut Ebpf>,
+    subject: Subject,
+) -> Result<&'a mut Xdp, BenchError> {
+    match (subject, base) {
+        (Subject::Baseline, Some(b)) => program(b, subject.program()),
+        _ => program(ebpf, subject.program()),
+    }
+}
+
 /// Loads the object and its three programs, then measures each subject on each frame
-/// (`rounds` times, `repeat` runs each, interleaved so that drift hits all alike).
-pub fn run(object: &[u8], repeat: u32, rounds: usize) -> Result<Vec<Row>, BenchError> {
+/// (`rounds` times, `repeat` runs each, interleaved so that drift hits all alike). With a
+/// `baseline` object, its synshield program is measured in the same rounds.
+pub fn run(
+    object: &[u8],
+    baseline: Option<&[u8]>,
+    repeat: u32,
+    rounds: usize,
+) -> Result<Vec<Row>, BenchError> {
     pin_to_one_cpu();
     let mut ebpf = loader::load(object)?;
+    let mut base = baseline.map(loader::load).transpose()?;
     let mut ports = PortSet::EMPTY;
     ports.insert(PORT);
     let keeper =
@@ -203,22 +262,38 @@ pub fn run(object: &[u8], repeat: u32, rounds: usize) -> Result<Vec<Row>, BenchE
             .map_err(|e| BenchError::Unexpected(format!("cookie keys: {e}")))?;
     let config = Config { ports, secrets: keeper.secrets(), ..Config::EMPTY };
     loader::write_config(&mut ebpf, &config)?;
-    let cases = [
+    let mut cases = vec![
         (Subject::Drop, Frame::Bare),
         (Subject::KernelCookie, Frame::Bare),
         (Subject::Synshield, Frame::Bare),
         (Subject::Synshield, Frame::BarePadded),
         (Subject::Synshield, Frame::LinuxOptions),
         (Subject::Synshield, Frame::ForgedAck),
+        (Subject::Synshield, Frame::KnownFlow),
     ];
+    insert_known_flow(&mut ebpf)?;
+    let loading = |subject: Subject| {
+        move |source| BenchError::Program { what: format!("loading {}", subject.program()), source }
+    };
     for subject in [Subject::Drop, Subject::KernelCookie, Subject::Synshield] {
-        program(&mut ebpf, subject.program())?.load().map_err(|source| BenchError::Program {
-            what: format!("loading {}", subject.program()),
-            source,
-        })?;
+        program(&mut ebpf, subject.program())?.load().map_err(loading(subject))?;
     }
-    for (subject, frame) in cases {
-        let p = program(&mut ebpf, subject.program())?;
+    if let Some(base) = &mut base {
+        loader::write_config(base, &config)?;
+        program(base, Subject::Baseline.program())?.load().map_err(loading(Subject::Baseline))?;
+        insert_known_flow(base)?;
+        for frame in [
+            Frame::Bare,
+            Frame::BarePadded,
+            Frame::LinuxOptions,
+            Frame::ForgedAck,
+            Frame::KnownFlow,
+        ] {
+            cases.push((Subject::Baseline, frame));
+        }
+    }
+    for &(subject, frame) in &cases {
+        let p = pick(&mut ebpf, base.as_mut(), subject)?;
         // One plain run first: the program must really answer (or drop) this SYN.
         let data = frame.bytes();
         let mut out = vec![0u8; 256];
@@ -229,7 +304,11 @@ pub fn run(object: &[u8], repeat: u32, rounds: usize) -> Result<Vec<Row>, BenchE
                 ..TestRunOptions::new()
             })
             .map_err(|source| BenchError::Program { what: "test run".into(), source })?;
-        let expected = if frame == Frame::ForgedAck { XDP_DROP } else { subject.expected_action() };
+        let expected = if matches!(frame, Frame::ForgedAck | Frame::KnownFlow) {
+            XDP_DROP
+        } else {
+            subject.expected_action()
+        };
         if r.return_value != expected {
             return Err(BenchError::Unexpected(format!(
                 "{} returned action {} on {:?}, expected {}",
@@ -244,7 +323,7 @@ pub fn run(object: &[u8], repeat: u32, rounds: usize) -> Result<Vec<Row>, BenchE
     let per_round = (repeat / u32::try_from(rounds.max(1)).unwrap_or(1)).max(1);
     for _ in 0..rounds {
         for (i, (subject, frame)) in cases.iter().enumerate() {
-            let p = program(&mut ebpf, subject.program())?;
+            let p = pick(&mut ebpf, base.as_mut(), *subject)?;
             let data = frame.bytes();
             let mut total = Duration::ZERO;
             for _ in 0..per_round {

@@ -16,7 +16,7 @@ use etherparse::{
     TcpOptionElement, TransportSlice, VlanId,
 };
 use tcp_common::cookie::{self, CookieKey, CookieSecrets, TsOptions, TupleV4, TupleV6};
-use tcp_common::{Config, ConfigFlags, Counter, FlowKey, FlowValue, PortSet, maps};
+use tcp_common::{Config, ConfigFlags, Counter, FlowKey, FlowValue, PortSet, RxKind, RxMeta, maps};
 use tcp_user::lab::{Lab, SHIELD_IF};
 use tcp_user::loader;
 use tcp_user::xsk::{XskConfig, XskMode, XskSocket};
@@ -475,12 +475,54 @@ fn valid_ack_and_known_flow_are_redirected_to_the_queue_socket() {
     ];
     let r = xdp.run(&ack.frame());
     assert_eq!((r.action, r.verdict), (XDP_REDIRECT, Counter::RedirectNewFlow));
-    assert!(xdp.flow(&flow_key(Ip::V4)).is_some());
+    let flow = xdp.flow(&flow_key(Ip::V4)).expect("flow inserted");
+    assert_eq!(flow.queue, 0, "the queue the ACK arrived on");
+    assert_eq!(meta_of(&r.frame, &ack.frame()), (RxKind::NewFlow, flow));
     let mut data = third_ack(sa.seq);
     data.payload = b"GET / HTTP/1.0\r\n\r\n".to_vec();
     let r = xdp.run(&data.frame());
     assert_eq!((r.action, r.verdict), (XDP_REDIRECT, Counter::RedirectFlow));
+    assert_eq!(meta_of(&r.frame, &data.frame()), (RxKind::Flow, flow));
+
+    // Userspace marks the connection TIME-WAIT. A new handshake on the tuple: its third ACK
+    // comes with REOPEN and the new cookie's flow; the map keeps the old entry.
+    let mut flows: HashMap<_, FlowKey, FlowValue> =
+        HashMap::try_from(xdp.ebpf.map_mut(maps::FLOWS).unwrap()).unwrap();
+    let time_wait = FlowValue { flags: flow.flags | FlowValue::TIME_WAIT, ..flow };
+    flows.insert(flow_key(Ip::V4), time_wait, 0).unwrap();
+    let mut syn2 = Segment::syn(Ip::V4, Vlan::None, Vec::new());
+    syn2.seq = CLIENT_ISN + 100_000;
+    let sa2 = parse_synack(&xdp.run(&syn2.frame()).frame, &syn2);
+    let mut ack2 = third_ack(sa2.seq);
+    ack2.seq = syn2.seq + 1;
+    let r = xdp.run(&ack2.frame());
+    assert_eq!((r.action, r.verdict), (XDP_REDIRECT, Counter::RedirectReopen));
+    let (kind, new) = meta_of(&r.frame, &ack2.frame());
+    assert_eq!(kind, RxKind::Reopen);
+    assert_eq!((new.client_isn, new.server_isn, new.queue), (syn2.seq, sa2.seq, 0));
+    assert_eq!(xdp.flow(&flow_key(Ip::V4)), Some(time_wait), "XDP leaves the map alone");
+    // The old connection's last ACK (acking data, so not a cookie) is a FLOW segment, and so
+    // is a FIN (not a bare ACK).
+    let mut fin = third_ack(sa.seq);
+    fin.fin = true;
+    for seg in [third_ack(sa.seq.wrapping_add(19)), fin] {
+        let r = xdp.run(&seg.frame());
+        assert_eq!((r.action, r.verdict), (XDP_REDIRECT, Counter::RedirectFlow));
+        assert_eq!(meta_of(&r.frame, &seg.frame()), (RxKind::Flow, time_wait));
+    }
+    // A retransmission of the old third ACK, with or without data, is a valid cookie again:
+    // REOPEN, and userspace tells it apart (RFC 6191).
+    let r = xdp.run(&data.frame());
+    assert_eq!(meta_of(&r.frame, &data.frame()).0, RxKind::Reopen);
     drop(socket);
+}
+
+/// The metadata in front of a redirected frame: `BPF_PROG_TEST_RUN` returns the metadata
+/// and the frame together (net/bpf/test_run.c copies from `data_meta`).
+fn meta_of(out: &[u8], frame: &[u8]) -> (RxKind, FlowValue) {
+    assert_eq!(out.len(), RxMeta::LEN + frame.len(), "metadata + frame");
+    assert_eq!(&out[RxMeta::LEN..], frame, "the frame itself is untouched");
+    RxMeta::read(&out[..RxMeta::LEN]).expect("a valid tag")
 }
 
 #[test]

@@ -32,6 +32,7 @@ use crate::seq::SeqNumber;
 use crate::state::State;
 use crate::time::{Duration, Instant};
 use crate::tuple::FourTuple;
+use crate::wire::EmitSegment as _;
 use crate::wire::{Flags, Packet, PseudoHeader, TcpRepr, WireError};
 
 use congestion::Congestion;

@@ -1,16 +1,16 @@
 //! Ethernet and IP of the frames the data path receives and sends. The TCP segment inside is
-//! the engine's business (`tcp_engine::wire`); this module finds it, with checked lengths,
-//! and wraps the engine's segments back into frames.
+//! the engine's business (`tcp_engine::wire`); this module finds it with the shared dissector
+//! (`tcp_common::wire::Frame`), and wraps the engine's segments back into frames.
 //!
 //! A reply goes back the way the request came: MAC addresses swapped and the same VLAN tags,
 //! kept per connection as a [`Route`].
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use tcp_common::proto::{
-    ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN,
-    VLAN_HLEN,
+    ETH_HLEN, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN, VLAN_HLEN,
 };
+use tcp_common::wire::Frame;
 
 /// TTL / hop limit of what we send (Linux's default).
 pub const DEFAULT_TTL: u8 = 64;
@@ -47,100 +47,26 @@ pub struct TcpFrame<'a> {
     pub tcp: &'a [u8],
 }
 
-/// Why a frame is not a TCP segment we can hand to the engine. Each is a counted drop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum FrameError {
-    /// Shorter than its headers say.
-    #[error("truncated frame")]
-    Truncated,
-    /// Not IPv4 or IPv6.
-    #[error("not IP")]
-    NotIp,
-    /// IP, but not TCP (or TCP behind IPv6 extension headers).
-    #[error("not TCP")]
-    NotTcp,
-    /// An IPv4 fragment.
-    #[error("IPv4 fragment")]
-    Fragment,
-    /// An IP header field that makes no sense (version, header or total length).
-    #[error("malformed IP header")]
-    BadIpHeader,
-}
+/// Why a frame is not a TCP segment we can hand to the engine (each a counted drop): the
+/// shared dissector's reasons.
+pub use tcp_common::wire::FrameError;
 
-fn be16(b: &[u8], at: usize) -> Result<u16, FrameError> {
-    match b.get(at..at + 2) {
-        Some(&[hi, lo]) => Ok(u16::from_be_bytes([hi, lo])),
-        _ => Err(FrameError::Truncated),
-    }
-}
-
-/// Splits a received Ethernet frame into route, addresses and TCP segment.
+/// Splits a received Ethernet frame into route, addresses and TCP segment, with the shared
+/// dissector (`tcp_common::wire::frame`, the XDP program's own): what XDP redirected dissects
+/// here the same way. Every TCP port counts as ours.
 pub fn parse(frame: &[u8]) -> Result<TcpFrame<'_>, FrameError> {
-    let header = frame.get(..ETH_HLEN).ok_or(FrameError::Truncated)?;
-    let mut route = Route {
-        local_mac: header[0..6].try_into().map_err(|_| FrameError::Truncated)?,
-        remote_mac: header[6..12].try_into().map_err(|_| FrameError::Truncated)?,
-        vlans: [(0, 0); 2],
-        vlan_count: 0,
-    };
-    let mut ethertype = be16(frame, 12)?;
-    let mut l3 = ETH_HLEN;
-    while matches!(ethertype, ETH_P_8021Q | ETH_P_8021AD) && usize::from(route.vlan_count) < 2 {
-        let tci = be16(frame, l3)?;
-        route.vlans[usize::from(route.vlan_count)] = (ethertype, tci);
-        route.vlan_count += 1;
-        ethertype = be16(frame, l3 + 2)?;
-        l3 += VLAN_HLEN;
-    }
-    let ip = &frame[l3..];
-    match ethertype {
-        ETH_P_IP => {
-            let h = ip.get(..IPV4_HLEN).ok_or(FrameError::Truncated)?;
-            let ihl = usize::from(h[0] & 0x0f) * 4;
-            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            if h[0] >> 4 != 4 || ihl < IPV4_HLEN || total < ihl {
-                return Err(FrameError::BadIpHeader);
-            }
-            if total > ip.len() {
-                return Err(FrameError::Truncated);
-            }
-            // More-fragments flag or a fragment offset.
-            if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
-                return Err(FrameError::Fragment);
-            }
-            if h[9] != IPPROTO_TCP {
-                return Err(FrameError::NotTcp);
-            }
-            let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-            let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-            Ok(TcpFrame { route, src: src.into(), dst: dst.into(), tcp: &ip[ihl..total] })
-        }
-        ETH_P_IPV6 => {
-            let h = ip.get(..IPV6_HLEN).ok_or(FrameError::Truncated)?;
-            if h[0] >> 4 != 6 {
-                return Err(FrameError::BadIpHeader);
-            }
-            let payload = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            if IPV6_HLEN + payload > ip.len() {
-                return Err(FrameError::Truncated);
-            }
-            if h[6] != IPPROTO_TCP {
-                return Err(FrameError::NotTcp);
-            }
-            let octets = |at: usize| -> Result<[u8; 16], FrameError> {
-                h[at..at + 16].try_into().map_err(|_| FrameError::Truncated)
-            };
-            let src = Ipv6Addr::from(octets(8)?);
-            let dst = Ipv6Addr::from(octets(24)?);
-            Ok(TcpFrame {
-                route,
-                src: src.into(),
-                dst: dst.into(),
-                tcp: &ip[IPV6_HLEN..IPV6_HLEN + payload],
-            })
-        }
-        _ => Err(FrameError::NotIp),
-    }
+    let f = Frame::parse(frame)?;
+    Ok(TcpFrame {
+        route: Route {
+            local_mac: f.dst_mac,
+            remote_mac: f.src_mac,
+            vlans: f.vlans,
+            vlan_count: f.vlan_count,
+        },
+        src: f.src,
+        dst: f.dst,
+        tcp: f.tcp,
+    })
 }
 
 /// Why a frame could not be built.
@@ -223,6 +149,7 @@ pub fn build(
 mod tests {
     use super::*;
     use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+    use tcp_common::proto::{ETH_P_8021AD, ETH_P_8021Q};
 
     const A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
     const B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
@@ -283,16 +210,22 @@ mod tests {
         }
         let mut frag = f.clone();
         frag[14 + 6] |= 0x20; // more fragments
-        assert_eq!(parse(&frag), Err(FrameError::Fragment));
+        frag[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+        let sum = tcp_common::checksum::internet_checksum(&frag[14..34]);
+        frag[14 + 10..14 + 12].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(parse(&frag), Err(FrameError::IpFragment));
         let mut udp = f.clone();
         udp[14 + 9] = 17;
         assert_eq!(parse(&udp), Err(FrameError::NotTcp));
         let mut arp = f.clone();
         arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
         assert_eq!(parse(&arp), Err(FrameError::NotIp));
-        let mut bad = f;
+        let mut bad = f.clone();
         bad[14] = 0x44; // IHL 4 words < 20 bytes
-        assert_eq!(parse(&bad), Err(FrameError::BadIpHeader));
+        assert_eq!(parse(&bad), Err(FrameError::NotIp));
+        let mut bad_sum = f;
+        bad_sum[14 + 10] ^= 1;
+        assert_eq!(parse(&bad_sum), Err(FrameError::BadIpChecksum));
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! The TCP header (RFC 9293 section 3.1) and options: MSS, window scale and timestamps
-//! (RFC 7323), SACK-permitted and SACK (RFC 2018), NOP and EOL.
+//! The TCP header (RFC 9293 section 3.1): a zero-copy view ([`Packet`]) and its owned,
+//! validated meaning ([`TcpRepr`]), whose options come from the one option parser
+//! (`wire::options`).
 
 use core::fmt;
 use core::ops::BitOr;
 
-use super::{PseudoHeader, WireError};
-use crate::seq::SeqNumber;
+use super::options::{MalformedOptions, options_buf, parse_options_with_sack};
+use super::{PseudoHeader, SeqNumber, WireError};
 
 /// Byte ranges of the fixed header.
 mod field {
@@ -24,22 +25,11 @@ mod field {
     pub const fn options(header_len: usize) -> Field {
         URGENT.end..header_len
     }
-
-    pub const OPT_END: u8 = 0;
-    pub const OPT_NOP: u8 = 1;
-    pub const OPT_MSS: u8 = 2;
-    pub const OPT_WS: u8 = 3;
-    pub const OPT_SACKPERM: u8 = 4;
-    pub const OPT_SACKRNG: u8 = 5;
-    pub const OPT_TSTAMP: u8 = 8;
 }
 
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = field::URGENT.end;
-/// Most option bytes a header can carry (data offset 15 words).
-pub const MAX_OPTIONS_LEN: usize = 40;
-/// The largest window shift RFC 7323 section 2.3 allows.
-const MAX_WINDOW_SHIFT: u8 = 14;
+pub use super::options::MAX_OPTIONS_LEN;
 
 /// The control bits. The ACK bit is not kept here in a [`TcpRepr`]: there it is
 /// `ack_number.is_some()`.
@@ -437,7 +427,8 @@ pub struct TcpRepr {
     pub urgent_at: u16,
     /// Maximum segment size option.
     pub max_seg_size: Option<u16>,
-    /// Window scale option (shift count, at most 14).
+    /// Window scale option (shift count, at most 14: larger ones are used as 14, RFC 7323
+    /// section 2.3).
     pub window_scale: Option<u8>,
     /// SACK-permitted option.
     pub sack_permitted: bool,
@@ -479,13 +470,29 @@ impl TcpRepr {
         TcpRepr::parse_ignoring_checksum(packet)
     }
 
+    /// Parses a TCP segment (exactly the IP payload) from the sender of `pseudo`, verifying
+    /// its checksum: the header and the payload, borrowed.
+    pub fn parse_segment<'a>(
+        segment: &'a [u8],
+        pseudo: &PseudoHeader,
+    ) -> Result<(TcpRepr, &'a [u8]), WireError> {
+        let packet = Packet::new_checked(segment)?;
+        let repr = TcpRepr::parse(&packet, pseudo)?;
+        // `check_len` passed: the header length is within the segment.
+        let payload = segment.get(usize::from(packet.header_len())..).unwrap_or_default();
+        Ok((repr, payload))
+    }
+
     /// Parses a header without looking at the checksum (for when hardware verified it).
     pub fn parse_ignoring_checksum<T: AsRef<[u8]>>(
         packet: &Packet<T>,
     ) -> Result<TcpRepr, WireError> {
         packet.check_len()?;
         let flags = packet.flags();
-        let mut repr = TcpRepr {
+        let options = packet.options();
+        let (opts, sack_ranges) = parse_options_with_sack(&options_buf(options), options.len())
+            .map_err(|MalformedOptions| WireError::MalformedOptions)?;
+        Ok(TcpRepr {
             src_port: packet.src_port(),
             dst_port: packet.dst_port(),
             seq_number: packet.seq_number(),
@@ -493,245 +500,12 @@ impl TcpRepr {
             flags: flags.without(Flags::ACK),
             window_len: packet.window_len(),
             urgent_at: packet.urgent_at(),
-            ..TcpRepr::new(0, 0, SeqNumber::new(0))
-        };
-        repr.parse_options(packet.options())?;
-        Ok(repr)
-    }
-
-    /// Reads the options area. Unknown kinds are skipped by their length; EOL ends it.
-    fn parse_options(&mut self, mut options: &[u8]) -> Result<(), WireError> {
-        while let Some((&kind, rest)) = options.split_first() {
-            match kind {
-                field::OPT_END => break,
-                field::OPT_NOP => {
-                    options = rest;
-                    continue;
-                }
-                _ => {}
-            }
-            let Some(&len) = rest.first() else {
-                return Err(WireError::MalformedOption { kind });
-            };
-            let len = usize::from(len);
-            if len < 2 || len > options.len() {
-                return Err(WireError::MalformedOption { kind });
-            }
-            let body = &options[2..len];
-            let malformed = WireError::MalformedOption { kind };
-            match kind {
-                field::OPT_MSS => match body {
-                    [a, b] => self.max_seg_size = Some(u16::from_be_bytes([*a, *b])),
-                    _ => return Err(malformed),
-                },
-                // RFC 7323 section 2.3: a shift above 14 is used as 14.
-                field::OPT_WS => match body {
-                    [shift] => self.window_scale = Some((*shift).min(MAX_WINDOW_SHIFT)),
-                    _ => return Err(malformed),
-                },
-                field::OPT_SACKPERM => {
-                    if !body.is_empty() {
-                        return Err(malformed);
-                    }
-                    self.sack_permitted = true;
-                }
-                field::OPT_SACKRNG => {
-                    if body.is_empty()
-                        || !body.len().is_multiple_of(8)
-                        || body.len() / 8 > SackRanges::CAPACITY
-                    {
-                        return Err(malformed);
-                    }
-                    let mut ranges = SackRanges::new();
-                    for block in body.chunks_exact(8) {
-                        let left = u32::from_be_bytes([block[0], block[1], block[2], block[3]]);
-                        let right = u32::from_be_bytes([block[4], block[5], block[6], block[7]]);
-                        ranges.push(SeqNumber::new(left), SeqNumber::new(right));
-                    }
-                    self.sack_ranges = ranges;
-                }
-                field::OPT_TSTAMP => {
-                    if body.len() != 8 {
-                        return Err(malformed);
-                    }
-                    self.timestamp = Some(TcpTimestamp {
-                        tsval: u32::from_be_bytes([body[0], body[1], body[2], body[3]]),
-                        tsecr: u32::from_be_bytes([body[4], body[5], body[6], body[7]]),
-                    });
-                }
-                // Unknown kinds: RFC 9293 section 3.1 requires skipping them by length.
-                _ => {}
-            }
-            options = &options[len..];
-        }
-        Ok(())
-    }
-
-    /// Option bytes with NOP alignment as Linux lays them out, unpadded.
-    fn aligned_options_len(&self) -> usize {
-        let mut len = 0;
-        if self.max_seg_size.is_some() {
-            len += 4;
-        }
-        if self.window_scale.is_some() {
-            len += 4; // NOP + 3
-        }
-        if self.sack_permitted {
-            len += 4; // NOP NOP + 2
-        }
-        if self.timestamp.is_some() {
-            len += 12; // NOP NOP + 10
-        }
-        if !self.sack_ranges.is_empty() {
-            len += 4 + 8 * self.sack_ranges.len(); // NOP NOP + 2 + blocks
-        }
-        len
-    }
-
-    /// Option bytes without any alignment NOPs.
-    fn packed_options_len(&self) -> usize {
-        let mut len = 0;
-        if self.max_seg_size.is_some() {
-            len += 4;
-        }
-        if self.window_scale.is_some() {
-            len += 3;
-        }
-        if self.sack_permitted {
-            len += 2;
-        }
-        if self.timestamp.is_some() {
-            len += 10;
-        }
-        if !self.sack_ranges.is_empty() {
-            len += 2 + 8 * self.sack_ranges.len();
-        }
-        len
-    }
-
-    /// Whether the options are laid out with alignment NOPs (they are unless that would not
-    /// fit in 40 bytes).
-    fn aligned(&self) -> bool {
-        self.aligned_options_len() <= MAX_OPTIONS_LEN
-    }
-
-    /// Option bytes as emitted, padded to a multiple of four.
-    fn options_len(&self) -> usize {
-        let raw =
-            if self.aligned() { self.aligned_options_len() } else { self.packed_options_len() };
-        raw.div_ceil(4) * 4
-    }
-
-    /// Header length in bytes as emitted.
-    ///
-    /// The options must fit in 40 bytes; [`TcpRepr::fit_options`] trims SACK blocks so
-    /// that they do.
-    #[must_use]
-    pub fn header_len(&self) -> usize {
-        HEADER_LEN + self.options_len()
-    }
-
-    /// Header length in bytes as emitted (smoltcp's name for it).
-    #[must_use]
-    pub fn buffer_len(&self) -> usize {
-        self.header_len()
-    }
-
-    /// Drops SACK blocks from the end until the options fit in 40 bytes.
-    pub fn fit_options(&mut self) {
-        while self.packed_options_len() > MAX_OPTIONS_LEN && !self.sack_ranges.is_empty() {
-            self.sack_ranges.truncate(self.sack_ranges.len() - 1);
-        }
-    }
-
-    /// Writes the header into `packet` (which must be exactly header plus `payload` long),
-    /// copies `payload` and fills in the checksum.
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
-        &self,
-        packet: &mut Packet<T>,
-        payload: &[u8],
-        pseudo: &PseudoHeader,
-    ) -> Result<(), WireError> {
-        let mut repr = *self;
-        repr.fit_options();
-        let header_len = repr.header_len();
-        if packet.buffer.as_ref().len() != header_len + payload.len() {
-            return Err(WireError::BufferTooSmall);
-        }
-        packet.set_src_port(repr.src_port);
-        packet.set_dst_port(repr.dst_port);
-        packet.set_seq_number(repr.seq_number);
-        packet.set_ack_number(repr.ack_number.unwrap_or_default());
-        packet.set_header_len(u8::try_from(header_len).map_err(|_| WireError::BufferTooSmall)?);
-        let ack = if repr.ack_number.is_some() { Flags::ACK } else { Flags::NONE };
-        packet.set_flags(repr.flags.without(Flags::ACK) | ack);
-        packet.set_window_len(repr.window_len);
-        packet.set_urgent_at(repr.urgent_at);
-        repr.emit_options(packet.options_mut());
-        packet.payload_mut().copy_from_slice(payload);
-        packet.fill_checksum(pseudo);
-        Ok(())
-    }
-
-    /// Emits header and payload into the front of `buf`, returning the segment length.
-    pub fn emit_segment(
-        &self,
-        buf: &mut [u8],
-        payload: &[u8],
-        pseudo: &PseudoHeader,
-    ) -> Result<usize, WireError> {
-        let mut repr = *self;
-        repr.fit_options();
-        let len = repr.header_len() + payload.len();
-        let out = buf.get_mut(..len).ok_or(WireError::BufferTooSmall)?;
-        repr.emit(&mut Packet::new_unchecked(out), payload, pseudo)?;
-        Ok(len)
-    }
-
-    /// Writes the options into `out`, which is exactly `options_len()` long.
-    fn emit_options(&self, out: &mut [u8]) {
-        let aligned = self.aligned();
-        let mut w = OptionWriter { out, at: 0 };
-        if let Some(mss) = self.max_seg_size {
-            let [a, b] = mss.to_be_bytes();
-            w.put(&[field::OPT_MSS, 4, a, b]);
-        }
-        if let Some(shift) = self.window_scale {
-            if aligned {
-                w.put(&[field::OPT_NOP]);
-            }
-            w.put(&[field::OPT_WS, 3, shift]);
-        }
-        if self.sack_permitted {
-            if aligned {
-                w.put(&[field::OPT_NOP, field::OPT_NOP]);
-            }
-            w.put(&[field::OPT_SACKPERM, 2]);
-        }
-        if let Some(ts) = self.timestamp {
-            if aligned {
-                w.put(&[field::OPT_NOP, field::OPT_NOP]);
-            }
-            w.put(&[field::OPT_TSTAMP, 10]);
-            w.put(&ts.tsval.to_be_bytes());
-            w.put(&ts.tsecr.to_be_bytes());
-        }
-        if !self.sack_ranges.is_empty() {
-            if aligned {
-                w.put(&[field::OPT_NOP, field::OPT_NOP]);
-            }
-            let len = u8::try_from(2 + 8 * self.sack_ranges.len()).unwrap_or(0);
-            w.put(&[field::OPT_SACKRNG, len]);
-            for (left, right) in self.sack_ranges.as_slice() {
-                w.put(&left.raw().to_be_bytes());
-                w.put(&right.raw().to_be_bytes());
-            }
-        }
-        // Pad with EOL (zeros).
-        let at = w.at;
-        if let Some(rest) = w.out.get_mut(at..) {
-            rest.fill(field::OPT_END);
-        }
+            max_seg_size: opts.mss(),
+            window_scale: opts.wscale(),
+            sack_permitted: opts.sack_permitted(),
+            sack_ranges,
+            timestamp: opts.timestamps(),
+        })
     }
 
     /// Sequence space the segment occupies: payload plus one each for SYN and FIN.
@@ -741,25 +515,9 @@ impl TcpRepr {
     }
 }
 
-/// Appends bytes to the options area; silently stops at its end (lengths are computed
-/// beforehand, so that never happens).
-struct OptionWriter<'a> {
-    out: &'a mut [u8],
-    at: usize,
-}
-
-impl OptionWriter<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        if let Some(dst) = self.out.get_mut(self.at..self.at + bytes.len()) {
-            dst.copy_from_slice(bytes);
-            self.at += bytes.len();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
+    use core::net::Ipv4Addr;
 
     use super::*;
 
@@ -781,7 +539,7 @@ mod tests {
         0x03, 0x03, 0x07, // WS 7
     ];
 
-    fn with_checksum(bytes: &[u8]) -> Vec<u8> {
+    fn with_checksum(bytes: &[u8]) -> std::vec::Vec<u8> {
         let mut v = bytes.to_vec();
         Packet::new_unchecked(&mut v[..]).fill_checksum(&PSEUDO);
         v
@@ -825,27 +583,37 @@ mod tests {
     }
 
     fn parse_options(options: &[u8]) -> Result<TcpRepr, WireError> {
-        let mut bytes = LINUX_SYN[..20].to_vec();
-        bytes.extend_from_slice(options);
-        while !bytes.len().is_multiple_of(4) {
-            bytes.push(0);
-        }
-        bytes[12] = u8::try_from(bytes.len() / 4).expect("small") << 4;
-        TcpRepr::parse_ignoring_checksum(&Packet::new_checked(&bytes[..])?)
+        let mut bytes = [0u8; 60];
+        bytes[..20].copy_from_slice(&LINUX_SYN[..20]);
+        bytes[20..20 + options.len()].copy_from_slice(options);
+        let len = (20 + options.len()).div_ceil(4) * 4;
+        bytes[12] = u8::try_from(len / 4).expect("small") << 4;
+        TcpRepr::parse_ignoring_checksum(&Packet::new_checked(&bytes[..len])?)
     }
 
     #[test]
-    fn malformed_options_are_typed_errors() {
-        let bad = |kind| Err(WireError::MalformedOption { kind });
-        assert_eq!(parse_options(&[2, 3, 5]), bad(2), "MSS of length 3");
-        assert_eq!(parse_options(&[3, 4, 7, 0]), bad(3), "WS of length 4");
-        assert_eq!(parse_options(&[4, 3, 0, 0]), bad(4), "SACK-permitted with a body");
-        assert_eq!(parse_options(&[5, 6, 0, 0, 0, 0]), bad(5), "SACK not a multiple of 8");
-        assert_eq!(parse_options(&[5, 2]), bad(5), "SACK with no block");
-        assert_eq!(parse_options(&[8, 6, 0, 0, 0, 0]), bad(8), "timestamps of length 6");
-        assert_eq!(parse_options(&[99, 1]), bad(99), "length below 2");
-        assert_eq!(parse_options(&[99, 9, 0, 0]), bad(99), "length past the header");
-        assert_eq!(parse_options(&[1, 1, 1, 2]), bad(2), "kind without a length byte");
+    fn malformed_options_are_errors() {
+        let bad = Err(WireError::MalformedOptions);
+        assert_eq!(parse_options(&[2, 3, 5]), bad, "MSS of length 3");
+        assert_eq!(parse_options(&[3, 4, 7, 0]), bad, "WS of length 4");
+        assert_eq!(parse_options(&[4, 3, 0, 0]), bad, "SACK-permitted with a body");
+        assert_eq!(parse_options(&[5, 6, 0, 0, 0, 0]), bad, "SACK not a multiple of 8");
+        assert_eq!(parse_options(&[5, 2]), bad, "SACK with no block");
+        assert_eq!(parse_options(&[8, 6, 0, 0, 0, 0]), bad, "timestamps of length 6");
+        assert_eq!(parse_options(&[99, 1]), bad, "length below 2");
+        assert_eq!(parse_options(&[99, 9, 0, 0]), bad, "length past the header");
+        assert_eq!(parse_options(&[1, 1, 1, 2]), bad, "kind without a length byte");
+    }
+
+    #[test]
+    fn parse_segment_borrows_the_payload() {
+        let mut bytes = LINUX_SYN[..20].to_vec();
+        bytes[12] = 5 << 4;
+        bytes.extend_from_slice(b"payload");
+        let v = with_checksum(&bytes);
+        let (repr, payload) = TcpRepr::parse_segment(&v, &PSEUDO).expect("parses");
+        assert_eq!((repr.src_port, payload), (50000, &b"payload"[..]));
+        assert_eq!(TcpRepr::parse_segment(&v[..19], &PSEUDO), Err(WireError::Truncated));
     }
 
     #[test]
@@ -856,86 +624,5 @@ mod tests {
         assert_eq!(repr.max_seg_size, None, "nothing after EOL is read");
         let repr = parse_options(&[3, 3, 15]).expect("parses");
         assert_eq!(repr.window_scale, Some(14), "RFC 7323: shifts above 14 count as 14");
-    }
-
-    fn full_repr() -> TcpRepr {
-        let mut sack = SackRanges::new();
-        sack.push(SeqNumber::new(100), SeqNumber::new(200));
-        sack.push(SeqNumber::new(300), SeqNumber::new(400));
-        TcpRepr {
-            ack_number: Some(SeqNumber::new(7)),
-            flags: Flags::PSH | Flags::FIN,
-            window_len: 1000,
-            timestamp: Some(TcpTimestamp { tsval: 1, tsecr: 2 }),
-            sack_ranges: sack,
-            ..TcpRepr::new(1, 2, SeqNumber::new(u32::MAX))
-        }
-    }
-
-    #[test]
-    fn emit_then_parse_roundtrips() {
-        let payload = b"hello";
-        for repr in [
-            full_repr(),
-            TcpRepr {
-                flags: Flags::SYN,
-                max_seg_size: Some(1460),
-                window_scale: Some(7),
-                sack_permitted: true,
-                timestamp: Some(TcpTimestamp { tsval: 9, tsecr: 0 }),
-                ..TcpRepr::new(80, 50000, SeqNumber::new(5))
-            },
-            TcpRepr { flags: Flags::RST, ..TcpRepr::new(3, 4, SeqNumber::new(6)) },
-        ] {
-            let mut buf = vec![0u8; 100];
-            let len = repr.emit_segment(&mut buf, payload, &PSEUDO).expect("fits");
-            assert_eq!(len, repr.header_len() + payload.len());
-            assert_eq!(repr.header_len() % 4, 0);
-            let packet = Packet::new_checked(&buf[..len]).expect("valid");
-            assert_eq!(TcpRepr::parse(&packet, &PSEUDO), Ok(repr));
-            assert_eq!(packet.payload(), payload);
-        }
-    }
-
-    #[test]
-    fn emit_packs_options_when_alignment_would_overflow() {
-        let mut repr = full_repr();
-        repr.max_seg_size = Some(536);
-        repr.sack_ranges.push(SeqNumber::new(500), SeqNumber::new(600));
-        // 4 + 10 + 26 packed = 40: fits only without NOPs.
-        assert_eq!(repr.header_len(), 60);
-        let mut buf = [0u8; 60];
-        repr.emit_segment(&mut buf, &[], &PSEUDO).expect("fits");
-        let parsed = TcpRepr::parse(&Packet::new_checked(&buf[..]).expect("valid"), &PSEUDO);
-        assert_eq!(parsed, Ok(repr));
-        // A fourth block cannot fit next to timestamps: it is dropped.
-        repr.sack_ranges.push(SeqNumber::new(700), SeqNumber::new(800));
-        repr.emit_segment(&mut buf, &[], &PSEUDO).expect("fits");
-        let parsed = TcpRepr::parse(&Packet::new_checked(&buf[..]).expect("valid"), &PSEUDO)
-            .expect("parses");
-        assert_eq!(parsed.sack_ranges.len(), 3);
-    }
-
-    #[test]
-    fn ipv6_checksum_roundtrips() {
-        let pseudo = PseudoHeader::V6 {
-            src: "2001:db8::1".parse().expect("addr"),
-            dst: "2001:db8::2".parse().expect("addr"),
-        };
-        let repr = full_repr();
-        let mut buf = [0u8; 80];
-        let len = repr.emit_segment(&mut buf, b"v6 payload", &pseudo).expect("fits");
-        let packet = Packet::new_checked(&buf[..len]).expect("valid");
-        assert_eq!(TcpRepr::parse(&packet, &pseudo), Ok(repr));
-        assert_eq!(TcpRepr::parse(&packet, &PSEUDO), Err(WireError::BadChecksum));
-    }
-
-    #[test]
-    fn emit_into_small_buffer_fails() {
-        let mut buf = [0u8; 20];
-        assert_eq!(
-            full_repr().emit_segment(&mut buf, b"x", &PSEUDO),
-            Err(WireError::BufferTooSmall)
-        );
     }
 }
