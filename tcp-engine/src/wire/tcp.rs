@@ -654,22 +654,10 @@ impl TcpRepr {
     ) -> Result<(), WireError> {
         let mut repr = *self;
         repr.fit_options();
-        let header_len = repr.header_len();
-        if packet.buffer.as_ref().len() != header_len + payload.len() {
+        if packet.buffer.as_ref().len() != repr.header_len() + payload.len() {
             return Err(WireError::BufferTooSmall);
         }
-        packet.set_src_port(repr.src_port);
-        packet.set_dst_port(repr.dst_port);
-        packet.set_seq_number(repr.seq_number);
-        packet.set_ack_number(repr.ack_number.unwrap_or_default());
-        packet.set_header_len(u8::try_from(header_len).map_err(|_| WireError::BufferTooSmall)?);
-        let ack = if repr.ack_number.is_some() { Flags::ACK } else { Flags::NONE };
-        packet.set_flags(repr.flags.without(Flags::ACK) | ack);
-        packet.set_window_len(repr.window_len);
-        packet.set_urgent_at(repr.urgent_at);
-        repr.emit_options(packet.options_mut());
-        packet.payload_mut().copy_from_slice(payload);
-        packet.fill_checksum(pseudo);
+        repr.emit_segment(packet.buffer.as_mut(), payload, pseudo)?;
         Ok(())
     }
 
@@ -680,11 +668,39 @@ impl TcpRepr {
         payload: &[u8],
         pseudo: &PseudoHeader,
     ) -> Result<usize, WireError> {
+        self.emit_with(buf, payload.len(), pseudo, |out| out.copy_from_slice(payload))
+    }
+
+    /// Emits the header into the front of `buf`, lets `fill` write the `payload_len` bytes of
+    /// payload behind it, then fills in the checksum; returns the segment length.
+    ///
+    /// For payload that is not one slice (say, the two halves of a ring buffer): it is
+    /// copied once, straight into the output.
+    pub fn emit_with(
+        &self,
+        buf: &mut [u8],
+        payload_len: usize,
+        pseudo: &PseudoHeader,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<usize, WireError> {
         let mut repr = *self;
         repr.fit_options();
-        let len = repr.header_len() + payload.len();
+        let header_len = repr.header_len();
+        let len = header_len + payload_len;
         let out = buf.get_mut(..len).ok_or(WireError::BufferTooSmall)?;
-        repr.emit(&mut Packet::new_unchecked(out), payload, pseudo)?;
+        let mut packet = Packet::new_unchecked(out);
+        packet.set_src_port(repr.src_port);
+        packet.set_dst_port(repr.dst_port);
+        packet.set_seq_number(repr.seq_number);
+        packet.set_ack_number(repr.ack_number.unwrap_or_default());
+        packet.set_header_len(u8::try_from(header_len).map_err(|_| WireError::BufferTooSmall)?);
+        let ack = if repr.ack_number.is_some() { Flags::ACK } else { Flags::NONE };
+        packet.set_flags(repr.flags.without(Flags::ACK) | ack);
+        packet.set_window_len(repr.window_len);
+        packet.set_urgent_at(repr.urgent_at);
+        repr.emit_options(packet.options_mut());
+        fill(packet.payload_mut());
+        packet.fill_checksum(pseudo);
         Ok(len)
     }
 
