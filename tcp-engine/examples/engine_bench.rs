@@ -80,8 +80,7 @@ fn throughput() -> (f64, u64) {
             sent += n;
         }
         let mut moved = false;
-        while let Some(seg) = client.poll_transmit(now) {
-            let len = seg.emit_into(&mut wire, &to_server).expect("emit");
+        while let Some(len) = client.poll_transmit(now, &mut wire) {
             let packet = Packet::new_checked(&wire[..len]).expect("valid");
             let repr = TcpRepr::parse(&packet, &to_server).expect("parse");
             server.handle_segment(now, &repr, packet.payload());
@@ -94,8 +93,7 @@ fn throughput() -> (f64, u64) {
             }
             received += n;
         }
-        while let Some(seg) = server.poll_transmit(now) {
-            let len = seg.emit_into(&mut wire, &to_client).expect("emit");
+        while let Some(len) = server.poll_transmit(now, &mut wire) {
             let packet = Packet::new_checked(&wire[..len]).expect("valid");
             let repr = TcpRepr::parse(&packet, &to_client).expect("parse");
             client.handle_segment(now, &repr, packet.payload());

@@ -52,14 +52,15 @@ pub mod fuzzing;
 pub mod seq;
 pub mod state;
 pub mod table;
+pub mod testing;
 pub mod time;
 pub mod tuple;
 pub mod wire;
 
 pub use config::{Config, CongestionAlgorithm, KeepaliveConfig};
 pub use conn::{
-    CloseError, CloseReason, ConnStats, Connection, CookieHandshake, Event, RecvError, Segment,
-    SendError, TsInfo, reset_reply,
+    CloseError, CloseReason, ConnStats, Connection, CookieHandshake, Event, MIN_TRANSMIT_BUFFER,
+    RecvError, Segment, SendError, TsInfo, reset_reply,
 };
 pub use seq::SeqNumber;
 pub use state::State;

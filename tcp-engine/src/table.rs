@@ -443,7 +443,9 @@ impl ConnectionTable {
         let slot = &mut self.slots[i as usize];
         let Some(conn) = slot.conn.as_mut() else { return };
         let tuple = *conn.tuple();
-        while let Some(segment) = conn.poll_transmit(now) {
+        // An owned segment per transmit, for now: the table writes into the caller's buffer
+        // in the next step.
+        while let Some(segment) = conn.poll_segment(now) {
             self.transmits.push_back(Transmit { tuple, segment });
         }
         let mut closed = false;

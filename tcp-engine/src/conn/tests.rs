@@ -71,7 +71,7 @@ impl Fixture {
 
     /// Everything the connection sends now.
     fn sent(&mut self) -> Vec<Segment> {
-        std::iter::from_fn(|| self.conn.poll_transmit(self.now)).collect()
+        std::iter::from_fn(|| self.conn.poll_segment(self.now)).collect()
     }
 
     /// Exactly one segment, and returns it.
@@ -470,6 +470,10 @@ fn established_sends_data_and_retransmits_with_backoff() {
     assert_eq!(f.conn.stats().retransmits, 2);
     f.at(3_100).recv(from_peer(IRS + 1, Some(ISS + 6), Flags::NONE), &[]);
     assert_eq!(f.conn.send_queue_len(), 0);
+    // The emptied send buffer is kept a while, then given back.
+    assert!(f.conn.buffer_bytes() > 0);
+    f.fire(3_300);
+    assert_eq!(f.conn.buffer_bytes(), 0);
     // Nothing in flight: only keepalive remains.
     assert_eq!(f.conn.poll_timeout(), Some(at_ms(3_100) + Duration::from_secs(7200)));
 }

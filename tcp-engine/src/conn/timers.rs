@@ -18,10 +18,12 @@ pub(crate) enum Timer {
     Keepalive,
     /// Connection idle timeout.
     Idle,
+    /// Give empty buffers back once the connection has been quiet for a while.
+    Reclaim,
 }
 
 impl Timer {
-    const COUNT: usize = 6;
+    const COUNT: usize = 7;
     const ALL: [Timer; Timer::COUNT] = [
         Timer::Retransmit,
         Timer::Persist,
@@ -29,6 +31,7 @@ impl Timer {
         Timer::Linger,
         Timer::Keepalive,
         Timer::Idle,
+        Timer::Reclaim,
     ];
 }
 

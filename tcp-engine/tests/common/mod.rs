@@ -119,14 +119,14 @@ impl Pair {
 
     pub fn client_out(&mut self) -> Vec<Segment> {
         let tuple = *self.client.tuple();
-        std::iter::from_fn(|| self.client.poll_transmit(self.now))
+        std::iter::from_fn(|| self.client.poll_segment(self.now))
             .map(|s| over_the_wire(&tuple, &s))
             .collect()
     }
 
     pub fn server_out(&mut self) -> Vec<Segment> {
         let tuple = *self.server.tuple();
-        std::iter::from_fn(|| self.server.poll_transmit(self.now))
+        std::iter::from_fn(|| self.server.poll_segment(self.now))
             .map(|s| over_the_wire(&tuple, &s))
             .collect()
     }
