@@ -1,7 +1,10 @@
-//! Test support: outgoing segments as owned values. These allocate per segment: for tests
+//! Test support: outgoing segments as owned values, and a cross-check of the table's
+//! incremental counters. These allocate per segment or walk every connection: for tests
 //! and tools, never for the data path.
 
-use crate::conn::{Connection, MIN_TRANSMIT_BUFFER, Segment};
+use crate::conn::MIN_TRANSMIT_BUFFER;
+use crate::conn::{ConnStats, Connection, Segment};
+use crate::table::{ConnectionTable, Transmit};
 use crate::time::Instant;
 
 /// Room for any segment the engine sends: a header with the most options and 64 KiB.
@@ -25,5 +28,23 @@ impl Connection {
         let mut buf = vec![0u8; SEGMENT_BUFFER];
         let len = self.poll_transmit(now, &mut buf)?;
         Some(parse_back(self.tuple(), &buf[..len]))
+    }
+}
+
+impl<T> ConnectionTable<T> {
+    /// [`ConnectionTable::poll_transmit`] into a fresh buffer, parsed back (checksum
+    /// verified) into a [`Segment`].
+    pub fn poll_segment(&mut self, now: Instant) -> Option<(Transmit, Segment)> {
+        let mut buf = vec![0u8; SEGMENT_BUFFER];
+        let tx = self.poll_transmit(now, &mut buf)?;
+        let segment = parse_back(&tx.tuple, &buf[..tx.len]);
+        Some((tx, segment))
+    }
+
+    /// Per-state counts and counter totals found by walking every connection and record,
+    /// for checking [`ConnectionTable::stats`] (kept incrementally) against.
+    #[must_use]
+    pub fn counts_by_walking(&self) -> ([usize; 11], ConnStats) {
+        self.walk_counts()
     }
 }

@@ -33,6 +33,7 @@ use crate::config::Config;
 use crate::seq::SeqNumber;
 use crate::state::State;
 use crate::time::{Duration, Instant};
+use crate::time_wait::TimeWait;
 use crate::tuple::FourTuple;
 use crate::wire::{Flags, Packet, PseudoHeader, TcpRepr, WireError};
 
@@ -620,6 +621,26 @@ impl Connection {
     #[must_use]
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.close_reason
+    }
+
+    /// The small record that stands for this connection in TIME-WAIT (see
+    /// [`crate::time_wait`]): taken once it has nothing left to send or deliver.
+    pub(crate) fn time_wait_record(&self, now: Instant) -> TimeWait {
+        let offered = self.rcv_adv.saturating_sub(self.rcv_nxt) >> self.rcv_shift;
+        TimeWait {
+            tuple: self.tuple,
+            expires: self
+                .timers
+                .deadline(Timer::Linger)
+                .unwrap_or_else(|| now + self.config.time_wait()),
+            last_ack: self.last_challenge_ack,
+            rcv_nxt: self.rcv_nxt,
+            snd_nxt: self.snd_max,
+            ts_recent: self.ts.map_or(0, |ts| ts.recent),
+            ts_offset: self.ts.map_or(0, |ts| ts.offset),
+            window: u16::try_from(offered).unwrap_or(u16::MAX),
+            timestamps: self.ts.is_some(),
+        }
     }
 
     /// The earliest instant at which [`Connection::handle_timeout`] has work to do.

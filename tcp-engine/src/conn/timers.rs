@@ -64,6 +64,12 @@ impl TimerTable {
         self.deadlines[timer as usize] != UNSET
     }
 
+    /// When `timer` fires, if it is set.
+    pub(crate) fn deadline(&self, timer: Timer) -> Option<Instant> {
+        let at = self.deadlines[timer as usize];
+        (at != UNSET).then(|| Instant::from_micros(at))
+    }
+
     /// The earliest deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
         let at = self.deadlines.iter().copied().min().unwrap_or(UNSET);

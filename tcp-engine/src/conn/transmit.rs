@@ -56,6 +56,31 @@ impl Connection {
         Some(len)
     }
 
+    /// Whether [`Connection::poll_transmit`] may have something to send. Never false when it
+    /// has; it may be true when the windows hold the data back after all.
+    pub(crate) fn has_output(&self) -> bool {
+        if self.pending_rst.is_some() {
+            return true;
+        }
+        let any = |bits: u16| self.flags.0 & bits != 0;
+        match self.state {
+            State::Closed | State::Listen => false,
+            State::SynSent | State::SynReceived => {
+                self.snd_nxt == self.iss || any(ConnFlags::ACK_NOW)
+            }
+            State::TimeWait => {
+                any(ConnFlags::ACK_NOW | ConnFlags::WINDOW_PROBE | ConnFlags::KEEPALIVE_PROBE)
+                    || self.rtx_next.is_some()
+            }
+            _ => {
+                any(ConnFlags::ACK_NOW | ConnFlags::WINDOW_PROBE | ConnFlags::KEEPALIVE_PROBE)
+                    || self.rtx_next.is_some()
+                    || self.send.end() > self.snd_nxt
+                    || self.fin_seq.is_some_and(|f| self.snd_nxt <= f)
+            }
+        }
+    }
+
     /// Chooses the next segment for a buffer of `room` bytes and does the bookkeeping of
     /// sending it.
     fn next_segment(&mut self, now: Instant, room: usize) -> Option<Outgoing> {

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tcp_engine::{
-    CloseReason, Config, Connection, ConnectionTable, Duration, Event, FourTuple, Instant, Segment,
-    SeqNumber, State, TableEvent,
+    CloseReason, Config, ConnId, Connection, ConnectionTable, Duration, Event, FourTuple, Instant,
+    Segment, SeqNumber, State, TableEvent,
 };
 
 pub const CLIENT: &str = "192.0.2.1:40000";
@@ -223,9 +223,22 @@ enum Side {
     Server,
 }
 
+/// Checks the table's incremental counters (per-state counts, totals) against a walk over
+/// everything it holds.
+pub fn assert_counts_match<T>(table: &ConnectionTable<T>) {
+    let (by_state, totals) = table.counts_by_walking();
+    let stats = table.stats();
+    assert_eq!(stats.by_state, by_state, "per-state counts");
+    assert_eq!(stats.totals, totals, "counter totals");
+    assert_eq!(stats.opened - stats.closed, table.len() as u64, "opened - closed = held");
+}
+
 /// What an application on one side does: send `data`, then shut down; read until EOF.
+/// With `in_place`, it writes into the send buffer (`send_with`) and reads the receive
+/// buffer where it lies (`recv_slices` + `consume`); otherwise it copies (`send`, `recv`).
 struct App {
-    tuple: Option<FourTuple>,
+    id: Option<ConnId>,
+    in_place: bool,
     data: Vec<u8>,
     sent: usize,
     received: Vec<u8>,
@@ -236,9 +249,10 @@ struct App {
 }
 
 impl App {
-    fn new(data: Vec<u8>) -> App {
+    fn new(data: Vec<u8>, in_place: bool) -> App {
         App {
-            tuple: None,
+            id: None,
+            in_place,
             data,
             sent: 0,
             received: Vec::new(),
@@ -249,36 +263,66 @@ impl App {
         }
     }
 
-    fn pump(&mut self, now: Instant, table: &mut ConnectionTable) {
-        let Some(tuple) = self.tuple else { return };
+    fn pump(&mut self, now: Instant, table: &mut ConnectionTable<()>) {
+        let Some(id) = self.id else { return };
         if self.closed.is_some() {
             return;
         }
-        while self.sent < self.data.len() {
-            match table.send(now, &tuple, &self.data[self.sent..]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => self.sent += n,
+        let state = table.with_connection(now, id, |conn, ()| {
+            while self.sent < self.data.len() {
+                let rest = &self.data[self.sent..];
+                let queued = if self.in_place {
+                    conn.send_with(rest.len(), |spare| {
+                        let n = spare.len().min(rest.len());
+                        spare[..n].copy_from_slice(&rest[..n]);
+                        n
+                    })
+                } else {
+                    conn.send(rest)
+                };
+                match queued {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => self.sent += n,
+                }
             }
-        }
-        if self.sent == self.data.len() && !self.shut {
-            self.shut = table.shutdown(now, &tuple).is_ok();
-        }
-        let mut buf = [0u8; 16 * 1024];
-        while !self.eof {
-            match table.recv(now, &tuple, &mut buf) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.received.extend_from_slice(&buf[..n]),
-                Err(_) => break,
+            if self.sent == self.data.len() && !self.shut {
+                self.shut = conn.shutdown().is_ok();
             }
+            if self.in_place {
+                loop {
+                    let (a, b) = conn.recv_slices();
+                    let n = a.len() + b.len();
+                    if n == 0 {
+                        self.eof |= conn.recv_finished();
+                        break;
+                    }
+                    self.received.extend_from_slice(a);
+                    self.received.extend_from_slice(b);
+                    assert_eq!(conn.consume(n), n);
+                }
+            } else {
+                let mut buf = [0u8; 16 * 1024];
+                while !self.eof {
+                    match conn.recv(&mut buf) {
+                        Ok(0) => self.eof = true,
+                        Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                        Err(_) => break,
+                    }
+                }
+            }
+            conn.state()
+        });
+        if let Ok(state) = state {
+            self.last_state = Some(state);
         }
-        self.last_state = table.connection(&tuple).map(Connection::state);
     }
 
-    fn on_event(&mut self, ev: TableEvent) {
-        match ev.event {
-            Event::Connected => self.tuple = Some(ev.tuple),
-            Event::Closed(reason) => self.closed = Some(reason),
-            _ => {}
+    fn on_event(&mut self, ev: &TableEvent<()>) {
+        match *ev {
+            TableEvent::Conn { id, event: Event::Connected } => self.id = Some(id),
+            TableEvent::TimeWait { .. } => self.last_state = Some(State::TimeWait),
+            TableEvent::Closed { reason, .. } => self.closed = Some(reason),
+            TableEvent::Conn { .. } => {}
         }
     }
 }
@@ -315,8 +359,8 @@ type InFlight = Reverse<(Instant, u64, Side, Vec<u8>)>;
 
 /// Two tables (client and server) joined by a seeded, impaired network.
 pub struct SimNet {
-    pub client: ConnectionTable,
-    pub server: ConnectionTable,
+    pub client: ConnectionTable<()>,
+    pub server: ConnectionTable<()>,
     net: Impairments,
     rng: Rng,
     in_flight: BinaryHeap<InFlight>,
@@ -360,9 +404,9 @@ impl SimNet {
                     Side::Client => &mut self.client,
                     Side::Server => &mut self.server,
                 };
-                let Some(t) = table.poll_transmit() else { break };
-                let pseudo = t.tuple.outgoing_pseudo_header().expect("same family");
-                let bytes = t.segment.to_bytes(&pseudo).expect("emit");
+                let mut buf = [0u8; 1600];
+                let Some(t) = table.poll_transmit(self.now, &mut buf) else { break };
+                let bytes = buf[..t.len].to_vec();
                 self.packets += 1;
                 if self.rng.chance(self.net.drop) {
                     continue;
@@ -380,26 +424,28 @@ impl SimNet {
     /// Runs client and server applications exchanging `to_server` and `to_client` until
     /// both connections are gone or `limit` passes.
     pub fn run(&mut self, to_server: Vec<u8>, to_client: Vec<u8>, limit: Instant) -> Outcome {
-        let mut client_app = App::new(to_server);
-        let mut server_app = App::new(to_client);
+        let mut client_app = App::new(to_server, false);
+        let mut server_app = App::new(to_client, true);
         let tuple = client_tuple();
-        self.client.connect(self.now, tuple).expect("connect");
+        self.client.connect(self.now, tuple, ()).expect("connect");
         loop {
             while let Some(ev) = self.client.poll_event() {
-                client_app.on_event(ev);
+                client_app.on_event(&ev);
             }
             while let Some(ev) = self.server.poll_event() {
-                server_app.on_event(ev);
+                server_app.on_event(&ev);
             }
             client_app.pump(self.now, &mut self.client);
             server_app.pump(self.now, &mut self.server);
             while let Some(ev) = self.client.poll_event() {
-                client_app.on_event(ev);
+                client_app.on_event(&ev);
             }
             while let Some(ev) = self.server.poll_event() {
-                server_app.on_event(ev);
+                server_app.on_event(&ev);
             }
             self.collect();
+            assert_counts_match(&self.client);
+            assert_counts_match(&self.server);
             if self.client.is_empty() && self.server.is_empty() && self.in_flight.is_empty() {
                 break;
             }
