@@ -762,7 +762,12 @@ impl<T> ConnectionTable<T> {
 
     /// The next event.
     pub fn poll_event(&mut self) -> Option<TableEvent<T>> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            // After a burst (say, a million connections closing), give the room back.
+            shrink_queue(&mut self.events);
+        }
+        event
     }
 
     // ---- settling a connection after a call ----
@@ -914,8 +919,15 @@ impl<T> ConnectionTable<T> {
         if self.index.capacity() > MIN_PURGE && held < self.index.capacity() / 4 {
             self.index.shrink_to(held, |e| spread(e.hash));
         }
-        if self.timers.len() > 2 * self.conns.len() + MIN_PURGE {
+        if self.conns.len() == 0 {
+            // Every heap entry is stale: drop them all, and the heap's memory.
+            self.timers = BinaryHeap::new();
+            self.timers_purge_at = MIN_PURGE;
+        } else if self.timers.len() > 2 * self.conns.len() + MIN_PURGE {
             self.purge_timers();
+        }
+        if self.records.len() == 0 {
+            self.time_wait_expiry = VecDeque::new();
         }
         shrink_queue(&mut self.time_wait_expiry);
         shrink_queue(&mut self.ready);

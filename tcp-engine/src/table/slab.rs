@@ -26,8 +26,8 @@ pub(crate) struct Slab<V> {
     /// Vacant indices, lowest on top.
     free: BinaryHeap<Reverse<u32>>,
     len: usize,
-    /// Try to shrink once `len` drops below this (halved after every try, so a tail that
-    /// cannot shrink is not scanned again and again).
+    /// Try to shrink once `len` drops to this (halved after every try, so a tail that
+    /// cannot shrink is not scanned again and again; an empty slab always shrinks).
     shrink_below: usize,
 }
 
@@ -111,7 +111,7 @@ impl<V> Slab<V> {
     /// Gives memory back once few entries are left: drops the vacant tail and shrinks the
     /// storage to fit. Cheap to call after every removal.
     pub(crate) fn shrink(&mut self) {
-        if self.len >= self.shrink_below || self.entries.len() <= SHRINK_FLOOR {
+        if self.len > self.shrink_below || self.entries.len() <= SHRINK_FLOOR {
             return;
         }
         while self.entries.last().is_some_and(|e| e.value.is_none()) {
