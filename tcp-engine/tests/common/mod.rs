@@ -487,3 +487,176 @@ impl SimNet {
         }
     }
 }
+
+// ------------------------------------------------------------------ TablePair
+
+/// A client table and a listening server table joined through the wire format; the test
+/// decides what is delivered. Each side's payload is a number (the client's connection
+/// carries 1, the server's `u32::default()`), so tests see payloads come back. Every step
+/// checks both tables' incremental counters against a walk.
+pub struct TablePair {
+    pub client: ConnectionTable<u32>,
+    pub server: ConnectionTable<u32>,
+    pub now: Instant,
+    pub client_id: ConnId,
+    pub server_id: Option<ConnId>,
+    pub client_events: Vec<TableEvent<u32>>,
+    pub server_events: Vec<TableEvent<u32>>,
+}
+
+impl TablePair {
+    pub fn new(config: Config) -> TablePair {
+        let config = Arc::new(config);
+        let mut server = ConnectionTable::new(Arc::clone(&config), 3);
+        server.listen(client_tuple().remote);
+        let mut client = ConnectionTable::new(config, 4);
+        let client_id = client.connect(Instant::ZERO, client_tuple(), 1).expect("connect");
+        let mut p = TablePair {
+            client,
+            server,
+            now: Instant::ZERO,
+            client_id,
+            server_id: None,
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+        };
+        p.check();
+        p
+    }
+
+    /// Handshake completed.
+    pub fn established(config: Config) -> TablePair {
+        let mut p = TablePair::new(config);
+        p.exchange();
+        assert!(p.server_id.is_some(), "server connected");
+        p
+    }
+
+    fn check(&mut self) {
+        assert_counts_match(&self.client);
+        assert_counts_match(&self.server);
+        while let Some(e) = self.client.poll_event() {
+            self.client_events.push(e);
+        }
+        while let Some(e) = self.server.poll_event() {
+            if let TableEvent::Conn { id, event: Event::Connected } = e {
+                self.server_id = Some(id);
+            }
+            self.server_events.push(e);
+        }
+    }
+
+    fn out(table: &mut ConnectionTable<u32>, now: Instant) -> Vec<Vec<u8>> {
+        let mut buf = [0u8; 1600];
+        std::iter::from_fn(|| table.poll_transmit(now, &mut buf).map(|t| buf[..t.len].to_vec()))
+            .collect()
+    }
+
+    pub fn client_out(&mut self) -> Vec<Vec<u8>> {
+        let out = TablePair::out(&mut self.client, self.now);
+        self.check();
+        out
+    }
+
+    pub fn server_out(&mut self) -> Vec<Vec<u8>> {
+        let out = TablePair::out(&mut self.server, self.now);
+        self.check();
+        out
+    }
+
+    pub fn deliver_to_server(&mut self, segments: &[Vec<u8>]) {
+        for s in segments {
+            self.server.handle_packet(self.now, client_tuple().reversed(), s);
+            self.check();
+        }
+    }
+
+    pub fn deliver_to_client(&mut self, segments: &[Vec<u8>]) {
+        for s in segments {
+            self.client.handle_packet(self.now, client_tuple(), s);
+            self.check();
+        }
+    }
+
+    /// Delivers everything both ways until both are quiet (no time passes).
+    pub fn exchange(&mut self) {
+        for _ in 0..10_000 {
+            let c = self.client_out();
+            let s = self.server_out();
+            if c.is_empty() && s.is_empty() {
+                return;
+            }
+            self.deliver_to_server(&c);
+            self.deliver_to_client(&s);
+        }
+        panic!("no quiescence");
+    }
+
+    /// Runs both tables' timers up to `at`, one deadline at a time; with `deliver`, what
+    /// they send is exchanged after each, otherwise it is lost.
+    pub fn run_until(&mut self, at: Instant, deliver: bool) {
+        loop {
+            let next = [self.client.poll_timeout(), self.server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next.filter(|&t| t <= at) else { break };
+            self.now = self.now.max(next);
+            self.client.handle_timeout(self.now);
+            self.server.handle_timeout(self.now);
+            self.check();
+            if deliver {
+                self.exchange();
+            } else {
+                self.client_out();
+                self.server_out();
+            }
+        }
+        self.now = self.now.max(at);
+    }
+
+    /// Application call on the client's connection.
+    pub fn on_client<R>(&mut self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        let r = self.client.with_connection(self.now, self.client_id, |c, _| f(c)).expect("live");
+        self.check();
+        r
+    }
+
+    /// Application call on the server's connection.
+    pub fn on_server<R>(&mut self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        let id = self.server_id.expect("server connected");
+        let r = self.server.with_connection(self.now, id, |c, _| f(c)).expect("live");
+        self.check();
+        r
+    }
+
+    /// The end events of one side: `(reason, payload)` of `Closed`, and the payloads that
+    /// came back with `TimeWait`.
+    pub fn ends(events: &[TableEvent<u32>]) -> (Vec<(CloseReason, Option<u32>)>, Vec<u32>) {
+        let closed = events
+            .iter()
+            .filter_map(|e| match e {
+                TableEvent::Closed { reason, user, .. } => Some((*reason, *user)),
+                _ => None,
+            })
+            .collect();
+        let time_wait = events
+            .iter()
+            .filter_map(|e| match e {
+                TableEvent::TimeWait { user, .. } => Some(*user),
+                _ => None,
+            })
+            .collect();
+        (closed, time_wait)
+    }
+
+    /// Both tables are empty and everything they opened is accounted closed.
+    pub fn assert_all_gone(&self) {
+        for table in [&self.client, &self.server] {
+            assert!(table.is_empty());
+            let stats = table.stats();
+            assert_eq!(stats.opened, stats.closed);
+            assert_eq!(stats.by_state, [0; 11]);
+        }
+    }
+}
