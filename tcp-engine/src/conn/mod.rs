@@ -7,14 +7,25 @@
 //! 1. feed every segment of the connection to [`Connection::handle_segment`], and call
 //!    [`Connection::handle_timeout`] once the instant from [`Connection::poll_timeout`] has
 //!    come;
-//! 2. after any input or application call, drain [`Connection::poll_transmit`] until it
-//!    returns `None` and send what it returns;
+//! 2. after any input or application call, call [`Connection::poll_transmit`] with a buffer
+//!    until it returns `None`, and send the segment it wrote each time;
 //! 3. drain [`Connection::poll_event`]; after [`Event::Closed`] the connection is finished
 //!    and may be dropped;
 //! 4. re-arm the shell's single timer to [`Connection::poll_timeout`].
 //!
-//! Application calls ([`Connection::send`], [`Connection::recv`], [`Connection::shutdown`],
-//! [`Connection::close`], [`Connection::abort`]) may come at any time in between.
+//! Application calls ([`Connection::send`], [`Connection::send_with`],
+//! [`Connection::recv`], [`Connection::recv_slices`] and [`Connection::consume`],
+//! [`Connection::shutdown`], [`Connection::close`], [`Connection::abort`]) may come at any
+//! time in between.
+//!
+//! # Buffers
+//!
+//! The send and receive buffers are rings allocated when data arrives and given back once
+//! they are empty and the connection has been quiet for [`Config::buffer_reclaim_delay`]:
+//! an idle connection holds no buffer memory. Received bytes are copied once, into the
+//! receive ring (out-of-order ones at their offset); the application reads them in place
+//! with `recv_slices`. Bytes to send are written in place with `send_with` (or copied in by
+//! `send`) and copied once more, into the caller's buffer by `poll_transmit`.
 
 mod assembler;
 mod congestion;
