@@ -492,3 +492,11 @@ fn stats_need_no_walk_and_match_one() {
     assert_eq!(t.count_in_state(State::FinWait1), 5);
     assert_eq!(t.stats().closed, 5);
 }
+
+#[test]
+fn a_table_can_move_to_its_shard_thread() {
+    fn assert_send<S: Send>() {}
+    assert_send::<ConnectionTable<Box<u32>>>();
+    assert_send::<TableEvent<String>>();
+    assert_send::<Transmit>();
+}
