@@ -1,15 +1,16 @@
-//! `cargo run --release -p tcp-engine --example engine_bench`: throughput between two engines
-//! in memory, and memory per idle connection with a million in the table. Prints Markdown.
+//! `cargo run --release -p tcp-engine --example engine_bench`: throughput between two
+//! connection tables in memory, and memory per idle connection and per TIME-WAIT record with
+//! a million in the table. Prints Markdown.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tcp_engine::wire::{Packet, TcpRepr};
+use tcp_engine::wire::{Flags, Packet, TcpRepr, TcpTimestamp};
 use tcp_engine::{
     Config, Connection, ConnectionTable, CookieHandshake, Duration, FourTuple, Instant, SeqNumber,
-    State, TsInfo,
+    State, TableEvent, TsInfo,
 };
 
 /// Counts live heap bytes.
@@ -23,6 +24,12 @@ unsafe impl GlobalAlloc for Counting {
         LIVE.fetch_add(layout.size(), Ordering::Relaxed);
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -49,59 +56,100 @@ fn addr(ip: u32, port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(ip), port))
 }
 
-/// Moves `TRANSFER` bytes from client to server; every segment is emitted to bytes with its
-/// checksum and parsed back, as the I/O shell would.
-fn throughput() -> (f64, u64) {
+struct Throughput {
+    bytes_per_sec: f64,
+    segments: u64,
+    data_segments: u64,
+    ns_per_data_segment: f64,
+    copies_per_byte: f64,
+}
+
+/// Hands one wire segment to a table as the shell does: parse with the checksum, one
+/// lookup, then the connection.
+fn deliver(table: &mut ConnectionTable<()>, now: Instant, tuple: FourTuple, bytes: &[u8]) {
+    let pseudo = tuple.incoming_pseudo_header().expect("v4");
+    let packet = Packet::new_checked(bytes).expect("valid");
+    let repr = TcpRepr::parse(&packet, &pseudo).expect("parse");
+    let id = table.lookup(&tuple).expect("connection");
+    table.handle_segment(now, id, &repr, packet.payload()).expect("live");
+}
+
+/// Moves `TRANSFER` bytes from a client table to a server table. Every segment is written
+/// into a wire buffer with its checksum and parsed back, as the I/O shell would; the sender
+/// fills its send buffer in place (`send_with`) and the receiver reads in place
+/// (`recv_slices`), so the engine's copies are its own: into the receive buffer and out of
+/// the send buffer.
+fn throughput() -> Throughput {
     let config = Arc::new(Config {
         send_buffer_size: 1 << 20,
         recv_buffer_size: 1 << 20,
         ..Config::default()
     });
     let tuple = FourTuple::new(addr(0x0a00_0001, 40000), addr(0x0a00_0002, 80));
-    let mut client =
-        Connection::connect(Instant::ZERO, tuple, SeqNumber::new(1), Arc::clone(&config));
-    let mut server = Connection::listen(Instant::ZERO, tuple.reversed(), SeqNumber::new(2), config);
-    let to_server = tuple.outgoing_pseudo_header().expect("v4");
-    let to_client = tuple.reversed().outgoing_pseudo_header().expect("v4");
-    let chunk = vec![0x5a_u8; 64 * 1024];
-    let mut read_buf = vec![0u8; 1 << 20];
+    let mut client: ConnectionTable<()> = ConnectionTable::new(Arc::clone(&config), 1);
+    let mut server: ConnectionTable<()> = ConnectionTable::new(config, 2);
+    server.listen(tuple.remote);
+    let cid = client.connect(Instant::ZERO, tuple, ()).expect("connect");
     let mut wire = vec![0u8; 2048];
-    let (mut sent, mut received, mut segments) = (0usize, 0usize, 0u64);
+    let (mut sent, mut received, mut segments, mut data_segments) = (0usize, 0usize, 0u64, 0u64);
     let mut now = Instant::ZERO;
+    let mut sid = None;
     let start = std::time::Instant::now();
     while received < TRANSFER {
         // Simulated time: 10 us per round, so RTT and timers stay realistic.
         now += Duration::from_micros(10);
         while sent < TRANSFER {
-            let n = client.send(&chunk[..chunk.len().min(TRANSFER - sent)]).unwrap_or(0);
+            let n = client
+                .with_connection(now, cid, |conn, ()| {
+                    conn.send_with(TRANSFER - sent, |spare| {
+                        // The application's bytes (a kernel socket's, in the proxy).
+                        spare.fill(0x5a);
+                        spare.len()
+                    })
+                })
+                .expect("live")
+                .unwrap_or(0);
             if n == 0 {
                 break;
             }
             sent += n;
         }
         let mut moved = false;
-        while let Some(seg) = client.poll_transmit(now) {
-            let len = seg.emit_into(&mut wire, &to_server).expect("emit");
-            let packet = Packet::new_checked(&wire[..len]).expect("valid");
-            let repr = TcpRepr::parse(&packet, &to_server).expect("parse");
-            server.handle_segment(now, &repr, packet.payload());
-            segments += 1;
-            moved = true;
-        }
-        while let Ok(n) = server.recv(&mut read_buf) {
-            if n == 0 {
-                break;
+        while let Some(tx) = client.poll_transmit(now, &mut wire) {
+            if Packet::new_checked(&wire[..tx.len]).is_ok_and(|p| !p.payload().is_empty()) {
+                data_segments += 1;
             }
-            received += n;
-        }
-        while let Some(seg) = server.poll_transmit(now) {
-            let len = seg.emit_into(&mut wire, &to_client).expect("emit");
-            let packet = Packet::new_checked(&wire[..len]).expect("valid");
-            let repr = TcpRepr::parse(&packet, &to_client).expect("parse");
-            client.handle_segment(now, &repr, packet.payload());
+            if server.lookup(&tuple.reversed()).is_none() {
+                let pseudo = tuple.reversed().incoming_pseudo_header().expect("v4");
+                let packet = Packet::new_checked(&wire[..tx.len]).expect("valid");
+                let repr = TcpRepr::parse(&packet, &pseudo).expect("parse");
+                server.handle_unknown(now, tuple.reversed(), &repr, packet.payload());
+            } else {
+                deliver(&mut server, now, tuple.reversed(), &wire[..tx.len]);
+            }
             segments += 1;
             moved = true;
         }
+        while let Some(event) = server.poll_event() {
+            if let TableEvent::Conn { id, .. } = event {
+                sid = Some(id);
+            }
+        }
+        if let Some(id) = sid {
+            received += server
+                .with_connection(now, id, |conn, ()| {
+                    let (a, b) = conn.recv_slices();
+                    let n = a.len() + b.len();
+                    conn.consume(n)
+                })
+                .expect("live");
+        }
+        while let Some(tx) = server.poll_transmit(now, &mut wire) {
+            deliver(&mut client, now, tuple, &wire[..tx.len]);
+            segments += 1;
+            moved = true;
+        }
+        while client.poll_event().is_some() {}
         if !moved {
             // Nothing in flight: let the next timer (delayed ACK) fire.
             if let Some(t) =
@@ -113,68 +161,145 @@ fn throughput() -> (f64, u64) {
             }
         }
     }
-    #[expect(clippy::cast_precision_loss, reason = "a rate")]
-    let rate = TRANSFER as f64 / start.elapsed().as_secs_f64();
-    (rate, segments)
+    let elapsed = start.elapsed();
+    let copied = client.stats().totals.bytes_copied + server.stats().totals.bytes_copied;
+    #[expect(clippy::cast_precision_loss, reason = "rates")]
+    Throughput {
+        bytes_per_sec: TRANSFER as f64 / elapsed.as_secs_f64(),
+        segments,
+        data_segments,
+        ns_per_data_segment: elapsed.as_nanos() as f64 / data_segments as f64,
+        copies_per_byte: copied as f64 / TRANSFER as f64,
+    }
 }
 
-/// Memory per idle ESTABLISHED connection: a million cookie connections in one table.
-fn memory_per_connection() -> (usize, f64) {
+fn handshake(i: u32) -> CookieHandshake {
+    let remote = addr(0x0b00_0000 + (i >> 14), 1024 + u16::try_from(i & 0x3fff).unwrap_or(0));
+    CookieHandshake {
+        tuple: FourTuple::new(addr(0x0a00_0001, 443), remote),
+        iss: SeqNumber::new(i.wrapping_mul(2_654_435_761)),
+        irs: SeqNumber::new(i),
+        peer_mss: 1460,
+        peer_wscale: Some(7),
+        our_wscale: Some(7),
+        sack_permitted: true,
+        timestamps: Some(TsInfo { ts_recent: 1, our_tsval_offset: i }),
+        peer_window: 64240 << 7,
+    }
+}
+
+fn from_peer(h: &CookieHandshake, seq_off: usize, ack_off: usize, flags: Flags) -> TcpRepr {
+    TcpRepr {
+        ack_number: Some(h.iss + 1 + ack_off),
+        flags,
+        window_len: 64240,
+        timestamp: Some(TcpTimestamp { tsval: 2, tsecr: 1 }),
+        ..TcpRepr::new(h.tuple.remote.port(), 443, h.irs + 1 + seq_off)
+    }
+}
+
+struct Memory {
+    per_idle_connection: usize,
+    insert_ns: f64,
+    per_time_wait: usize,
+    left_after_close: usize,
+    empty_table: usize,
+}
+
+/// Memory per idle ESTABLISHED connection (a million cookie connections in one table, the
+/// index and timer heap included), then per TIME-WAIT record once every connection closed
+/// (we close first, the peer's FIN+ACK follows), and what the table keeps once they expired.
+fn memory() -> Memory {
     let config = Arc::new(Config::default());
     let before = LIVE.load(Ordering::Relaxed);
-    let mut table = ConnectionTable::new(config, 7);
+    let mut table: ConnectionTable<()> = ConnectionTable::new(config, 7);
+    let empty_table = LIVE.load(Ordering::Relaxed) - before;
     let start = std::time::Instant::now();
     let now = Instant::from_secs(1);
+    let mut wire = vec![0u8; 2048];
+    let mut ids = Vec::with_capacity(IDLE_CONNECTIONS as usize);
+    let ids_bytes = LIVE.load(Ordering::Relaxed);
     for i in 0..IDLE_CONNECTIONS {
-        let remote = addr(0x0b00_0000 + (i >> 14), 1024 + u16::try_from(i & 0x3fff).unwrap_or(0));
-        let tuple = FourTuple::new(addr(0x0a00_0001, 443), remote);
-        let handshake = CookieHandshake {
-            tuple,
-            iss: SeqNumber::new(i.wrapping_mul(2_654_435_761)),
-            irs: SeqNumber::new(i),
-            peer_mss: 1460,
-            peer_wscale: Some(7),
-            our_wscale: Some(7),
-            sack_permitted: true,
-            timestamps: Some(TsInfo { ts_recent: 1, our_tsval_offset: i }),
-            peer_window: 64240 << 7,
-        };
-        let ack = TcpRepr {
-            ack_number: Some(handshake.iss + 1),
-            window_len: 64240,
-            ..TcpRepr::new(remote.port(), 443, handshake.irs + 1)
-        };
-        table.insert_from_cookie(now, &handshake, &ack, &[]).expect("unique tuple");
+        let h = handshake(i);
+        let ack = from_peer(&h, 0, 0, Flags::NONE);
+        ids.push(table.insert_from_cookie(now, &h, &ack, &[], ()).expect("unique tuple"));
         while table.poll_event().is_some() {}
-        while table.poll_transmit().is_some() {}
+        while table.poll_transmit(now, &mut wire).is_some() {}
     }
     let elapsed = start.elapsed();
+    let ids_bytes = LIVE.load(Ordering::Relaxed).saturating_sub(ids_bytes).min(ids.capacity() * 8);
     assert_eq!(table.len(), IDLE_CONNECTIONS as usize);
     assert_eq!(table.count_in_state(State::Established), IDLE_CONNECTIONS as usize);
-    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    let idle = LIVE.load(Ordering::Relaxed) - before - ids_bytes;
+
+    let now = Instant::from_secs(2);
+    for (i, &id) in (0..IDLE_CONNECTIONS).zip(&ids) {
+        let h = handshake(i);
+        table.with_connection(now, id, |c, ()| c.close()).expect("live").expect("open");
+        while table.poll_transmit(now, &mut wire).is_some() {}
+        table.handle_segment(now, id, &from_peer(&h, 0, 1, Flags::FIN), &[]).expect("live");
+        while table.poll_transmit(now, &mut wire).is_some() {}
+        while table.poll_event().is_some() {}
+    }
+    assert_eq!(table.count_in_state(State::TimeWait), IDLE_CONNECTIONS as usize);
+    let time_wait = LIVE.load(Ordering::Relaxed) - before - ids_bytes;
+    drop(ids);
+    while let Some(at) = table.poll_timeout() {
+        table.handle_timeout(at);
+    }
+    while table.poll_event().is_some() {}
+    assert!(table.is_empty());
+    let left = LIVE.load(Ordering::Relaxed) - before;
     drop(table);
     #[expect(clippy::cast_precision_loss, reason = "a rate")]
-    let per_insert_ns = elapsed.as_nanos() as f64 / f64::from(IDLE_CONNECTIONS);
-    (bytes / IDLE_CONNECTIONS as usize, per_insert_ns)
+    let insert_ns = elapsed.as_nanos() as f64 / f64::from(IDLE_CONNECTIONS);
+    Memory {
+        per_idle_connection: idle / IDLE_CONNECTIONS as usize,
+        insert_ns,
+        per_time_wait: time_wait / IDLE_CONNECTIONS as usize,
+        left_after_close: left,
+        empty_table,
+    }
 }
 
 fn main() {
-    let (rate, segments) = throughput();
-    let (per_conn, insert_ns) = memory_per_connection();
+    let t = throughput();
+    let m = memory();
     println!("## TCP engine (tcp-engine)");
     println!();
     println!("| metric | value |");
     println!("|---|---|");
     println!(
-        "| throughput, {} MiB client to server, two engines in memory, wire emit + parse + checksum | {:.0} MB/s ({:.2} Gbit/s), {} segments |",
+        "| throughput, {} MiB client to server, two connection tables in memory, wire emit + parse + checksum | {:.0} MB/s ({:.2} Gbit/s), {} segments ({} with data) |",
         TRANSFER >> 20,
-        rate / 1e6,
-        rate * 8.0 / 1e9,
-        segments
+        t.bytes_per_sec / 1e6,
+        t.bytes_per_sec * 8.0 / 1e9,
+        t.segments,
+        t.data_segments
     );
     println!(
-        "| memory per idle ESTABLISHED connection, {IDLE_CONNECTIONS} in the table (heap bytes, counting allocator) | {per_conn} B |"
+        "| time per in-order data segment (sender and receiver, ACKs included) | {:.0} ns |",
+        t.ns_per_data_segment
+    );
+    println!(
+        "| payload bytes copied by the engine per byte moved (`send_with` and `recv_slices`) | {:.2} |",
+        t.copies_per_byte
+    );
+    println!(
+        "| memory per idle ESTABLISHED connection, {IDLE_CONNECTIONS} in the table, index and timer heap included (heap bytes, counting allocator) | {} B |",
+        m.per_idle_connection
     );
     println!("| `size_of::<Connection>()` | {} B |", std::mem::size_of::<Connection>());
-    println!("| cookie connection insert (from_cookie + third ACK + timer) | {insert_ns:.0} ns |");
+    println!(
+        "| memory per TIME-WAIT record, {IDLE_CONNECTIONS} in the table (index and expiry queue included) | {} B |",
+        m.per_time_wait
+    );
+    println!(
+        "| table memory left once all {IDLE_CONNECTIONS} were closed and expired (empty table: {} B) | {} B |",
+        m.empty_table, m.left_after_close
+    );
+    println!(
+        "| cookie connection insert (from_cookie + third ACK + timer) | {:.0} ns |",
+        m.insert_ns
+    );
 }

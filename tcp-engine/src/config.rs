@@ -81,6 +81,12 @@ pub struct Config {
     pub data_retries: u8,
     /// Congestion controller.
     pub congestion: CongestionAlgorithm,
+    /// How long an emptied send or receive buffer is kept after the connection's last data
+    /// before its memory is given back. Long enough that a steady transfer, whose buffers
+    /// empty and refill every round trip, keeps them (no allocation per segment); short
+    /// enough that an idle connection holds no buffer memory. Zero frees a buffer the
+    /// moment it empties.
+    pub buffer_reclaim_delay: Duration,
 }
 
 impl Default for Config {
@@ -105,6 +111,7 @@ impl Default for Config {
             syn_retries: 5,
             data_retries: 15,
             congestion: CongestionAlgorithm::default(),
+            buffer_reclaim_delay: Duration::from_millis(200),
         }
     }
 }

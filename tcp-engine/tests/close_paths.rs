@@ -6,11 +6,11 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Pair, client_tuple, over_the_wire};
+use common::{Pair, assert_counts_match, client_tuple, over_the_wire};
 use tcp_engine::wire::Flags;
 use tcp_engine::{
-    CloseReason, Config, ConnectionTable, Duration, Event, Instant, KeepaliveConfig, Segment,
-    SeqNumber, State, TableEvent,
+    CloseReason, Config, ConnectionTable, Duration, Event, FourTuple, Instant, KeepaliveConfig,
+    Segment, SeqNumber, State, TableEvent,
 };
 
 const X: u32 = 1000;
@@ -215,20 +215,37 @@ fn abort_resets_the_peer() {
     assert_eq!(p.server_events(), [Event::Closed(CloseReason::Reset)]);
 }
 
-fn listening_server(config: Config) -> ConnectionTable {
+fn listening_server(config: Config) -> ConnectionTable<()> {
     let mut t = ConnectionTable::new(Arc::new(config), 42);
     t.listen(client_tuple().remote);
     t
 }
 
-fn table_out(t: &mut ConnectionTable) -> Vec<Segment> {
-    std::iter::from_fn(|| t.poll_transmit())
-        .map(|tx| over_the_wire(&tx.tuple, &tx.segment))
+/// Everything the table sends now (its counters checked first).
+fn table_out(t: &mut ConnectionTable<()>, now: Instant) -> Vec<Segment> {
+    assert_counts_match(t);
+    std::iter::from_fn(|| t.poll_segment(now))
+        .map(|(tx, seg)| over_the_wire(&tx.tuple, &seg))
         .collect()
 }
 
-fn table_events(t: &mut ConnectionTable) -> Vec<Event> {
-    std::iter::from_fn(|| t.poll_event()).map(|e: TableEvent| e.event).collect()
+/// The table's events as the connection's: `Closed` as `Event::Closed`.
+fn table_events(t: &mut ConnectionTable<()>) -> Vec<Event> {
+    std::iter::from_fn(|| t.poll_event())
+        .filter_map(|e| match e {
+            TableEvent::Conn { event, .. } => Some(event),
+            TableEvent::Closed { reason, .. } => Some(Event::Closed(reason)),
+            TableEvent::TimeWait { .. } => None,
+        })
+        .collect()
+}
+
+/// Hands a segment to the table as a shell would: its connection, or `handle_unknown`.
+fn deliver(t: &mut ConnectionTable<()>, now: Instant, tuple: FourTuple, seg: &Segment) {
+    match t.lookup(&tuple) {
+        Some(id) => t.handle_segment(now, id, &seg.repr, &seg.payload).expect("live"),
+        None => t.handle_unknown(now, tuple, &seg.repr, &seg.payload),
+    }
 }
 
 #[test]
@@ -237,12 +254,12 @@ fn syn_received_retransmits_syn_ack_then_gives_up() {
     let mut server = listening_server(config());
     let tuple = client_tuple().reversed();
     let syn = only(p.client_out());
-    server.handle_segment(Instant::ZERO, tuple, &syn.repr, &syn.payload);
-    assert_eq!(only(table_out(&mut server)).repr.flags, Flags::SYN);
+    deliver(&mut server, Instant::ZERO, tuple, &syn);
+    assert_eq!(only(table_out(&mut server, p.now)).repr.flags, Flags::SYN);
     let mut retransmissions = 0;
     while let Some(at) = server.poll_timeout() {
         server.handle_timeout(at);
-        for seg in table_out(&mut server) {
+        for seg in table_out(&mut server, at) {
             assert_eq!(seg.repr.flags, Flags::SYN, "SYN-ACK again");
             retransmissions += 1;
         }
@@ -258,8 +275,8 @@ fn third_ack_lost_server_answers_data_with_rst() {
     let mut server = listening_server(Config { syn_retries: 2, ..config() });
     let tuple = client_tuple().reversed();
     let syn = only(p.client_out());
-    server.handle_segment(p.now, tuple, &syn.repr, &syn.payload);
-    let syn_ack = only(table_out(&mut server));
+    deliver(&mut server, p.now, tuple, &syn);
+    let syn_ack = only(table_out(&mut server, p.now));
     p.deliver_to_client(&[syn_ack]);
     assert_eq!(p.client.state(), State::Established);
     // Every ACK from the client is lost, and the server gives up on the half-open
@@ -268,7 +285,7 @@ fn third_ack_lost_server_answers_data_with_rst() {
     while let Some(at) = server.poll_timeout() {
         p.now = at;
         server.handle_timeout(at);
-        let synacks = table_out(&mut server);
+        let synacks = table_out(&mut server, at);
         p.deliver_to_client(&synacks);
         drop(p.client_out());
     }
@@ -277,8 +294,8 @@ fn third_ack_lost_server_answers_data_with_rst() {
     // answers RST, which resets the client.
     p.client.send(b"hello?").expect("send");
     let data = only(p.client_out());
-    server.handle_segment(p.now, tuple, &data.repr, &data.payload);
-    let rst = only(table_out(&mut server));
+    deliver(&mut server, p.now, tuple, &data);
+    let rst = only(table_out(&mut server, p.now));
     assert_eq!(
         (rst.repr.flags, rst.repr.seq_number),
         (Flags::RST, data.repr.ack_number.expect("ACK"))
@@ -291,20 +308,20 @@ fn third_ack_lost_server_answers_data_with_rst() {
 
 #[test]
 fn segment_for_no_connection_gets_rst_but_rst_does_not() {
-    let mut server = ConnectionTable::new(Arc::new(config()), 1);
+    let mut server: ConnectionTable<()> = ConnectionTable::new(Arc::new(config()), 1);
     let tuple = client_tuple().reversed();
     let mut p = Pair::established(config());
     p.client.send(b"x").expect("send");
     let data = only(p.client_out());
-    server.handle_segment(Instant::ZERO, tuple, &data.repr, &data.payload);
-    assert!(only(table_out(&mut server)).repr.flags.rst());
+    deliver(&mut server, Instant::ZERO, tuple, &data);
+    assert!(only(table_out(&mut server, p.now)).repr.flags.rst());
     let rst = tcp_engine::reset_reply(&data.repr, 1).expect("reply");
-    server.handle_segment(Instant::ZERO, tuple, &rst, &[]);
-    assert!(table_out(&mut server).is_empty());
+    deliver(&mut server, Instant::ZERO, tuple, &Segment { repr: rst, payload: Vec::new() });
+    assert!(table_out(&mut server, Instant::ZERO).is_empty());
     // A SYN to a port nobody listens on: RST+ACK.
     let syn = only(Pair::new(config()).client_out());
-    server.handle_segment(Instant::ZERO, tuple, &syn.repr, &[]);
-    let rst = only(table_out(&mut server));
+    deliver(&mut server, Instant::ZERO, tuple, &syn);
+    let rst = only(table_out(&mut server, p.now));
     assert_eq!(
         (rst.repr.flags, rst.repr.ack_number.map(SeqNumber::raw)),
         (Flags::RST, Some(X + 1))

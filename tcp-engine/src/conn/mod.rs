@@ -7,17 +7,30 @@
 //! 1. feed every segment of the connection to [`Connection::handle_segment`], and call
 //!    [`Connection::handle_timeout`] once the instant from [`Connection::poll_timeout`] has
 //!    come;
-//! 2. after any input or application call, drain [`Connection::poll_transmit`] until it
-//!    returns `None` and send what it returns;
+//! 2. after any input or application call, call [`Connection::poll_transmit`] with a buffer
+//!    until it returns `None`, and send the segment it wrote each time;
 //! 3. drain [`Connection::poll_event`]; after [`Event::Closed`] the connection is finished
 //!    and may be dropped;
 //! 4. re-arm the shell's single timer to [`Connection::poll_timeout`].
 //!
-//! Application calls ([`Connection::send`], [`Connection::recv`], [`Connection::shutdown`],
-//! [`Connection::close`], [`Connection::abort`]) may come at any time in between.
+//! Application calls ([`Connection::send`], [`Connection::send_with`],
+//! [`Connection::recv`], [`Connection::recv_slices`] and [`Connection::consume`],
+//! [`Connection::shutdown`], [`Connection::close`], [`Connection::abort`]) may come at any
+//! time in between.
+//!
+//! # Buffers
+//!
+//! The send and receive buffers are rings allocated when data arrives and given back once
+//! they are empty and the connection has been quiet for [`Config::buffer_reclaim_delay`]:
+//! an idle connection holds no buffer memory. Received bytes are copied once, into the
+//! receive ring (out-of-order ones at their offset); the application reads them in place
+//! with `recv_slices`. Bytes to send are written in place with `send_with` (or copied in by
+//! `send`) and copied once more, into the caller's buffer by `poll_transmit`.
 
+mod assembler;
 mod congestion;
 mod recv;
+mod ring;
 mod send;
 mod timers;
 mod transmit;
@@ -31,6 +44,7 @@ use crate::config::Config;
 use crate::seq::SeqNumber;
 use crate::state::State;
 use crate::time::{Duration, Instant};
+use crate::time_wait::TimeWait;
 use crate::tuple::FourTuple;
 use crate::wire::EmitSegment as _;
 use crate::wire::{Flags, Packet, PseudoHeader, TcpRepr, WireError};
@@ -39,6 +53,8 @@ use congestion::Congestion;
 use recv::RecvBuffer;
 use send::SendBuffer;
 use timers::{RttEstimator, Timer, TimerTable};
+
+pub use transmit::MIN_TRANSMIT_BUFFER;
 
 /// An owned outgoing (or parsed incoming) segment: header and payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +212,9 @@ pub struct ConnStats {
     pub dropped: u64,
     /// Segments that arrived out of order.
     pub out_of_order: u64,
+    /// Payload bytes the engine copied: into the receive buffer, out of the send buffer into
+    /// segments, through `send` and `recv`, and when a buffer grew.
+    pub bytes_copied: u64,
 }
 
 impl ConnStats {
@@ -211,6 +230,24 @@ impl ConnStats {
         self.challenge_acks += other.challenge_acks;
         self.dropped += other.dropped;
         self.out_of_order += other.out_of_order;
+        self.bytes_copied += other.bytes_copied;
+    }
+
+    /// Adds what the counters grew by from `before` to `after` (snapshots of one
+    /// connection's counters, which only grow).
+    pub fn accumulate_growth(&mut self, before: &ConnStats, after: &ConnStats) {
+        let grew = |b: u64, a: u64| a.wrapping_sub(b);
+        self.segments_in += grew(before.segments_in, after.segments_in);
+        self.segments_out += grew(before.segments_out, after.segments_out);
+        self.bytes_in += grew(before.bytes_in, after.bytes_in);
+        self.bytes_out += grew(before.bytes_out, after.bytes_out);
+        self.retransmits += grew(before.retransmits, after.retransmits);
+        self.timeouts += grew(before.timeouts, after.timeouts);
+        self.fast_retransmits += grew(before.fast_retransmits, after.fast_retransmits);
+        self.challenge_acks += grew(before.challenge_acks, after.challenge_acks);
+        self.dropped += grew(before.dropped, after.dropped);
+        self.out_of_order += grew(before.out_of_order, after.out_of_order);
+        self.bytes_copied += grew(before.bytes_copied, after.bytes_copied);
     }
 }
 
@@ -598,6 +635,26 @@ impl Connection {
         self.close_reason
     }
 
+    /// The small record that stands for this connection in TIME-WAIT (see
+    /// [`crate::time_wait`]): taken once it has nothing left to send or deliver.
+    pub(crate) fn time_wait_record(&self, now: Instant) -> TimeWait {
+        let offered = self.rcv_adv.saturating_sub(self.rcv_nxt) >> self.rcv_shift;
+        TimeWait {
+            tuple: self.tuple,
+            expires: self
+                .timers
+                .deadline(Timer::Linger)
+                .unwrap_or_else(|| now + self.config.time_wait()),
+            last_ack: self.last_challenge_ack,
+            rcv_nxt: self.rcv_nxt,
+            snd_nxt: self.snd_max,
+            ts_recent: self.ts.map_or(0, |ts| ts.recent),
+            ts_offset: self.ts.map_or(0, |ts| ts.offset),
+            window: u16::try_from(offered).unwrap_or(u16::MAX),
+            timestamps: self.ts.is_some(),
+        }
+    }
+
     /// The earliest instant at which [`Connection::handle_timeout`] has work to do.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -630,14 +687,46 @@ impl Connection {
     /// Queues data to send; returns how many bytes were taken (fewer than offered when the
     /// buffer is full: [`Event::Writable`] follows when room opens).
     pub fn send(&mut self, data: &[u8]) -> Result<usize, SendError> {
-        if !self.state.may_send() || self.fin_seq.is_some() {
-            return Err(SendError::Closed);
-        }
-        let n = self.send.push(data);
+        self.check_may_send()?;
+        let n = self.send.push(data, &mut self.stats.bytes_copied);
         if n < data.len() {
             self.flags.set(ConnFlags::WANT_WRITABLE);
         }
         Ok(n)
+    }
+
+    /// Queues data written in place: `fill` gets contiguous free space of the send buffer
+    /// (at most `max` bytes; empty space is never offered, so `fill` is not called when the
+    /// buffer is full) and returns how many bytes it wrote there, which are queued. Lets an
+    /// application `read(2)` a kernel socket straight into the send buffer.
+    ///
+    /// Returns the bytes queued. Less room than `max` means the buffer is short of space:
+    /// [`Event::Writable`] follows when room opens. Space that wraps around the end of the
+    /// ring is offered by the next call.
+    pub fn send_with(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, SendError> {
+        self.check_may_send()?;
+        if self.send.free() < max {
+            self.flags.set(ConnFlags::WANT_WRITABLE);
+        }
+        let spare = self.send.spare(max, &mut self.stats.bytes_copied);
+        if spare.is_empty() {
+            return Ok(0);
+        }
+        let room = spare.len();
+        let n = fill(spare).min(room);
+        self.send.commit(n);
+        Ok(n)
+    }
+
+    fn check_may_send(&self) -> Result<(), SendError> {
+        if !self.state.may_send() || self.fin_seq.is_some() {
+            return Err(SendError::Closed);
+        }
+        Ok(())
     }
 
     /// Reads in-order data. `Ok(0)` means end of stream (the peer's FIN was read up to).
@@ -651,16 +740,76 @@ impl Connection {
                 None => Err(RecvError::WouldBlock),
             };
         }
+        let (a, b) = self.recv.readable_slices();
+        let n_a = a.len().min(buf.len());
+        buf[..n_a].copy_from_slice(&a[..n_a]);
+        let n_b = b.len().min(buf.len() - n_a);
+        buf[n_a..n_a + n_b].copy_from_slice(&b[..n_b]);
+        self.stats.bytes_copied += (n_a + n_b) as u64;
+        Ok(self.consume(n_a + n_b))
+    }
+
+    /// The in-order data waiting to be read, in place: one slice, or two when it wraps
+    /// around the end of the buffer. Nothing is copied; [`Connection::consume`] what was
+    /// used.
+    #[must_use]
+    pub fn recv_slices(&self) -> (&[u8], &[u8]) {
+        self.recv.readable_slices()
+    }
+
+    /// Drops the first `n` readable bytes (after [`Connection::recv_slices`]); returns how
+    /// many were dropped (at most what was readable).
+    pub fn consume(&mut self, n: usize) -> usize {
         let before = self.rcv_adv.saturating_sub(self.rcv_nxt);
-        let n = self.recv.read(buf);
+        let n = self.recv.consume(n);
         // Tell the peer when reading opened the window by a useful amount (RFC 9293
         // section 3.8.6.2.2: at least min(buffer / 2, MSS)).
         let threshold = (self.recv.capacity() / 2).min(usize::from(self.config.mss));
-        if self.state.may_receive() && self.recv.free() >= before + threshold && before < threshold
+        if n > 0
+            && self.state.may_receive()
+            && self.recv.free() >= before + threshold
+            && before < threshold
         {
             self.flags.set(ConnFlags::ACK_NOW);
         }
-        Ok(n)
+        if self.recv.is_empty() {
+            self.buffer_emptied();
+        }
+        n
+    }
+
+    /// Whether the peer's FIN arrived and every byte before it was read: end of stream.
+    #[must_use]
+    pub fn recv_finished(&self) -> bool {
+        self.flags.has(ConnFlags::FIN_RECEIVED) && self.recv.readable_len() == 0
+    }
+
+    /// Bytes of memory the send and receive buffers hold now (zero for an idle connection
+    /// once `buffer_reclaim_delay` has passed).
+    #[must_use]
+    pub fn buffer_bytes(&self) -> usize {
+        self.send.allocated() + self.recv.allocated()
+    }
+
+    /// A buffer just emptied: give its memory back now, or once the connection has been
+    /// quiet for `buffer_reclaim_delay` (see there why not at once).
+    fn buffer_emptied(&mut self) {
+        let delay = self.config.buffer_reclaim_delay;
+        if delay == Duration::ZERO {
+            self.release_empty_buffers();
+        } else if !self.timers.is_set(Timer::Reclaim) {
+            self.timers.set(Timer::Reclaim, self.last_activity + delay);
+        }
+    }
+
+    fn release_empty_buffers(&mut self) {
+        self.send.release_if_empty();
+        self.recv.release_if_empty();
+    }
+
+    fn holds_empty_buffer(&self) -> bool {
+        (self.send.is_empty() && self.send.allocated() > 0)
+            || (self.recv.is_empty() && self.recv.allocated() > 0)
     }
 
     /// Half-close: FIN goes out after the queued data (RFC 9293 section 3.10.4). We keep
@@ -743,7 +892,9 @@ impl Connection {
             self.events |= pending::CLOSED;
         }
         // Give the buffers back; nothing more will be sent and a reset loses data anyway.
+        // Unread data stays readable.
         self.send = SendBuffer::new(self.send.start(), 0);
+        self.recv.release_if_empty();
         self.scoreboard = Vec::new();
     }
 
@@ -1051,7 +1202,8 @@ impl Connection {
             self.last_activity = now;
             let before = self.rcv_nxt;
             let had_gap = self.recv.has_out_of_order();
-            self.rcv_nxt = self.recv.insert(self.rcv_nxt, seq, payload);
+            self.rcv_nxt =
+                self.recv.insert(self.rcv_nxt, seq, payload, &mut self.stats.bytes_copied);
             if self.rcv_nxt == before {
                 // Out of order: duplicate ACK at once, with SACK (RFC 5681 section 4.2).
                 self.stats.out_of_order += 1;
@@ -1101,8 +1253,9 @@ impl Connection {
         self.transition(State::TimeWait);
         self.timers.stop_all();
         self.timers.set(Timer::Linger, now + self.config.time_wait());
-        // Unread data stays readable during TIME-WAIT.
+        // Unread data stays readable during TIME-WAIT; everything else is given back.
         self.scoreboard = Vec::new();
+        self.release_empty_buffers();
     }
 
     /// Delayed ACK (RFC 9293 section 3.8.6.3): at least every second full segment, and
@@ -1204,6 +1357,9 @@ impl Connection {
                 self.last_activity = now;
                 if self.flags.take(ConnFlags::WANT_WRITABLE) {
                     self.events |= pending::WRITABLE;
+                }
+                if self.send.is_empty() {
+                    self.buffer_emptied();
                 }
             }
             self.retries = 0;
@@ -1365,6 +1521,16 @@ impl Connection {
                         self.abort_with(CloseReason::IdleTimeout);
                     } else {
                         self.timers.set(Timer::Idle, self.last_activity + idle);
+                    }
+                }
+                Timer::Reclaim => {
+                    // Lazily moved, as the idle timer: data since the buffer emptied
+                    // pushes the deadline on.
+                    let at = self.last_activity + self.config.buffer_reclaim_delay;
+                    if now >= at {
+                        self.release_empty_buffers();
+                    } else if self.holds_empty_buffer() {
+                        self.timers.set(Timer::Reclaim, at);
                     }
                 }
             }

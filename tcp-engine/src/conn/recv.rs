@@ -1,40 +1,39 @@
-//! The receive side: in-order bytes waiting for the application, and out-of-order
-//! segments waiting for the gap before them to fill (RFC 9293 section 3.10.7.4, seventh
-//! step), from which SACK blocks are reported (RFC 2018 section 4).
+//! The receive side: in-order bytes waiting for the application, and out-of-order bytes
+//! waiting for the gap before them to fill (RFC 9293 section 3.10.7.4, seventh step), from
+//! which SACK blocks are reported (RFC 2018 section 4).
+//!
+//! Both live in one ring: readable bytes at offsets `[0, readable)`, and a segment that
+//! starts `d` bytes above `RCV.NXT` at offset `readable + d`, as in smoltcp. The
+//! [`Assembler`] only remembers which ranges are present. So every byte is copied once on
+//! arrival, reassembly never copies again, and memory stays within the window we offered:
+//! the ring never grows past the configured buffer size.
 
-use std::collections::VecDeque;
-
+use super::assembler::Assembler;
+use super::ring::Ring;
 use crate::seq::SeqNumber;
 use crate::wire::SackRanges;
 
-/// A run of out-of-order bytes `[start, start + bytes.len())`.
-#[derive(Debug)]
-struct Run {
-    start: SeqNumber,
-    bytes: Vec<u8>,
-}
-
-impl Run {
-    fn end(&self) -> SeqNumber {
-        self.start + self.bytes.len()
-    }
-}
-
-/// Received data. Everything held (readable plus out of order) stays within the window we
-/// advertised, which never exceeds `capacity` minus the readable bytes.
+/// Received data.
 #[derive(Debug)]
 pub(crate) struct RecvBuffer {
-    readable: VecDeque<u8>,
-    /// Sorted, disjoint, non-adjacent runs above `rcv_nxt`.
-    out_of_order: Vec<Run>,
-    /// Start of the run that received the most recent segment: its block goes first.
+    ring: Ring,
+    /// In-order bytes the application has not read, at ring offsets `[0, readable)`.
+    readable: usize,
+    out_of_order: Assembler,
+    /// Start of the range that received the most recent segment: its block goes first.
     latest: Option<SeqNumber>,
     capacity: usize,
 }
 
 impl RecvBuffer {
     pub(crate) fn new(capacity: usize) -> RecvBuffer {
-        RecvBuffer { readable: VecDeque::new(), out_of_order: Vec::new(), latest: None, capacity }
+        RecvBuffer {
+            ring: Ring::default(),
+            readable: 0,
+            out_of_order: Assembler::default(),
+            latest: None,
+            capacity,
+        }
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -43,101 +42,111 @@ impl RecvBuffer {
 
     /// Bytes the application can read.
     pub(crate) fn readable_len(&self) -> usize {
-        self.readable.len()
+        self.readable
     }
 
     /// Space not taken by readable bytes: the most window we may offer.
     pub(crate) fn free(&self) -> usize {
-        self.capacity.saturating_sub(self.readable.len())
+        self.capacity.saturating_sub(self.readable)
     }
 
     pub(crate) fn has_out_of_order(&self) -> bool {
         !self.out_of_order.is_empty()
     }
 
-    /// Stores `data` starting at `seq` (with `seq >= rcv_nxt`, trimmed to the window);
-    /// returns the new `rcv_nxt`.
-    pub(crate) fn insert(&mut self, rcv_nxt: SeqNumber, seq: SeqNumber, data: &[u8]) -> SeqNumber {
+    /// Bytes of memory the buffer holds.
+    pub(crate) fn allocated(&self) -> usize {
+        self.ring.allocated()
+    }
+
+    /// Stores `data` starting at `seq` (with `seq >= rcv_nxt`; the caller trimmed it to the
+    /// window); returns the new `rcv_nxt`. Bytes that would not fit in the buffer (the
+    /// window scale rounds our offer up by less than one unit) are left for the peer to
+    /// send again.
+    pub(crate) fn insert(
+        &mut self,
+        rcv_nxt: SeqNumber,
+        seq: SeqNumber,
+        data: &[u8],
+        copied: &mut u64,
+    ) -> SeqNumber {
+        let offset = seq.saturating_sub(rcv_nxt);
+        let room = self.free().saturating_sub(offset);
+        let data = &data[..data.len().min(room)];
         if data.is_empty() {
             return rcv_nxt;
         }
-        if seq != rcv_nxt {
-            self.insert_out_of_order(seq, data);
+        let needed = self.readable + offset + data.len();
+        if needed > self.ring.allocated() {
+            let ooo_end = self.out_of_order.end().map_or(0, |end| end.saturating_sub(rcv_nxt));
+            *copied += self.ring.grow(needed, self.capacity, self.readable + ooo_end) as u64;
+        }
+        let n = self.ring.write(self.readable + offset, data);
+        *copied += n as u64;
+        if offset > 0 {
+            self.latest = Some(self.out_of_order.add(seq, seq + n));
             return rcv_nxt;
         }
-        self.readable.extend(data);
-        let mut next = rcv_nxt + data.len();
-        // Pull runs the new bytes reached.
-        while let Some(run) = self.out_of_order.first() {
-            if run.start > next {
-                break;
+        self.readable += n;
+        let mut next = rcv_nxt + n;
+        // Ranges the new bytes reached are in place already: they just become readable.
+        while let Some((start, end)) = self.out_of_order.pop_reached(next) {
+            if end > next {
+                self.readable += end - next;
+                next = end;
             }
-            let run = self.out_of_order.remove(0);
-            if run.end() > next {
-                let skip = next - run.start;
-                self.readable.extend(&run.bytes[skip..]);
-                next = run.end();
-            }
-            if self.latest == Some(run.start) {
+            if self.latest == Some(start) {
                 self.latest = None;
             }
-        }
-        if self.out_of_order.is_empty() {
-            self.out_of_order = Vec::new();
         }
         next
     }
 
-    fn insert_out_of_order(&mut self, seq: SeqNumber, data: &[u8]) {
-        let end = seq + data.len();
-        // Runs that overlap or touch [seq, end) merge with it.
-        let first = self
-            .out_of_order
-            .iter()
-            .position(|r| r.end() >= seq)
-            .unwrap_or(self.out_of_order.len());
-        let last = self.out_of_order[first..]
-            .iter()
-            .position(|r| r.start > end)
-            .map_or(self.out_of_order.len(), |i| first + i);
-        let merged: Vec<Run> = self.out_of_order.drain(first..last).collect();
-        let start = merged.first().map_or(seq, |r| r.start.min(seq));
-        let stop = merged.last().map_or(end, |r| r.end().max(end));
-        let mut bytes = vec![0; stop - start];
-        bytes[seq - start..end - start].copy_from_slice(data);
-        for run in &merged {
-            bytes[run.start - start..run.end() - start].copy_from_slice(&run.bytes);
-        }
-        self.out_of_order.insert(first, Run { start, bytes });
-        self.latest = Some(start);
+    /// The readable bytes, as one or two slices.
+    pub(crate) fn readable_slices(&self) -> (&[u8], &[u8]) {
+        self.ring.slices(0, self.readable)
     }
 
-    /// Moves readable bytes into `out`; returns how many.
-    pub(crate) fn read(&mut self, out: &mut [u8]) -> usize {
-        let n = out.len().min(self.readable.len());
-        for (dst, src) in out.iter_mut().zip(self.readable.drain(..n)) {
-            *dst = src;
-        }
-        if self.readable.is_empty() {
-            self.readable = VecDeque::new();
+    /// Drops `n` read bytes (at most what is readable); returns how many.
+    pub(crate) fn consume(&mut self, n: usize) -> usize {
+        let n = n.min(self.readable);
+        self.ring.advance(n);
+        self.readable -= n;
+        if self.is_empty() {
+            self.ring.rewind();
         }
         n
     }
 
-    /// SACK blocks for an outgoing segment: the run with the latest arrival first, then the
+    /// Nothing readable and nothing out of order.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.readable == 0 && self.out_of_order.is_empty()
+    }
+
+    /// Frees the ring if it holds nothing; returns whether memory was given back.
+    pub(crate) fn release_if_empty(&mut self) -> bool {
+        if !self.is_empty() || self.ring.allocated() == 0 {
+            return false;
+        }
+        self.ring.release();
+        self.out_of_order.clear();
+        true
+    }
+
+    /// SACK blocks for an outgoing segment: the range with the latest arrival first, then the
     /// others in order (RFC 2018 section 4), at most `max`.
     pub(crate) fn sack_blocks(&self, max: usize) -> SackRanges {
         let mut ranges = SackRanges::new();
-        let latest = self.latest.and_then(|s| self.out_of_order.iter().find(|r| r.start == s));
-        if let Some(run) = latest {
-            ranges.push(run.start, run.end());
+        let latest = self.latest.and_then(|s| self.out_of_order.starting_at(s));
+        if let Some((start, end)) = latest {
+            ranges.push(start, end);
         }
-        for run in &self.out_of_order {
+        for (start, end) in self.out_of_order.iter() {
             if ranges.len() >= max {
                 break;
             }
-            if Some(run.start) != latest.map(|r| r.start) {
-                ranges.push(run.start, run.end());
+            if Some(start) != latest.map(|(s, _)| s) {
+                ranges.push(start, end);
             }
         }
         ranges.truncate(max);
@@ -153,38 +162,70 @@ mod tests {
         SeqNumber::new(n)
     }
 
+    fn read_all(buf: &mut RecvBuffer) -> Vec<u8> {
+        let (a, b) = buf.readable_slices();
+        let out = [a, b].concat();
+        buf.consume(out.len());
+        out
+    }
+
     #[test]
     fn reassembles_out_of_order_runs() {
         let mut buf = RecvBuffer::new(100);
         let mut nxt = seq(u32::MAX - 2);
-        nxt = buf.insert(nxt, nxt + 6, b"ghi");
-        nxt = buf.insert(nxt, nxt + 3, b"def");
-        nxt = buf.insert(nxt, nxt + 12, b"mn");
+        let copied = &mut 0;
+        nxt = buf.insert(nxt, nxt + 6, b"ghi", copied);
+        nxt = buf.insert(nxt, nxt + 3, b"def", copied);
+        nxt = buf.insert(nxt, nxt + 12, b"mn", copied);
         assert_eq!(buf.sack_blocks(4).as_slice(), [(seq(9), seq(11)), (seq(0), seq(6))]);
-        nxt = buf.insert(nxt, nxt, b"abc");
+        nxt = buf.insert(nxt, nxt, b"abc", copied);
         assert_eq!(nxt, seq(6));
         assert_eq!(buf.sack_blocks(4).as_slice(), [(seq(9), seq(11))]);
         // In-order bytes that cover a queued run swallow it.
-        nxt = buf.insert(nxt, nxt, b"jklmnop");
+        nxt = buf.insert(nxt, nxt, b"jklmnop", copied);
         assert_eq!(nxt, seq(13));
         assert!(!buf.has_out_of_order());
-        let mut out = [0u8; 32];
-        let n = buf.read(&mut out);
-        assert_eq!(&out[..n], b"abcdefghijklmnop");
+        assert_eq!(read_all(&mut buf), b"abcdefghijklmnop");
+        assert_eq!(*copied, 3 + 3 + 2 + 3 + 7, "each byte copied once on arrival");
     }
 
     #[test]
     fn overlapping_out_of_order_runs_merge() {
         let mut buf = RecvBuffer::new(100);
         let nxt = seq(0);
-        buf.insert(nxt, seq(10), b"klm");
-        buf.insert(nxt, seq(20), b"uv");
-        buf.insert(nxt, seq(12), b"mnopqrst");
+        let copied = &mut 0;
+        buf.insert(nxt, seq(10), b"klm", copied);
+        buf.insert(nxt, seq(20), b"uv", copied);
+        buf.insert(nxt, seq(12), b"mnopqrst", copied);
         assert_eq!(buf.sack_blocks(4).as_slice(), [(seq(10), seq(22))]);
-        let nxt = buf.insert(nxt, nxt, b"abcdefghij");
+        let nxt = buf.insert(nxt, nxt, b"abcdefghij", copied);
         assert_eq!(nxt, seq(22));
-        let mut out = [0u8; 32];
-        let n = buf.read(&mut out);
-        assert_eq!(&out[..n], b"abcdefghijklmnopqrstuv");
+        assert_eq!(read_all(&mut buf), b"abcdefghijklmnopqrstuv");
+    }
+
+    #[test]
+    fn out_of_order_bytes_survive_growth_and_the_buffer_is_released_empty() {
+        let mut buf = RecvBuffer::new(64 * 1024);
+        let copied = &mut 0;
+        let far = vec![7u8; 100];
+        let nxt = buf.insert(seq(0), seq(5000), &far, copied);
+        assert_eq!(buf.allocated(), 8192, "room up to the far segment's end");
+        let near = vec![1u8; 5000];
+        let nxt = buf.insert(nxt, nxt, &near, copied);
+        assert_eq!(nxt, seq(5100));
+        let (a, b) = buf.readable_slices();
+        assert_eq!(a.len() + b.len(), 5100);
+        assert!(a.iter().chain(b).skip(5000).all(|&x| x == 7));
+        assert_eq!(buf.consume(5100), 5100);
+        assert!(buf.release_if_empty());
+        assert_eq!(buf.allocated(), 0);
+    }
+
+    #[test]
+    fn bytes_beyond_the_buffer_are_not_stored() {
+        let mut buf = RecvBuffer::new(10);
+        let nxt = buf.insert(seq(0), seq(0), b"0123456789abc", &mut 0);
+        assert_eq!(nxt, seq(10));
+        assert_eq!(buf.insert(nxt, nxt, b"x", &mut 0), nxt, "full");
     }
 }

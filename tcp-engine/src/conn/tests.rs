@@ -71,7 +71,7 @@ impl Fixture {
 
     /// Everything the connection sends now.
     fn sent(&mut self) -> Vec<Segment> {
-        std::iter::from_fn(|| self.conn.poll_transmit(self.now)).collect()
+        std::iter::from_fn(|| self.conn.poll_segment(self.now)).collect()
     }
 
     /// Exactly one segment, and returns it.
@@ -470,6 +470,10 @@ fn established_sends_data_and_retransmits_with_backoff() {
     assert_eq!(f.conn.stats().retransmits, 2);
     f.at(3_100).recv(from_peer(IRS + 1, Some(ISS + 6), Flags::NONE), &[]);
     assert_eq!(f.conn.send_queue_len(), 0);
+    // The emptied send buffer is kept a while, then given back.
+    assert!(f.conn.buffer_bytes() > 0);
+    f.fire(3_300);
+    assert_eq!(f.conn.buffer_bytes(), 0);
     // Nothing in flight: only keepalive remains.
     assert_eq!(f.conn.poll_timeout(), Some(at_ms(3_100) + Duration::from_secs(7200)));
 }
@@ -617,6 +621,69 @@ fn established_bounded_send_buffer_reports_writable() {
     f.recv(from_peer(IRS + 1, Some(ISS + 1 + 1460), Flags::NONE), &[]);
     assert_eq!(f.events(), [Event::Writable]);
     assert_eq!(f.conn.send_capacity(), 1460);
+}
+
+#[test]
+fn established_data_is_read_in_place_and_copied_once() {
+    let mut f = established();
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::PSH), b"in place");
+    assert_eq!(f.conn.stats().bytes_copied, 8, "into the receive buffer");
+    assert_eq!(f.conn.recv_slices(), (&b"in place"[..], &b""[..]));
+    assert_eq!(f.conn.consume(3), 3);
+    assert_eq!(f.conn.recv_slices().0, b"place");
+    assert_eq!(f.conn.consume(100), 5, "no more than is readable");
+    assert_eq!(f.conn.stats().bytes_copied, 8, "reading in place copies nothing");
+    assert!(!f.conn.recv_finished());
+    f.recv(from_peer(IRS + 9, Some(ISS + 1), Flags::FIN), &[]);
+    assert!(f.conn.recv_finished(), "FIN and everything before it read");
+}
+
+#[test]
+fn established_send_with_fills_the_send_buffer_in_place() {
+    let mut f = established();
+    let queued = f.conn.send_with(5, |spare| {
+        spare[..5].copy_from_slice(b"hello");
+        5
+    });
+    assert_eq!(queued, Ok(5));
+    assert_eq!(f.conn.stats().bytes_copied, 0, "written in place");
+    assert_eq!(
+        f.sent_one(),
+        Segment { repr: to_peer(ISS + 1, IRS + 1, Flags::PSH), payload: b"hello".to_vec() }
+    );
+    assert_eq!(f.conn.stats().bytes_copied, 5, "once, into the segment");
+    // A full buffer offers no room (and `fill` is not called); the ACK that makes room
+    // reports Writable.
+    let mut f = established_with(Config { send_buffer_size: 10, ..config() });
+    assert_eq!(f.conn.send_with(100, |spare| spare.len()), Ok(10));
+    assert_eq!(f.conn.send_with(100, |_| unreachable!("no room to offer")), Ok(0));
+    assert_eq!(f.sent_one().payload.len(), 10);
+    f.recv(from_peer(IRS + 1, Some(ISS + 11), Flags::NONE), &[]);
+    assert_eq!(f.events(), [Event::Writable]);
+    assert_eq!(f.conn.send_capacity(), 10);
+}
+
+#[test]
+fn established_idle_connection_gives_its_buffers_back() {
+    let mut f = established();
+    assert_eq!(f.conn.buffer_bytes(), 0, "nothing before data");
+    f.at(10).recv(from_peer(IRS + 1, Some(ISS + 1), Flags::PSH), b"ping");
+    assert!(f.conn.buffer_bytes() > 0);
+    assert_eq!(f.read_all(), b"ping");
+    // Kept for the reclaim delay after the last data (a steady transfer would refill it),
+    // then given back.
+    f.fire(50);
+    f.sent_one();
+    assert!(f.conn.buffer_bytes() > 0);
+    f.fire(210);
+    assert_eq!(f.conn.buffer_bytes(), 0);
+    assert_eq!(f.conn.poll_timeout(), Some(at_ms(10) + Duration::from_secs(7200)));
+    // With no delay, an emptied buffer goes at once.
+    let zero = Config { buffer_reclaim_delay: Duration::ZERO, ..config() };
+    let mut f = established_with(zero);
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::PSH), b"ping");
+    assert_eq!(f.read_all(), b"ping");
+    assert_eq!(f.conn.buffer_bytes(), 0);
 }
 
 #[test]

@@ -18,10 +18,12 @@ pub(crate) enum Timer {
     Keepalive,
     /// Connection idle timeout.
     Idle,
+    /// Give empty buffers back once the connection has been quiet for a while.
+    Reclaim,
 }
 
 impl Timer {
-    const COUNT: usize = 6;
+    const COUNT: usize = 7;
     const ALL: [Timer; Timer::COUNT] = [
         Timer::Retransmit,
         Timer::Persist,
@@ -29,6 +31,7 @@ impl Timer {
         Timer::Linger,
         Timer::Keepalive,
         Timer::Idle,
+        Timer::Reclaim,
     ];
 }
 
@@ -59,6 +62,12 @@ impl TimerTable {
 
     pub(crate) fn is_set(&self, timer: Timer) -> bool {
         self.deadlines[timer as usize] != UNSET
+    }
+
+    /// When `timer` fires, if it is set.
+    pub(crate) fn deadline(&self, timer: Timer) -> Option<Instant> {
+        let at = self.deadlines[timer as usize];
+        (at != UNSET).then(|| Instant::from_micros(at))
     }
 
     /// The earliest deadline.

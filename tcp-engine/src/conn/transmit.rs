@@ -1,18 +1,90 @@
-//! Building outgoing segments: what to send next, and the header fields every segment
-//! carries (ACK, window, timestamps, SACK).
+//! Building outgoing segments: what to send next, the header fields every segment carries
+//! (ACK, window, timestamps, SACK), and writing it into the caller's buffer.
+//!
+//! Deciding and writing are two steps: the next segment is chosen as an [`Outgoing`] (a
+//! header and how many bytes of the send buffer follow it, cut to fit the caller's buffer),
+//! then written with its payload copied straight from the send buffer. Nothing is allocated.
 
-use super::{ConnFlags, Connection, Segment};
+use super::{ConnFlags, Connection};
 use crate::seq::SeqNumber;
 use crate::state::State;
 use crate::time::Instant;
-use crate::wire::{Flags, SackRanges, TcpRepr, TcpTimestamp};
+use crate::wire::EmitSegment as _;
+use crate::wire::{Flags, HEADER_LEN, MAX_OPTIONS_LEN, SackRanges, TcpRepr, TcpTimestamp};
 
 use super::timers::Timer;
 
+/// The smallest buffer [`Connection::poll_transmit`] (and the table's) writes into: a header
+/// with the most options. With less, nothing is sent. A full-sized segment needs the MSS
+/// plus this.
+pub const MIN_TRANSMIT_BUFFER: usize = HEADER_LEN + MAX_OPTIONS_LEN;
+
+/// The next segment: its header, and the payload that follows it (that many bytes of the
+/// send buffer from `repr.seq_number` on).
+struct Outgoing {
+    repr: TcpRepr,
+    payload_len: usize,
+}
+
+impl Outgoing {
+    fn bare(repr: TcpRepr) -> Outgoing {
+        Outgoing { repr, payload_len: 0 }
+    }
+}
+
 impl Connection {
-    /// The next segment to send, or `None` when there is nothing (more) to send now.
-    /// Call repeatedly until `None` after every input.
-    pub fn poll_transmit(&mut self, now: Instant) -> Option<Segment> {
+    /// Writes the next segment to send into the front of `buf` (header, options, payload
+    /// and the checksum over the pseudo-header) and returns its length, or `None` when
+    /// there is nothing (more) to send now. Call repeatedly until `None` after every input.
+    ///
+    /// Never writes more than `buf.len()` bytes: the payload is cut to fit (the rest goes in
+    /// the next segment). A `buf` shorter than [`MIN_TRANSMIT_BUFFER`] gets nothing.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if buf.len() < MIN_TRANSMIT_BUFFER {
+            return None;
+        }
+        let out = self.next_segment(now, buf.len())?;
+        let pseudo = self.tuple.outgoing_pseudo_header().ok()?;
+        let seq = out.repr.seq_number;
+        let send = &self.send;
+        let len = out
+            .repr
+            .emit_with(buf, out.payload_len, &pseudo, |payload| {
+                send.copy_to(seq, payload);
+            })
+            .ok()?;
+        self.stats.bytes_copied += out.payload_len as u64;
+        Some(len)
+    }
+
+    /// Whether [`Connection::poll_transmit`] may have something to send. Never false when it
+    /// has; it may be true when the windows hold the data back after all.
+    pub(crate) fn has_output(&self) -> bool {
+        if self.pending_rst.is_some() {
+            return true;
+        }
+        let any = |bits: u16| self.flags.0 & bits != 0;
+        match self.state {
+            State::Closed | State::Listen => false,
+            State::SynSent | State::SynReceived => {
+                self.snd_nxt == self.iss || any(ConnFlags::ACK_NOW)
+            }
+            State::TimeWait => {
+                any(ConnFlags::ACK_NOW | ConnFlags::WINDOW_PROBE | ConnFlags::KEEPALIVE_PROBE)
+                    || self.rtx_next.is_some()
+            }
+            _ => {
+                any(ConnFlags::ACK_NOW | ConnFlags::WINDOW_PROBE | ConnFlags::KEEPALIVE_PROBE)
+                    || self.rtx_next.is_some()
+                    || self.send.end() > self.snd_nxt
+                    || self.fin_seq.is_some_and(|f| self.snd_nxt <= f)
+            }
+        }
+    }
+
+    /// Chooses the next segment for a buffer of `room` bytes and does the bookkeeping of
+    /// sending it.
+    fn next_segment(&mut self, now: Instant, room: usize) -> Option<Outgoing> {
         if let Some((seq, ack)) = self.pending_rst.take() {
             self.stats.segments_out += 1;
             let repr = TcpRepr {
@@ -20,7 +92,7 @@ impl Connection {
                 flags: Flags::RST,
                 ..TcpRepr::new(self.tuple.local.port(), self.tuple.remote.port(), seq)
             };
-            return Some(Segment { repr, payload: Vec::new() });
+            return Some(Outgoing::bare(repr));
         }
         match self.state {
             State::Closed | State::Listen => return None,
@@ -28,40 +100,44 @@ impl Connection {
                 if self.snd_nxt == self.iss {
                     return Some(self.emit_syn(now));
                 }
-                return self
-                    .flags
-                    .has(ConnFlags::ACK_NOW)
-                    .then(|| self.emit_ack(now, self.snd_nxt));
+                return self.flags.has(ConnFlags::ACK_NOW).then(|| {
+                    let template = self.header(now);
+                    self.emit_ack(template, self.snd_nxt)
+                });
             }
             _ => {}
         }
-        if let Some(seg) = self.emit_retransmission(now) {
+        // Every segment from here on carries the same header fields; only the payload
+        // length depends on the room, so it is known before anything is decided.
+        let mut template = self.header(now);
+        template.fit_options();
+        let max_payload = room.saturating_sub(template.header_len());
+        if let Some(seg) = self.emit_retransmission(now, &template, max_payload) {
             return Some(seg);
         }
-        if let Some(seg) = self.emit_data(now) {
+        if let Some(seg) = self.emit_data(now, &template, max_payload) {
             return Some(seg);
         }
         if self.flags.take(ConnFlags::WINDOW_PROBE) || self.flags.take(ConnFlags::KEEPALIVE_PROBE) {
             // A segment one below SND.UNA: the peer finds it unacceptable and answers with
             // an ACK carrying its window (RFC 9293 section 3.8.6.1 and 3.8.4, as Linux).
-            return Some(self.emit_ack(now, self.snd_una - 1));
+            return Some(self.emit_ack(template, self.snd_una - 1));
         }
         if self.flags.has(ConnFlags::ACK_NOW) {
             // SND.MAX, not SND.NXT: after a timeout rewound SND.NXT, an older sequence
             // number could fall left of the peer's window (say, below a FIN it already
             // consumed) and the ACK would be refused.
-            return Some(self.emit_ack(now, self.snd_max));
+            return Some(self.emit_ack(template, self.snd_max));
         }
         None
     }
 
-    fn emit_ack(&mut self, now: Instant, seq: SeqNumber) -> Segment {
-        let repr = self.header(now, seq, Flags::NONE);
-        self.finish_segment(repr, Vec::new())
+    fn emit_ack(&mut self, template: TcpRepr, seq: SeqNumber) -> Outgoing {
+        self.finish_segment(TcpRepr { seq_number: seq, ..template }, 0)
     }
 
     /// SYN (active open) or SYN-ACK (passive or simultaneous open), with our options.
-    fn emit_syn(&mut self, now: Instant) -> Segment {
+    fn emit_syn(&mut self, now: Instant) -> Outgoing {
         let active = self.state == State::SynSent;
         // RFC 7323 section 2.2: a SYN's window is never scaled.
         let window = self.recv.free().min(usize::from(u16::MAX));
@@ -96,17 +172,26 @@ impl Connection {
         }
         self.flags.clear(ConnFlags::ACK_NOW);
         self.stats.segments_out += 1;
-        Segment { repr, payload: Vec::new() }
+        Outgoing::bare(repr)
     }
 
     /// One segment of a fast retransmit, a partial-ACK retransmit or a SACK hole.
-    fn emit_retransmission(&mut self, now: Instant) -> Option<Segment> {
+    fn emit_retransmission(
+        &mut self,
+        now: Instant,
+        template: &TcpRepr,
+        max_payload: usize,
+    ) -> Option<Outgoing> {
+        if max_payload == 0 {
+            // Keep `rtx_next` for a buffer with room for data.
+            return None;
+        }
         let seq = self.rtx_next.take()?;
         if seq < self.snd_una || seq >= self.snd_max {
             return None;
         }
         // Up to one MSS, not past what was sent nor into the next SACKed block.
-        let mut end = self.snd_max.min(seq + self.payload_mss());
+        let mut end = self.snd_max.min(seq + self.payload_mss().min(max_payload));
         if let Some(&(l, _)) = self.scoreboard.iter().find(|&&(l, _)| l > seq) {
             end = end.min(l);
         }
@@ -118,11 +203,16 @@ impl Connection {
         }
         self.high_rxt = self.high_rxt.max(seq + len);
         self.stats.retransmits += 1;
-        Some(self.data_segment(now, seq, len, fin))
+        Some(self.data_segment(now, template, seq, len, fin))
     }
 
     /// New data, or data again after a timeout (go-back-N from `SND.UNA`), and the FIN.
-    fn emit_data(&mut self, now: Instant) -> Option<Segment> {
+    fn emit_data(
+        &mut self,
+        now: Instant,
+        template: &TcpRepr,
+        max_payload: usize,
+    ) -> Option<Outgoing> {
         if !self.state.is_synchronized() || self.state == State::TimeWait {
             return None;
         }
@@ -137,7 +227,12 @@ impl Connection {
         if avail == 0 && !fin_pending {
             return None;
         }
-        let mss = self.payload_mss();
+        if avail > 0 && max_payload == 0 {
+            // No room for data in this buffer: not a window matter, nothing to arm.
+            return None;
+        }
+        // A full-sized segment is an MSS, or what the caller's buffer holds if less.
+        let mss = self.payload_mss().min(max_payload);
         let wnd_end = self.snd_una + self.snd_wnd as usize;
         let cwnd_end = self.snd_una + (self.cc.window() as usize + self.sacked_bytes());
         let mut limit = wnd_end.min(cwnd_end);
@@ -185,25 +280,30 @@ impl Connection {
         if !self.timers.is_set(Timer::Retransmit) {
             self.timers.set(Timer::Retransmit, now + self.rto());
         }
-        Some(self.data_segment(now, seq, len, fin))
+        Some(self.data_segment(now, template, seq, len, fin))
     }
 
-    fn data_segment(&mut self, now: Instant, seq: SeqNumber, len: usize, fin: bool) -> Segment {
-        let mut payload = Vec::with_capacity(len);
-        self.send.copy_out(seq, len, &mut payload);
+    fn data_segment(
+        &mut self,
+        now: Instant,
+        template: &TcpRepr,
+        seq: SeqNumber,
+        len: usize,
+        fin: bool,
+    ) -> Outgoing {
         let mut flags = if fin { Flags::FIN } else { Flags::NONE };
         if len > 0 && seq + len == self.send.end() {
             flags = flags | Flags::PSH;
         }
-        let repr = self.header(now, seq, flags);
-        self.stats.bytes_out += payload.len() as u64;
+        self.stats.bytes_out += len as u64;
         self.last_activity = now;
-        self.finish_segment(repr, payload)
+        self.finish_segment(TcpRepr { seq_number: seq, flags, ..*template }, len)
     }
 
-    /// The header fields every segment after the handshake carries.
-    fn header(&mut self, now: Instant, seq: SeqNumber, flags: Flags) -> TcpRepr {
-        let window_len = self.advertise_window();
+    /// The header fields every segment after the handshake carries, with sequence number
+    /// and flags still to fill in. Changes nothing: the window it offers is recorded only
+    /// when a segment carrying it is sent.
+    fn header(&self, now: Instant) -> TcpRepr {
         let sack_ranges = if self.flags.has(ConnFlags::SACK) && self.recv.has_out_of_order() {
             self.recv.sack_blocks(if self.ts.is_some() { 3 } else { SackRanges::CAPACITY })
         } else {
@@ -211,28 +311,30 @@ impl Connection {
         };
         TcpRepr {
             ack_number: Some(self.rcv_nxt),
-            flags,
-            window_len,
+            window_len: self.window_field(),
             sack_ranges,
             timestamp: self.ts.map(|ts| TcpTimestamp { tsval: ts.tsval(now), tsecr: ts.recent }),
-            ..TcpRepr::new(self.tuple.local.port(), self.tuple.remote.port(), seq)
+            ..TcpRepr::new(self.tuple.local.port(), self.tuple.remote.port(), self.snd_max)
         }
     }
 
-    /// Bookkeeping for any segment carrying our current ACK.
-    fn finish_segment(&mut self, repr: TcpRepr, payload: Vec<u8>) -> Segment {
+    /// Bookkeeping for any segment carrying our current ACK and window.
+    fn finish_segment(&mut self, repr: TcpRepr, payload_len: usize) -> Outgoing {
+        // The right edge we offered never moves left (RFC 7323 section 2.4).
+        let edge = self.rcv_nxt + (usize::from(repr.window_len) << self.rcv_shift);
+        self.rcv_adv = self.rcv_adv.max(edge);
         self.last_ack_sent = self.rcv_nxt;
         self.flags.clear(ConnFlags::ACK_NOW);
         self.timers.stop(Timer::DelayedAck);
         self.unacked_segments = 0;
         self.stats.segments_out += 1;
-        Segment { repr, payload }
+        Outgoing { repr, payload_len }
     }
 
     /// The window field: the free buffer space, with receiver-side silly window avoidance
     /// (RFC 9293 section 3.8.6.2.2), never moving the right edge left (RFC 7323 section
     /// 2.4), scaled by our shift.
-    fn advertise_window(&mut self) -> u16 {
+    fn window_field(&self) -> u16 {
         let shift = self.rcv_shift;
         let free = self.recv.free();
         let offered = self.rcv_adv.saturating_sub(self.rcv_nxt);
@@ -243,9 +345,6 @@ impl Connection {
         if field << shift < offered {
             field = offered.div_ceil(1 << shift);
         }
-        let field = u16::try_from(field).unwrap_or(u16::MAX);
-        let edge = self.rcv_nxt + (usize::from(field) << shift);
-        self.rcv_adv = self.rcv_adv.max(edge);
-        field
+        u16::try_from(field).unwrap_or(u16::MAX)
     }
 }

@@ -40,6 +40,22 @@ pub trait EmitSegment {
         buf: &mut [u8],
         payload: &[u8],
         pseudo: &PseudoHeader,
+    ) -> Result<usize, WireError> {
+        self.emit_with(buf, payload.len(), pseudo, |out| out.copy_from_slice(payload))
+    }
+
+    /// Emits the header into the front of `buf`, lets `fill` write the `payload_len` bytes of
+    /// payload behind it, then fills in the checksum; returns the segment length.
+    ///
+    /// For payload that is not one slice (say, the two halves of a ring buffer): it is
+    /// copied once, straight into the output. The one header writer: the other emitters
+    /// call it.
+    fn emit_with(
+        &self,
+        buf: &mut [u8],
+        payload_len: usize,
+        pseudo: &PseudoHeader,
+        fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize, WireError>;
 }
 
@@ -66,34 +82,49 @@ impl EmitSegment for TcpRepr {
         if packet.total_len() != header_len + payload.len() {
             return Err(WireError::BufferTooSmall);
         }
-        packet.set_src_port(repr.src_port);
-        packet.set_dst_port(repr.dst_port);
-        packet.set_seq_number(repr.seq_number);
-        packet.set_ack_number(repr.ack_number.unwrap_or_default());
-        packet.set_header_len(u8::try_from(header_len).map_err(|_| WireError::BufferTooSmall)?);
-        let ack = if repr.ack_number.is_some() { Flags::ACK } else { Flags::NONE };
-        packet.set_flags(repr.flags.without(Flags::ACK) | ack);
-        packet.set_window_len(repr.window_len);
-        packet.set_urgent_at(repr.urgent_at);
-        emit_options(&repr, packet.options_mut());
+        write_header(&repr, packet, header_len)?;
         packet.payload_mut().copy_from_slice(payload);
         packet.fill_checksum(pseudo);
         Ok(())
     }
 
-    fn emit_segment(
+    fn emit_with(
         &self,
         buf: &mut [u8],
-        payload: &[u8],
+        payload_len: usize,
         pseudo: &PseudoHeader,
+        fill: impl FnOnce(&mut [u8]),
     ) -> Result<usize, WireError> {
         let mut repr = *self;
         repr.fit_options();
-        let len = repr.header_len() + payload.len();
+        let header_len = repr.header_len();
+        let len = header_len + payload_len;
         let out = buf.get_mut(..len).ok_or(WireError::BufferTooSmall)?;
-        repr.emit(&mut Packet::new_unchecked(out), payload, pseudo)?;
+        let mut packet = Packet::new_unchecked(out);
+        write_header(&repr, &mut packet, header_len)?;
+        fill(packet.payload_mut());
+        packet.fill_checksum(pseudo);
         Ok(len)
     }
+}
+
+/// The header fields and options of `repr` (options already fitted) into `packet`.
+fn write_header<T: AsRef<[u8]> + AsMut<[u8]>>(
+    repr: &TcpRepr,
+    packet: &mut Packet<T>,
+    header_len: usize,
+) -> Result<(), WireError> {
+    packet.set_src_port(repr.src_port);
+    packet.set_dst_port(repr.dst_port);
+    packet.set_seq_number(repr.seq_number);
+    packet.set_ack_number(repr.ack_number.unwrap_or_default());
+    packet.set_header_len(u8::try_from(header_len).map_err(|_| WireError::BufferTooSmall)?);
+    let ack = if repr.ack_number.is_some() { Flags::ACK } else { Flags::NONE };
+    packet.set_flags(repr.flags.without(Flags::ACK) | ack);
+    packet.set_window_len(repr.window_len);
+    packet.set_urgent_at(repr.urgent_at);
+    emit_options(repr, packet.options_mut());
+    Ok(())
 }
 
 /// Option bytes with NOP alignment as Linux lays them out, unpadded.

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tcp_engine::{
-    CloseReason, Config, Connection, ConnectionTable, Duration, Event, FourTuple, Instant, Segment,
-    SeqNumber, State, TableEvent,
+    CloseReason, Config, ConnId, Connection, ConnectionTable, Duration, Event, FourTuple, Instant,
+    Segment, SeqNumber, State, TableEvent,
 };
 
 pub const CLIENT: &str = "192.0.2.1:40000";
@@ -119,14 +119,14 @@ impl Pair {
 
     pub fn client_out(&mut self) -> Vec<Segment> {
         let tuple = *self.client.tuple();
-        std::iter::from_fn(|| self.client.poll_transmit(self.now))
+        std::iter::from_fn(|| self.client.poll_segment(self.now))
             .map(|s| over_the_wire(&tuple, &s))
             .collect()
     }
 
     pub fn server_out(&mut self) -> Vec<Segment> {
         let tuple = *self.server.tuple();
-        std::iter::from_fn(|| self.server.poll_transmit(self.now))
+        std::iter::from_fn(|| self.server.poll_segment(self.now))
             .map(|s| over_the_wire(&tuple, &s))
             .collect()
     }
@@ -223,9 +223,22 @@ enum Side {
     Server,
 }
 
+/// Checks the table's incremental counters (per-state counts, totals) against a walk over
+/// everything it holds.
+pub fn assert_counts_match<T>(table: &ConnectionTable<T>) {
+    let (by_state, totals) = table.counts_by_walking();
+    let stats = table.stats();
+    assert_eq!(stats.by_state, by_state, "per-state counts");
+    assert_eq!(stats.totals, totals, "counter totals");
+    assert_eq!(stats.opened - stats.closed, table.len() as u64, "opened - closed = held");
+}
+
 /// What an application on one side does: send `data`, then shut down; read until EOF.
+/// With `in_place`, it writes into the send buffer (`send_with`) and reads the receive
+/// buffer where it lies (`recv_slices` + `consume`); otherwise it copies (`send`, `recv`).
 struct App {
-    tuple: Option<FourTuple>,
+    id: Option<ConnId>,
+    in_place: bool,
     data: Vec<u8>,
     sent: usize,
     received: Vec<u8>,
@@ -236,9 +249,10 @@ struct App {
 }
 
 impl App {
-    fn new(data: Vec<u8>) -> App {
+    fn new(data: Vec<u8>, in_place: bool) -> App {
         App {
-            tuple: None,
+            id: None,
+            in_place,
             data,
             sent: 0,
             received: Vec::new(),
@@ -249,36 +263,66 @@ impl App {
         }
     }
 
-    fn pump(&mut self, now: Instant, table: &mut ConnectionTable) {
-        let Some(tuple) = self.tuple else { return };
+    fn pump(&mut self, now: Instant, table: &mut ConnectionTable<()>) {
+        let Some(id) = self.id else { return };
         if self.closed.is_some() {
             return;
         }
-        while self.sent < self.data.len() {
-            match table.send(now, &tuple, &self.data[self.sent..]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => self.sent += n,
+        let state = table.with_connection(now, id, |conn, ()| {
+            while self.sent < self.data.len() {
+                let rest = &self.data[self.sent..];
+                let queued = if self.in_place {
+                    conn.send_with(rest.len(), |spare| {
+                        let n = spare.len().min(rest.len());
+                        spare[..n].copy_from_slice(&rest[..n]);
+                        n
+                    })
+                } else {
+                    conn.send(rest)
+                };
+                match queued {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => self.sent += n,
+                }
             }
-        }
-        if self.sent == self.data.len() && !self.shut {
-            self.shut = table.shutdown(now, &tuple).is_ok();
-        }
-        let mut buf = [0u8; 16 * 1024];
-        while !self.eof {
-            match table.recv(now, &tuple, &mut buf) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.received.extend_from_slice(&buf[..n]),
-                Err(_) => break,
+            if self.sent == self.data.len() && !self.shut {
+                self.shut = conn.shutdown().is_ok();
             }
+            if self.in_place {
+                loop {
+                    let (a, b) = conn.recv_slices();
+                    let n = a.len() + b.len();
+                    if n == 0 {
+                        self.eof |= conn.recv_finished();
+                        break;
+                    }
+                    self.received.extend_from_slice(a);
+                    self.received.extend_from_slice(b);
+                    assert_eq!(conn.consume(n), n);
+                }
+            } else {
+                let mut buf = [0u8; 16 * 1024];
+                while !self.eof {
+                    match conn.recv(&mut buf) {
+                        Ok(0) => self.eof = true,
+                        Ok(n) => self.received.extend_from_slice(&buf[..n]),
+                        Err(_) => break,
+                    }
+                }
+            }
+            conn.state()
+        });
+        if let Ok(state) = state {
+            self.last_state = Some(state);
         }
-        self.last_state = table.connection(&tuple).map(Connection::state);
     }
 
-    fn on_event(&mut self, ev: TableEvent) {
-        match ev.event {
-            Event::Connected => self.tuple = Some(ev.tuple),
-            Event::Closed(reason) => self.closed = Some(reason),
-            _ => {}
+    fn on_event(&mut self, ev: &TableEvent<()>) {
+        match *ev {
+            TableEvent::Conn { id, event: Event::Connected } => self.id = Some(id),
+            TableEvent::TimeWait { .. } => self.last_state = Some(State::TimeWait),
+            TableEvent::Closed { reason, .. } => self.closed = Some(reason),
+            TableEvent::Conn { .. } => {}
         }
     }
 }
@@ -315,8 +359,8 @@ type InFlight = Reverse<(Instant, u64, Side, Vec<u8>)>;
 
 /// Two tables (client and server) joined by a seeded, impaired network.
 pub struct SimNet {
-    pub client: ConnectionTable,
-    pub server: ConnectionTable,
+    pub client: ConnectionTable<()>,
+    pub server: ConnectionTable<()>,
     net: Impairments,
     rng: Rng,
     in_flight: BinaryHeap<InFlight>,
@@ -360,9 +404,9 @@ impl SimNet {
                     Side::Client => &mut self.client,
                     Side::Server => &mut self.server,
                 };
-                let Some(t) = table.poll_transmit() else { break };
-                let pseudo = t.tuple.outgoing_pseudo_header().expect("same family");
-                let bytes = t.segment.to_bytes(&pseudo).expect("emit");
+                let mut buf = [0u8; 1600];
+                let Some(t) = table.poll_transmit(self.now, &mut buf) else { break };
+                let bytes = buf[..t.len].to_vec();
                 self.packets += 1;
                 if self.rng.chance(self.net.drop) {
                     continue;
@@ -380,26 +424,28 @@ impl SimNet {
     /// Runs client and server applications exchanging `to_server` and `to_client` until
     /// both connections are gone or `limit` passes.
     pub fn run(&mut self, to_server: Vec<u8>, to_client: Vec<u8>, limit: Instant) -> Outcome {
-        let mut client_app = App::new(to_server);
-        let mut server_app = App::new(to_client);
+        let mut client_app = App::new(to_server, false);
+        let mut server_app = App::new(to_client, true);
         let tuple = client_tuple();
-        self.client.connect(self.now, tuple).expect("connect");
+        self.client.connect(self.now, tuple, ()).expect("connect");
         loop {
             while let Some(ev) = self.client.poll_event() {
-                client_app.on_event(ev);
+                client_app.on_event(&ev);
             }
             while let Some(ev) = self.server.poll_event() {
-                server_app.on_event(ev);
+                server_app.on_event(&ev);
             }
             client_app.pump(self.now, &mut self.client);
             server_app.pump(self.now, &mut self.server);
             while let Some(ev) = self.client.poll_event() {
-                client_app.on_event(ev);
+                client_app.on_event(&ev);
             }
             while let Some(ev) = self.server.poll_event() {
-                server_app.on_event(ev);
+                server_app.on_event(&ev);
             }
             self.collect();
+            assert_counts_match(&self.client);
+            assert_counts_match(&self.server);
             if self.client.is_empty() && self.server.is_empty() && self.in_flight.is_empty() {
                 break;
             }
@@ -438,6 +484,179 @@ impl SimNet {
             server_last_state: server_app.last_state,
             elapsed: self.now,
             packets: self.packets,
+        }
+    }
+}
+
+// ------------------------------------------------------------------ TablePair
+
+/// A client table and a listening server table joined through the wire format; the test
+/// decides what is delivered. Each side's payload is a number (the client's connection
+/// carries 1, the server's `u32::default()`), so tests see payloads come back. Every step
+/// checks both tables' incremental counters against a walk.
+pub struct TablePair {
+    pub client: ConnectionTable<u32>,
+    pub server: ConnectionTable<u32>,
+    pub now: Instant,
+    pub client_id: ConnId,
+    pub server_id: Option<ConnId>,
+    pub client_events: Vec<TableEvent<u32>>,
+    pub server_events: Vec<TableEvent<u32>>,
+}
+
+impl TablePair {
+    pub fn new(config: Config) -> TablePair {
+        let config = Arc::new(config);
+        let mut server = ConnectionTable::new(Arc::clone(&config), 3);
+        server.listen(client_tuple().remote);
+        let mut client = ConnectionTable::new(config, 4);
+        let client_id = client.connect(Instant::ZERO, client_tuple(), 1).expect("connect");
+        let mut p = TablePair {
+            client,
+            server,
+            now: Instant::ZERO,
+            client_id,
+            server_id: None,
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+        };
+        p.check();
+        p
+    }
+
+    /// Handshake completed.
+    pub fn established(config: Config) -> TablePair {
+        let mut p = TablePair::new(config);
+        p.exchange();
+        assert!(p.server_id.is_some(), "server connected");
+        p
+    }
+
+    fn check(&mut self) {
+        assert_counts_match(&self.client);
+        assert_counts_match(&self.server);
+        while let Some(e) = self.client.poll_event() {
+            self.client_events.push(e);
+        }
+        while let Some(e) = self.server.poll_event() {
+            if let TableEvent::Conn { id, event: Event::Connected } = e {
+                self.server_id = Some(id);
+            }
+            self.server_events.push(e);
+        }
+    }
+
+    fn out(table: &mut ConnectionTable<u32>, now: Instant) -> Vec<Vec<u8>> {
+        let mut buf = [0u8; 1600];
+        std::iter::from_fn(|| table.poll_transmit(now, &mut buf).map(|t| buf[..t.len].to_vec()))
+            .collect()
+    }
+
+    pub fn client_out(&mut self) -> Vec<Vec<u8>> {
+        let out = TablePair::out(&mut self.client, self.now);
+        self.check();
+        out
+    }
+
+    pub fn server_out(&mut self) -> Vec<Vec<u8>> {
+        let out = TablePair::out(&mut self.server, self.now);
+        self.check();
+        out
+    }
+
+    pub fn deliver_to_server(&mut self, segments: &[Vec<u8>]) {
+        for s in segments {
+            self.server.handle_packet(self.now, client_tuple().reversed(), s);
+            self.check();
+        }
+    }
+
+    pub fn deliver_to_client(&mut self, segments: &[Vec<u8>]) {
+        for s in segments {
+            self.client.handle_packet(self.now, client_tuple(), s);
+            self.check();
+        }
+    }
+
+    /// Delivers everything both ways until both are quiet (no time passes).
+    pub fn exchange(&mut self) {
+        for _ in 0..10_000 {
+            let c = self.client_out();
+            let s = self.server_out();
+            if c.is_empty() && s.is_empty() {
+                return;
+            }
+            self.deliver_to_server(&c);
+            self.deliver_to_client(&s);
+        }
+        panic!("no quiescence");
+    }
+
+    /// Runs both tables' timers up to `at`, one deadline at a time; with `deliver`, what
+    /// they send is exchanged after each, otherwise it is lost.
+    pub fn run_until(&mut self, at: Instant, deliver: bool) {
+        loop {
+            let next = [self.client.poll_timeout(), self.server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next.filter(|&t| t <= at) else { break };
+            self.now = self.now.max(next);
+            self.client.handle_timeout(self.now);
+            self.server.handle_timeout(self.now);
+            self.check();
+            if deliver {
+                self.exchange();
+            } else {
+                self.client_out();
+                self.server_out();
+            }
+        }
+        self.now = self.now.max(at);
+    }
+
+    /// Application call on the client's connection.
+    pub fn on_client<R>(&mut self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        let r = self.client.with_connection(self.now, self.client_id, |c, _| f(c)).expect("live");
+        self.check();
+        r
+    }
+
+    /// Application call on the server's connection.
+    pub fn on_server<R>(&mut self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        let id = self.server_id.expect("server connected");
+        let r = self.server.with_connection(self.now, id, |c, _| f(c)).expect("live");
+        self.check();
+        r
+    }
+
+    /// The end events of one side: `(reason, payload)` of `Closed`, and the payloads that
+    /// came back with `TimeWait`.
+    pub fn ends(events: &[TableEvent<u32>]) -> (Vec<(CloseReason, Option<u32>)>, Vec<u32>) {
+        let closed = events
+            .iter()
+            .filter_map(|e| match e {
+                TableEvent::Closed { reason, user, .. } => Some((*reason, *user)),
+                _ => None,
+            })
+            .collect();
+        let time_wait = events
+            .iter()
+            .filter_map(|e| match e {
+                TableEvent::TimeWait { user, .. } => Some(*user),
+                _ => None,
+            })
+            .collect();
+        (closed, time_wait)
+    }
+
+    /// Both tables are empty and everything they opened is accounted closed.
+    pub fn assert_all_gone(&self) {
+        for table in [&self.client, &self.server] {
+            assert!(table.is_empty());
+            let stats = table.stats();
+            assert_eq!(stats.opened, stats.closed);
+            assert_eq!(stats.by_state, [0; 11]);
         }
     }
 }

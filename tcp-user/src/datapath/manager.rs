@@ -12,7 +12,7 @@
 //! then [`Manager::drain`], which services the applications and writes every segment the
 //! engine has to send.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -20,8 +20,8 @@ use tcp_common::cookie::{CookieSecrets, TupleV4, TupleV6};
 use tcp_common::{FlowKey, FlowValue};
 use tcp_engine::wire::TcpRepr;
 use tcp_engine::{
-    CloseReason, ConnectionTable, CookieHandshake, Event, FourTuple, Instant, Segment, SeqNumber,
-    State, TableEvent, Transmit, TsInfo,
+    CloseReason, ConnId, Connection, ConnectionTable, CookieHandshake, FourTuple, Instant, Segment,
+    SeqNumber, State, TableEvent, TsInfo,
 };
 use tokio::sync::mpsc;
 
@@ -153,6 +153,7 @@ pub struct ManagerStats {
 }
 
 struct Conn {
+    id: ConnId,
     route: Route,
     shared: Arc<Shared>,
     /// FIN requested from the engine (shutdown or close).
@@ -163,13 +164,17 @@ struct Conn {
 
 /// The connection manager of one RX queue.
 pub struct Manager<F> {
-    table: ConnectionTable,
+    table: ConnectionTable<()>,
     flows: F,
     conns: HashMap<FourTuple, Conn>,
     /// Routes for segments to tuples with no connection (RSTs), valid for one drain.
     stray_routes: HashMap<FourTuple, Route>,
     touched: HashSet<FourTuple>,
-    pending_tx: VecDeque<Transmit>,
+    /// The engine writes each segment here; it is copied into a frame once its route is
+    /// known.
+    tx_buf: Vec<u8>,
+    /// A segment in `tx_buf` that did not fit in the sink yet.
+    pending_tx: Option<(FourTuple, usize)>,
     accept: mpsc::Sender<TcpStream>,
     doorbell: Arc<Doorbell>,
     scratch: Vec<u8>,
@@ -182,7 +187,7 @@ impl<F: FlowTable> Manager<F> {
     /// A manager over `table`, admitting flows from `flows`, handing connections to `accept`;
     /// applications ring `doorbell` when they touch a connection.
     pub fn new(
-        table: ConnectionTable,
+        table: ConnectionTable<()>,
         flows: F,
         accept: mpsc::Sender<TcpStream>,
         doorbell: Arc<Doorbell>,
@@ -193,7 +198,8 @@ impl<F: FlowTable> Manager<F> {
             conns: HashMap::new(),
             stray_routes: HashMap::new(),
             touched: HashSet::new(),
-            pending_tx: VecDeque::new(),
+            tx_buf: vec![0; TX_SEGMENT_BUFFER],
+            pending_tx: None,
             accept,
             doorbell,
             scratch: vec![0; 64 * 1024],
@@ -219,7 +225,7 @@ impl<F: FlowTable> Manager<F> {
     }
 
     /// The engine's table (for metrics).
-    pub fn table(&self) -> &ConnectionTable {
+    pub fn table(&self) -> &ConnectionTable<()> {
         &self.table
     }
 
@@ -250,8 +256,7 @@ impl<F: FlowTable> Manager<F> {
         );
         if let Some(conn) = self.conns.get_mut(&tuple) {
             conn.route = f.route;
-            let time_wait =
-                self.table.connection(&tuple).is_some_and(|c| c.state() == State::TimeWait);
+            let time_wait = self.table.state_of(&tuple) == Some(State::TimeWait);
             if !(time_wait && self.reopen(now, tuple, f.route, f.tcp)) {
                 self.table.handle_packet(now, tuple, f.tcp);
             }
@@ -280,9 +285,10 @@ impl<F: FlowTable> Manager<F> {
         let Ok(ack) = parse_segment(&tuple, tcp) else { return false };
         let Some(flow) = cookies.validate(&tuple, &ack.repr) else { return false };
         let handshake = handshake_from_flow(tuple, &flow);
-        if self.table.reopen_from_cookie(now, &handshake, &ack.repr, &ack.payload).is_err() {
+        let Ok(id) = self.table.reopen_from_cookie(now, &handshake, &ack.repr, &ack.payload, ())
+        else {
             return false;
-        }
+        };
         // The old incarnation ended when the new one took its place.
         if let Some(old) = self.conns.remove(&tuple) {
             let mut pipe = old.shared.lock();
@@ -293,7 +299,7 @@ impl<F: FlowTable> Manager<F> {
         }
         self.flows.insert(flow_key(&tuple), flow);
         self.stats.reopened += 1;
-        self.admitted(now, tuple, route);
+        self.admitted(now, tuple, route, id);
         true
     }
 
@@ -306,19 +312,21 @@ impl<F: FlowTable> Manager<F> {
         ack: &Segment,
     ) {
         let handshake = handshake_from_flow(tuple, flow);
-        if self.table.insert_from_cookie(now, &handshake, &ack.repr, &ack.payload).is_err() {
+        let Ok(id) = self.table.insert_from_cookie(now, &handshake, &ack.repr, &ack.payload, ())
+        else {
             return;
-        }
-        self.admitted(now, tuple, route);
+        };
+        self.admitted(now, tuple, route, id);
     }
 
     /// The engine holds a new connection: give it a pipe and hand it to the application.
-    fn admitted(&mut self, now: Instant, tuple: FourTuple, route: Route) {
+    fn admitted(&mut self, now: Instant, tuple: FourTuple, route: Route, id: ConnId) {
         self.stats.admitted += 1;
         let shared = Shared::new(tuple, Arc::clone(&self.doorbell));
         self.conns.insert(
             tuple,
             Conn {
+                id,
                 route,
                 shared: Arc::clone(&shared),
                 fin_requested: false,
@@ -331,7 +339,7 @@ impl<F: FlowTable> Manager<F> {
             // The application is not accepting fast enough (or is gone), or the limit is
             // reached: refuse with RST, as a full listen backlog would.
             self.stats.accept_overflow += 1;
-            let _ = self.table.abort(now, &tuple);
+            let _ = self.table.with_connection(now, id, |c, ()| c.abort());
         }
         self.touched.insert(tuple);
     }
@@ -349,20 +357,16 @@ impl<F: FlowTable> Manager<F> {
     /// Sends FIN on every connection (graceful shutdown); [`Manager::abort_all`] after the
     /// grace period.
     pub fn close_all(&mut self, now: Instant) {
-        let tuples: Vec<FourTuple> = self.conns.keys().copied().collect();
-        for t in tuples {
-            if let Some(c) = self.conns.get_mut(&t) {
-                c.fin_requested = true;
-                let _ = self.table.shutdown(now, &t);
-            }
+        for c in self.conns.values_mut() {
+            c.fin_requested = true;
+            let _ = self.table.with_connection(now, c.id, |c, ()| c.shutdown());
         }
     }
 
     /// Resets every connection.
     pub fn abort_all(&mut self, now: Instant) {
-        let tuples: Vec<FourTuple> = self.conns.keys().copied().collect();
-        for t in tuples {
-            let _ = self.table.abort(now, &t);
+        for c in self.conns.values() {
+            let _ = self.table.with_connection(now, c.id, |c, ()| c.abort());
         }
     }
 
@@ -370,9 +374,7 @@ impl<F: FlowTable> Manager<F> {
     pub fn open_connections(&self) -> usize {
         self.conns
             .keys()
-            .filter(|t| {
-                self.table.connection(t).is_some_and(|c| c.state() != tcp_engine::State::TimeWait)
-            })
+            .filter(|t| self.table.state_of(t).is_some_and(|s| s != State::TimeWait))
             .count()
     }
 
@@ -381,7 +383,7 @@ impl<F: FlowTable> Manager<F> {
     pub fn drain(&mut self, now: Instant, sink: &mut impl FrameSink) -> bool {
         // Segments made by received frames and timers go first: an event below may remove a
         // connection, and with it the route its last segment needs.
-        let mut flowing = self.transmit(sink);
+        let mut flowing = self.transmit(now, sink);
         for t in self.doorbell.take() {
             self.touched.insert(t);
         }
@@ -392,7 +394,7 @@ impl<F: FlowTable> Manager<F> {
         }
         // Servicing may have ended connections (close with unread data) or made segments.
         self.take_events();
-        flowing &= self.transmit(sink);
+        flowing &= self.transmit(now, sink);
         self.stray_routes.clear();
         flowing
     }
@@ -400,11 +402,22 @@ impl<F: FlowTable> Manager<F> {
     /// Drains the engine's events: a closed connection is cleaned up at once; any other
     /// event marks its connection for service.
     fn take_events(&mut self) {
-        while let Some(TableEvent { tuple, event }) = self.table.poll_event() {
+        while let Some(event) = self.table.poll_event() {
             match event {
-                Event::Closed(reason) => self.closed(tuple, reason),
-                Event::Connected | Event::Readable | Event::Writable | Event::PeerClosed => {
-                    self.touched.insert(tuple);
+                TableEvent::Closed { tuple, reason, .. } => self.closed(tuple, reason),
+                TableEvent::TimeWait { tuple, .. } => {
+                    // The peer's FIN and everything before it were read: end of stream. The
+                    // tuple stays ours (TIME-WAIT) until `Closed`.
+                    if let Some(conn) = self.conns.get(&tuple) {
+                        let mut pipe = conn.shared.lock();
+                        pipe.rx_eof = true;
+                        pipe.wake_reader();
+                    }
+                }
+                TableEvent::Conn { id, .. } => {
+                    if let Some(tuple) = self.table.connection(id).map(Connection::tuple) {
+                        self.touched.insert(*tuple);
+                    }
                 }
             }
         }
@@ -432,12 +445,13 @@ impl<F: FlowTable> Manager<F> {
         let Some(conn) = self.conns.get_mut(&tuple) else { return };
         let mut pipe = conn.shared.lock();
         // Application -> engine.
+        let id = conn.id;
         let mut moved = false;
         while !pipe.tx.is_empty() {
             let (front, _) = pipe.tx.as_slices();
-            match self.table.send(now, &tuple, front) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
+            match self.table.with_connection(now, id, |c, ()| c.send(front)) {
+                Ok(Ok(0) | Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => {
                     pipe.tx.drain(..n);
                     moved = true;
                 }
@@ -448,7 +462,7 @@ impl<F: FlowTable> Manager<F> {
         }
         if pipe.tx.is_empty() && pipe.tx_shutdown && !conn.fin_requested {
             conn.fin_requested = true;
-            let _ = self.table.shutdown(now, &tuple);
+            let _ = self.table.with_connection(now, id, |c, ()| c.shutdown());
         }
         // Engine -> application, as far as the pipe has room (back-pressure), or into the
         // void once the application is gone.
@@ -462,13 +476,14 @@ impl<F: FlowTable> Manager<F> {
             if room == 0 || pipe.rx_eof {
                 break;
             }
-            match self.table.recv(now, &tuple, &mut self.scratch[..room]) {
-                Ok(0) => {
+            let scratch = &mut self.scratch[..room];
+            match self.table.with_connection(now, id, |c, ()| c.recv(scratch)) {
+                Ok(Ok(0)) => {
                     pipe.rx_eof = true;
                     delivered = true;
                     break;
                 }
-                Ok(n) => {
+                Ok(Ok(n)) => {
                     if !pipe.app_gone {
                         pipe.rx.extend(&self.scratch[..n]);
                         delivered = true;
@@ -476,7 +491,7 @@ impl<F: FlowTable> Manager<F> {
                 }
                 // Nothing now (WouldBlock), ended without FIN (Closed: the Closed event tells
                 // the application), or gone from the table.
-                Err(_) => break,
+                Ok(Err(_)) | Err(_) => break,
             }
         }
         if delivered {
@@ -485,35 +500,49 @@ impl<F: FlowTable> Manager<F> {
         if pipe.app_gone && pipe.tx.is_empty() && !conn.close_requested {
             conn.close_requested = true;
             conn.fin_requested = true;
-            let _ = self.table.close(now, &tuple);
+            let _ = self.table.with_connection(now, id, |c, ()| c.close());
         }
     }
 
-    fn transmit(&mut self, sink: &mut impl FrameSink) -> bool {
-        while let Some(t) = self.pending_tx.pop_front().or_else(|| self.table.poll_transmit()) {
+    fn transmit(&mut self, now: Instant, sink: &mut impl FrameSink) -> bool {
+        loop {
+            let (tuple, len) = match self.pending_tx.take() {
+                Some(pending) => pending,
+                None => match self.table.poll_transmit(now, &mut self.tx_buf) {
+                    Some(t) => (t.tuple, t.len),
+                    None => return true,
+                },
+            };
             let route = self
                 .conns
-                .get(&t.tuple)
+                .get(&tuple)
                 .map(|c| c.route)
-                .or_else(|| self.stray_routes.get(&t.tuple).copied());
-            let (Some(route), Ok(pseudo)) = (route, t.tuple.outgoing_pseudo_header()) else {
+                .or_else(|| self.stray_routes.get(&tuple).copied());
+            let Some(route) = route else {
                 self.stats.no_route += 1;
                 continue;
             };
-            let (src, dst) = (t.tuple.local.ip(), t.tuple.remote.ip());
+            let (src, dst) = (tuple.local.ip(), tuple.remote.ip());
+            let segment = &self.tx_buf[..len];
             let sent = sink.send_frame(&mut |buf| {
-                frame::build(buf, &route, src, dst, |tcp| t.segment.emit_into(tcp, &pseudo).ok())
-                    .unwrap_or(0)
+                frame::build(buf, &route, src, dst, |tcp| {
+                    tcp.get_mut(..len)?.copy_from_slice(segment);
+                    Some(len)
+                })
+                .unwrap_or(0)
             });
             if !sent {
-                self.pending_tx.push_front(t);
+                self.pending_tx = Some((tuple, len));
                 return false;
             }
             self.stats.frames_out += 1;
         }
-        true
     }
 }
+
+/// The largest TCP segment the manager asks the engine for: an MSS of 1460 with a full
+/// header, within the UMEM frame.
+const TX_SEGMENT_BUFFER: usize = 1460 + tcp_engine::MIN_TRANSMIT_BUFFER;
 
 /// Parses a segment from the peer of `tuple`, verifying its checksum.
 fn parse_segment(tuple: &FourTuple, tcp: &[u8]) -> Result<Segment, tcp_engine::wire::WireError> {
