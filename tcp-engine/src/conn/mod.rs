@@ -778,6 +778,37 @@ impl Connection {
         n
     }
 
+    /// Whether the peer's FIN arrived (every byte before it is readable or was read): nothing
+    /// will follow the readable bytes.
+    #[must_use]
+    pub fn fin_received(&self) -> bool {
+        self.flags.has(ConnFlags::FIN_RECEIVED)
+    }
+
+    /// Room left in the send buffer (what [`Connection::send`] would take now).
+    #[must_use]
+    pub fn send_room(&self) -> usize {
+        if self.check_may_send().is_err() { 0 } else { self.send.free() }
+    }
+
+    /// Moves readable bytes into the send buffer, as many as fit, and consumes them: one
+    /// copy, from the receive buffer straight into the send buffer (an echo). Returns how
+    /// many.
+    pub fn send_received(&mut self) -> usize {
+        if self.check_may_send().is_err() {
+            return 0;
+        }
+        let (a, b) = self.recv.readable_slices();
+        let mut moved = self.send.push(a, &mut self.stats.bytes_copied);
+        if moved == a.len() {
+            moved += self.send.push(b, &mut self.stats.bytes_copied);
+        }
+        if moved < a.len() + b.len() {
+            self.flags.set(ConnFlags::WANT_WRITABLE);
+        }
+        self.consume(moved)
+    }
+
     /// Whether the peer's FIN arrived and every byte before it was read: end of stream.
     #[must_use]
     pub fn recv_finished(&self) -> bool {

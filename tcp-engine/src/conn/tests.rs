@@ -639,6 +639,28 @@ fn established_data_is_read_in_place_and_copied_once() {
 }
 
 #[test]
+fn established_send_received_echoes_with_one_copy_and_stops_when_full() {
+    let mut f = established_with(Config { send_buffer_size: 6, nagle: false, ..config() });
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::PSH), b"echo me");
+    let copied = f.conn.stats().bytes_copied;
+    assert_eq!(f.conn.send_room(), 6);
+    assert_eq!(f.conn.send_received(), 6, "as much as the send buffer takes");
+    assert_eq!(f.conn.stats().bytes_copied, copied + 6, "one copy, receive to send buffer");
+    assert_eq!(f.conn.recv_slices().0, b"e", "the rest stays unread");
+    assert_eq!(f.conn.send_room(), 0);
+    assert_eq!(f.sent_one().payload, b"echo m");
+    assert!(!f.conn.fin_received());
+    f.recv(from_peer(IRS + 8, Some(ISS + 7), Flags::FIN), &[]);
+    assert!(f.conn.fin_received(), "FIN seen, one byte still unread");
+    assert!(!f.conn.recv_finished());
+    assert_eq!(f.conn.send_received(), 1);
+    assert!(f.conn.recv_finished());
+    f.conn.shutdown().expect("shutdown");
+    assert_eq!(f.conn.send_room(), 0, "nothing more may be queued after our FIN");
+    assert_eq!(f.conn.send_received(), 0);
+}
+
+#[test]
 fn established_send_with_fills_the_send_buffer_in_place() {
     let mut f = established();
     let queued = f.conn.send_with(5, |spare| {

@@ -87,6 +87,23 @@ impl ConnId {
     pub fn generation(self) -> u32 {
         self.generation
     }
+
+    /// The handle as one number (a poll token): generation in the high half. The table still
+    /// refuses a handle whose connection is gone, so a number made up by anyone names at
+    /// most a live connection.
+    #[must_use]
+    pub fn to_u64(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// The handle [`ConnId::to_u64`] made; `None` for numbers it never makes (slot indices
+    /// stay below 2^31).
+    #[must_use]
+    pub fn from_u64(n: u64) -> Option<ConnId> {
+        let index = u32::try_from(n & 0xffff_ffff).ok()?;
+        let generation = u32::try_from(n >> 32).ok()?;
+        (index < 1 << 31).then_some(ConnId { index, generation })
+    }
 }
 
 /// A segment [`ConnectionTable::poll_transmit`] wrote into the caller's buffer.

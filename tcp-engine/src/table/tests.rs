@@ -500,3 +500,12 @@ fn a_table_can_move_to_its_shard_thread() {
     assert_send::<TableEvent<String>>();
     assert_send::<Transmit>();
 }
+
+#[test]
+fn conn_ids_round_trip_through_a_number() {
+    let mut t = table(KeepaliveConfig::default());
+    let h = handshake(tuple(1));
+    let id = t.insert_from_cookie(Instant::ZERO, &h, &third_ack(&h), &[], 7).expect("new");
+    assert_eq!(ConnId::from_u64(id.to_u64()), Some(id));
+    assert_eq!(ConnId::from_u64(u64::from(u32::MAX)), None, "never made by to_u64");
+}
