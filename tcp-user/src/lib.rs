@@ -6,6 +6,7 @@ pub mod bench;
 pub mod datapath;
 pub mod lab;
 pub mod loader;
+pub mod logging;
 pub mod metrics;
 pub mod secrets;
 pub mod service;

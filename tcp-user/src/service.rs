@@ -153,12 +153,21 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         config.ports,
         args.app
     );
+    tracing::info!(
+        iface = shield.iface(),
+        xdp_mode = %shield.mode(),
+        ports = ?config.ports,
+        app = ?args.app,
+        metrics = ?args.metrics,
+        "attached"
+    );
 
     show_status_until_signal(args.quiet, &counters, &stats, &mut secrets).await?;
     // Stop taking connections, close the open ones with FIN (RST after the grace period),
     // then detach: in that order, so no SYN is answered for a connection nobody serves.
     apps.abort();
     println!("synshield: stopping: closing connections (up to {} s)", args.grace);
+    tracing::info!(grace_s = args.grace, "stopping");
     tokio::task::spawn_blocking(move || data_path.stop())
         .await
         .context("stopping the data path")?;
@@ -169,6 +178,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let iface = shield.iface().to_owned();
     drop(shield);
     println!("synshield: detached from {iface}");
+    tracing::info!(iface, "detached");
     Ok(())
 }
 
