@@ -85,6 +85,7 @@ pub struct ServeArgs {
 
 /// Runs `synshield serve` until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<()> {
+    let started = std::time::SystemTime::now();
     let app = match args.app {
         AppKind::Echo => App::Echo,
         AppKind::Discard => App::Discard,
@@ -138,12 +139,15 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     }));
     let stats = data_path.stats_handle();
     let counters = Arc::new(shield.counter_reader()?);
-    let metrics = metrics_listener.map(|l| {
-        let (counters, stats) = (Arc::clone(&counters), stats.clone());
-        let source =
-            move || crate::metrics::render(&counters.read().unwrap_or_default(), &stats.sum());
-        tokio::spawn(crate::metrics::serve(l, Arc::new(source)))
-    });
+    let info = crate::metrics::Info {
+        iface: shield.iface().to_owned(),
+        xdp_mode: shield.mode().to_string(),
+        defense: "cookies".to_owned(),
+        start_time_seconds: started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let metrics = metrics_listener.map(|l| spawn_metrics(l, &counters, &stats, info));
     // One line that scripts and tests wait for, printed last: from here on SYNs are
     // answered, connections served and metrics listening.
     println!(
@@ -180,6 +184,21 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     println!("synshield: detached from {iface}");
     tracing::info!(iface, "detached");
     Ok(())
+}
+
+/// Serves the metrics on `listener` until the task is aborted.
+fn spawn_metrics(
+    listener: tokio::net::TcpListener,
+    counters: &Arc<CounterReader>,
+    stats: &StatsHandle,
+    info: crate::metrics::Info,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let (counters, stats) = (Arc::clone(counters), stats.clone());
+    let source = move || {
+        let (xdp, data) = (counters.read().unwrap_or_default(), stats.sum());
+        crate::metrics::render(&crate::metrics::Sources { xdp: &xdp, data: &data, info: &info })
+    };
+    tokio::spawn(crate::metrics::serve(listener, Arc::new(source)))
 }
 
 /// Prints the status line every second (unless `quiet`) until SIGINT or SIGTERM; fails if
