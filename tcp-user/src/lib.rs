@@ -3,6 +3,8 @@
 
 pub mod app;
 pub mod bench;
+pub mod cli;
+pub mod config_file;
 pub mod datapath;
 pub mod lab;
 pub mod loader;

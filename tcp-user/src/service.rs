@@ -21,6 +21,10 @@ use crate::xsk::{XskConfig, XskMode};
 /// Options of `synshield serve`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
+    /// Read options from this TOML file (keys are the long option names); options given on
+    /// the command line or in their environment variable win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// Interface to attach to (e.g. eth0).
     #[arg(long, env = "SYNSHIELD_IFACE")]
     pub iface: String,
