@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory as _, Parser, Subcommand};
 
+use crate::check::CheckArgs;
 use crate::config_file::{self, ConfigError};
 use crate::service::ServeArgs;
 
@@ -32,6 +33,9 @@ pub struct Cli {
 pub enum Command {
     /// Protect ports on an interface and serve an application on them, until SIGINT or SIGTERM.
     Serve(Box<ServeArgs>),
+    /// Check that synshield can run here: kernel features, capabilities, the interface's XDP
+    /// modes and queues, the ports; one line of advice per finding. Changes nothing.
+    Check(CheckArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard output.
     Completions {
         /// The shell.
@@ -204,6 +208,16 @@ rst-invalid-ack = true
             e.to_string().starts_with("cannot read the configuration file /nonexistent"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn check_takes_the_keys_it_knows_from_the_same_file() {
+        let f = ConfigFile::new(FILE);
+        let Command::Check(a) = parse(args(&["check", "--config", f.path()])).unwrap().command
+        else {
+            panic!("not check")
+        };
+        assert_eq!((a.iface.as_str(), a.ports.as_slice()), ("eth7", &[80, 443][..]));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod config_file;
 pub mod datapath;

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
                 Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
             }
         }
+        Command::Check(args) => tcp_user::check::check(&args),
         Command::Completions { shell } => {
             tcp_user::cli::completions(shell, &mut std::io::stdout());
             Ok(())
