@@ -10,6 +10,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 use crate::check::CheckArgs;
 use crate::config_file::{self, ConfigError};
 use crate::service::ServeArgs;
+use crate::top::TopArgs;
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -36,6 +37,9 @@ pub enum Command {
     /// Check that synshield can run here: kernel features, capabilities, the interface's XDP
     /// modes and queues, the ports; one line of advice per finding. Changes nothing.
     Check(CheckArgs),
+    /// A live view of a running synshield, read from its metrics endpoint: SYN/s, SYN-ACK/s,
+    /// third ACKs, connections by state, bytes, retransmissions, the mode, the last minute.
+    Top(TopArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard output.
     Completions {
         /// The shell.
@@ -218,6 +222,21 @@ rst-invalid-ack = true
             panic!("not check")
         };
         assert_eq!((a.iface.as_str(), a.ports.as_slice()), ("eth7", &[80, 443][..]));
+    }
+
+    #[test]
+    fn top_reads_the_metrics_address_from_the_same_file() {
+        let f = ConfigFile::new(FILE);
+        let Command::Top(a) = parse(args(&["top", "--config", f.path()])).unwrap().command else {
+            panic!("not top")
+        };
+        assert_eq!(a.metrics, "127.0.0.1:9100".parse::<SocketAddr>().unwrap());
+        let Command::Top(a) =
+            parse(args(&["top", "--config", f.path(), "--metrics", "[::1]:9200"])).unwrap().command
+        else {
+            panic!("not top")
+        };
+        assert_eq!(a.metrics, "[::1]:9200".parse::<SocketAddr>().unwrap());
     }
 
     #[test]

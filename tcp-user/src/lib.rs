@@ -14,4 +14,5 @@ pub mod metrics;
 pub mod secrets;
 pub mod service;
 pub mod stats;
+pub mod top;
 pub mod xsk;

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Check(args) => tcp_user::check::check(&args),
+        Command::Top(args) => tcp_user::top::top(&args),
         Command::Completions { shell } => {
             tcp_user::cli::completions(shell, &mut std::io::stdout());
             Ok(())

@@ -230,7 +230,10 @@ async fn show_status_until_signal(
                     let open = stats.sum().table.by_state.iter().sum::<usize>();
                     let line = format!("{} | conns {open}", now.status_line(&last, last_at.elapsed().as_secs_f64()));
                     if terminal {
-                        // One line, rewritten in place: carriage return, clear line.
+                        // One line, rewritten in place (carriage return, clear line), cut to
+                        // the terminal's width: a wrapped line would leave a trail.
+                        let width = ratatui::crossterm::terminal::size().map_or(80, |(w, _)| usize::from(w));
+                        let line = crate::stats::fit_to_width(&line, width);
                         print!("\r\x1b[2K{line}");
                         let _ = std::io::stdout().flush();
                     } else {

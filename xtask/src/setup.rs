@@ -29,6 +29,9 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("curl", "http end-to-end tests"),
     ("netcat-openbsd", "nc, to talk to the lab by hand"),
     ("procps", "sysctl in the lab"),
+    ("tmux", "a terminal for the tests of `synshield top` and the status line"),
+    ("systemd", "systemd-analyze verify for packaging/systemd/synshield.service"),
+    ("util-linux", "setpriv: the unit's capability set in the tests"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
