@@ -152,6 +152,9 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             .map_or(0, |d| d.as_secs()),
     };
     let metrics = metrics_listener.map(|l| spawn_metrics(l, &counters, &stats, info));
+    // Before the readiness line: a SIGTERM sent as soon as it appears must stop cleanly.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     // One line that scripts and tests wait for, printed last: from here on SYNs are
     // answered, connections served and metrics listening.
     println!(
@@ -170,7 +173,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         "attached"
     );
 
-    show_status_until_signal(args.quiet, &counters, &stats, &mut secrets).await?;
+    let signals = (&mut sigint, &mut sigterm);
+    show_status_until_signal(args.quiet, &counters, &stats, &mut secrets, signals).await?;
     // Stop taking connections, close the open ones with FIN (RST after the grace period),
     // then detach: in that order, so no SYN is answered for a connection nobody serves.
     apps.abort();
@@ -212,9 +216,8 @@ async fn show_status_until_signal(
     counters: &CounterReader,
     stats: &StatsHandle,
     secrets: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+    (sigint, sigterm): (&mut tokio::signal::unix::Signal, &mut tokio::signal::unix::Signal),
 ) -> Result<()> {
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let terminal = std::io::stdout().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last = counters.read()?;
