@@ -44,11 +44,12 @@ pub fn draw(frame: &mut Frame, history: &History, status: &Status) {
     } else {
         u16::try_from(status.notes.len()).unwrap_or(u16::MAX).saturating_add(2)
     };
-    let [header, table_area, conns_area, notes_area, footer] = Layout::vertical([
+    let [header, table_area, conns_area, notes_area, _, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(u16::try_from(super::model::ROWS.len()).unwrap_or(u16::MAX) + 3),
-        Constraint::Min(3),
+        Constraint::Length(4),
         Constraint::Length(notes_height),
+        Constraint::Min(0),
         Constraint::Length(1),
     ])
     .areas(frame.area());
@@ -79,8 +80,13 @@ pub fn draw(frame: &mut Frame, history: &History, status: &Status) {
         ],
     )
     .header(
-        TableRow::new(vec!["", "    now", "     total", "last minute"])
-            .style(Style::new().add_modifier(Modifier::BOLD)),
+        TableRow::new(vec![
+            String::new(),
+            format!("{:>10}", "now"),
+            format!("{:>10}", "total"),
+            "last minute".into(),
+        ])
+        .style(Style::new().add_modifier(Modifier::BOLD)),
     )
     .block(Block::new().borders(Borders::ALL).title(" handshakes and traffic "));
     frame.render_widget(table, table_area);
