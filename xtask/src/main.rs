@@ -41,11 +41,16 @@ enum Cmd {
     /// Setup, build, lint, the pure tests, then the root tests in the lab. What CI runs.
     Test,
     /// Setup, build, then the speed and memory benchmarks (engine, XDP per SYN, SYN flood in
-    /// the lab); writes BENCHMARKS.md. About three minutes.
+    /// the lab, a hping3 flood with real clients); writes BENCHMARKS.md and benchmarks/*.svg. About
+    /// five minutes.
     Bench {
         /// Shorter floods (3 s instead of 10 s), for development.
         #[arg(long)]
         quick: bool,
+        /// Only the sections whose title contains WORD (e.g. `load`); prints the report and
+        /// leaves BENCHMARKS.md as it was. For development.
+        #[arg(long, value_name = "WORD")]
+        only: Option<String>,
     },
 }
 
@@ -56,7 +61,7 @@ fn main() -> ExitCode {
         Cmd::Build => setup::setup().and_then(|()| build::build()).map(drop),
         Cmd::Run { args } => run::run(&args),
         Cmd::Test => test::test(),
-        Cmd::Bench { quick } => bench::bench(quick),
+        Cmd::Bench { quick, only } => bench::bench(quick, only.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: the speed and memory benchmarks, written to `BENCHMARKS.md` with the
 //! machine, the command and the date (tests never assert wall-clock times; this is where speed
-//! is measured). Three sections:
+//! is measured). Four sections:
 //!
 //! 1. the TCP engine in memory (`tcp-engine`'s `engine_bench` example);
 //! 2. the XDP program's cost per SYN under BPF_PROG_TEST_RUN (`tcp-user`'s `xdp_bench` example,
@@ -8,7 +8,9 @@
 //! 3. a SYN flood in the lab: trafgen on one CPU in the client namespace against four receivers
 //!    on shield0 in turn: the kernel's SYN cookies, a native XDP_DROP program (the most a
 //!    receiver can absorb on this link), a native XDP_TX reflector (the most any XDP_TX answer
-//!    can reach) and synshield.
+//!    can reach) and synshield;
+//! 4. the user's own load test (`loadtest.rs`): a hping3 flood while real clients connect and
+//!    exchange data, against the kernel's cookies (both modes), nftables synproxy and synshield.
 //!
 //! # How the lab flood counts
 //!
@@ -72,11 +74,14 @@ use crate::setup::setup;
 mod counters;
 mod examples;
 mod flood;
+mod loadtest;
+mod plot;
 mod process;
 
 use counters::{Snapshot, status_tx_synack};
 use examples::{engine_section, xdp_test_run_section};
 use flood::lab_section;
+use loadtest::load_section;
 use process::{Interrupted, Interrupts, Process, TempDir};
 
 /// The report, at the root of the repository.
@@ -107,7 +112,7 @@ const GRACE: Duration = Duration::from_secs(5);
 const START_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs every benchmark, writes `BENCHMARKS.md` and prints it.
-pub fn bench(quick: bool) -> Result<()> {
+pub fn bench(quick: bool, only: Option<&str>) -> Result<()> {
     setup()?;
     let built = build()?;
     let timing = if quick { QUICK } else { FULL };
@@ -115,12 +120,16 @@ pub fn bench(quick: bool) -> Result<()> {
 
     let mut report = header(command, quick);
     let mut failed = Vec::new();
-    let sections: [(&str, &dyn Fn() -> Result<Section>); 3] = [
+    let sections: [(&str, &dyn Fn() -> Result<Section>); 4] = [
         ("TCP engine", &|| engine_section().map(Section::complete)),
         ("XDP program per SYN", &|| xdp_test_run_section().map(Section::complete)),
         ("SYN flood in the lab", &|| lab_section(&built.synshield, timing)),
+        ("Load test: hping3 flood with real clients", &|| load_section(&built.synshield, timing)),
     ];
     for (title, run) in sections {
+        if only.is_some_and(|o| !title.to_lowercase().contains(&o.to_lowercase())) {
+            continue;
+        }
         println!("\n==> xtask bench: {title}");
         match run() {
             Ok(section) => {
@@ -140,6 +149,11 @@ pub fn bench(quick: bool) -> Result<()> {
         }
     }
 
+    if only.is_some() {
+        println!("\n{report}");
+        println!("xtask bench: --only: {REPORT} left as it was");
+        return Ok(());
+    }
     let path = root().join(REPORT);
     fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
     println!("\n{report}");
