@@ -42,11 +42,11 @@ pub fn run(args: &[String]) -> Result<()> {
         "\nThe lab is up:\n\
          \x20 client  netns {c:<18} {CLIENT_V4}  {CLIENT_V6}\n\
          \x20 shield  netns {:<18} {SHIELD_V4}  {SHIELD_V6}  (synshield on {SHIELD_IF}, port {DEMO_PORT})\n\n\
-         From another terminal:\n\
-         \x20 ip netns exec {c} nc {SHIELD_V4} {DEMO_PORT}          # type a line: the echo answers\n\
-         \x20 ip netns exec {c} nc {SHIELD_V6} {DEMO_PORT}\n\
+         From another terminal (the README's commands):\n\
+         \x20 echo hello | ip netns exec {c} nc -N {SHIELD_V4} {DEMO_PORT}      # prints hello: the echo answers\n\
+         \x20 echo hello | ip netns exec {c} nc -N {SHIELD_V6} {DEMO_PORT}\n\
          \x20 ip netns exec {c} timeout 5 hping3 -S -p {DEMO_PORT} --flood --rand-source {SHIELD_V4}   # a 5-second SYN flood\n\
-         \x20 ip netns exec {s} curl -s http://{METRICS}/metrics     # Prometheus metrics\n\n\
+         \x20 ip netns exec {s} curl -s http://{METRICS}/metrics   # Prometheus metrics\n\n\
          {}\n",
         lab.shield.name(),
         if std::io::stdout().is_terminal() {
