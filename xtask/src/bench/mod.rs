@@ -149,6 +149,7 @@ pub fn bench(quick: bool, only: Option<&str>) -> Result<()> {
         }
     }
 
+    let _ = writeln!(report, "Load average at the end of the run: {}.", load_average());
     if only.is_some() {
         println!("\n{report}");
         println!("xtask bench: --only: {REPORT} left as it was");
@@ -162,6 +163,28 @@ pub fn bench(quick: bool, only: Option<&str>) -> Result<()> {
         bail!("benchmarks failed: {} (see {REPORT})", failed.join(", "));
     }
     Ok(())
+}
+
+/// `/proc/loadavg`'s three load averages.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// A warning for the report when the machine was busy (other sessions share its CPUs): a
+/// one-minute load average above half the CPUs means the figures are likely low.
+fn busy_note(load: &str, cpus: usize) -> Option<String> {
+    let one: f64 = load.split_whitespace().next()?.parse().ok()?;
+    #[expect(clippy::cast_precision_loss, reason = "a CPU count")]
+    let busy = one > 0.5 * cpus.max(1) as f64;
+    busy.then(|| {
+        format!(
+            "**Note:** the machine was busy when this run started (load average {load} on {cpus} \
+             CPUs, shared with other work): rates are likely lower, and latencies higher, than on \
+             a quiet machine. The load average at the end is at the bottom.\n\n"
+        )
+    })
 }
 
 /// A section of the report, and whether part of it could not be measured.
@@ -218,9 +241,7 @@ fn header(command: &str, quick: bool) -> String {
         .unwrap_or(0);
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned());
-    let load = fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
+    let load = load_average();
     let tree = Command::new("git")
         .args(["describe", "--always", "--dirty"])
         .current_dir(root())
@@ -241,6 +262,9 @@ fn header(command: &str, quick: bool) -> String {
              than a full run's.\n\n",
         );
     }
+    if let Some(note) = busy_note(&load, cpus) {
+        s.push_str(&note);
+    }
     let _ = write!(
         s,
         "| | |\n|---|---|\n\
@@ -252,4 +276,16 @@ fn header(command: &str, quick: bool) -> String {
          | tree | `{tree}` |\n\n"
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_machine_is_noted() {
+        assert!(busy_note("1.50 1.20 0.90", 2).is_some_and(|n| n.contains("load average 1.50")));
+        assert!(busy_note("0.40 1.20 0.90", 2).is_none());
+        assert!(busy_note("", 2).is_none());
+    }
 }
