@@ -405,7 +405,9 @@ fn report(results: &[LoadResult], failures: &[(Defense, String)], timing: Timing
          they cost on a real host. Four defenses, one after another in fresh labs, in this run. \
          A client succeeds when its {MESSAGE_LEN} bytes come back within {timeout} s; the connect \
          times are those of the successful clients (nearest rank); a lost SYN costs the client's \
-         1-second retransmission.\n\n",
+         1-second retransmission. hping3 and the defense share the two CPUs (a veth's receive \
+         work runs on the sender's CPU), so a cheaper defense lets hping3 send faster: read the \
+         flood's rate next to the clients' figures.\n\n",
         bound = (timing.warmup + timing.window + GRACE).as_secs(),
         max = MAX_FLOOD_PPS * (timing.warmup + timing.window + GRACE).as_secs() / 1_000_000,
         interval = CLIENT_INTERVAL.as_millis(),
