@@ -1,7 +1,9 @@
 //! packaging/systemd/synshield.service: systemd-analyze accepts it without a warning and rates
-//! its exposure OK, and its capability set is exactly what `synshield serve` needs: serve
-//! attaches and serves in the lab with those capabilities only, and fails without any one of
-//! them (and `synshield check` names the missing one).
+//! its exposure OK; its capability set is exactly what `synshield serve` needs (serve attaches
+//! and serves in the lab with those capabilities only, fails without any one of them, and
+//! `synshield check` names the missing one); and its system-call filter and address families
+//! allow every call and family serve makes (strace of a serve that attaches, echoes, serves
+//! metrics and stops). No systemd runs here, so the unit itself is not started.
 #![cfg(feature = "root-tests")]
 #![allow(clippy::unwrap_used, reason = "a test that fails should panic with a stack trace")]
 
@@ -188,4 +190,153 @@ fn serve_runs_with_the_units_capabilities_and_fails_without_any_one() {
             .unwrap_or_else(|| panic!("{text}"));
         assert!(finding.contains(&format!("CAP_{}", missing.to_uppercase())), "{finding}");
     }
+}
+
+/// Every group of `systemd-analyze syscall-filter`: `@name` -> its entries (system calls and
+/// nested `@groups`).
+fn syscall_groups() -> std::collections::HashMap<String, Vec<String>> {
+    let out =
+        Command::new("systemd-analyze").args(["syscall-filter", "--no-pager"]).output().unwrap();
+    let mut groups = std::collections::HashMap::new();
+    let mut current: Option<String> = None;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(name) = line.strip_prefix('@') {
+            current = Some(format!("@{}", name.trim()));
+            groups.insert(format!("@{}", name.trim()), Vec::new());
+        } else if let Some(g) = &current {
+            let entry = line.trim();
+            if !entry.is_empty() && !entry.starts_with('#') {
+                groups.get_mut(g).unwrap().push(entry.to_owned());
+            }
+        }
+    }
+    groups
+}
+
+fn expand(
+    entry: &str,
+    groups: &std::collections::HashMap<String, Vec<String>>,
+    out: &mut std::collections::BTreeSet<String>,
+) {
+    if entry.starts_with('@') {
+        for e in groups.get(entry).unwrap_or_else(|| panic!("no syscall group {entry}")) {
+            expand(e, groups, out);
+        }
+    } else {
+        out.insert(entry.to_owned());
+    }
+}
+
+/// The system calls the unit's SystemCallFilter= lines allow: the first line is an allow list,
+/// later `~` lines take from it (systemd.exec(5)); a few calls are always allowed.
+fn unit_allowed_syscalls() -> std::collections::BTreeSet<String> {
+    let groups = syscall_groups();
+    let mut allowed = std::collections::BTreeSet::new();
+    for name in ["execve", "exit", "exit_group", "getrlimit", "rt_sigreturn", "sigreturn"] {
+        allowed.insert(name.to_owned());
+    }
+    for (i, line) in unit_values("SystemCallFilter").into_iter().enumerate() {
+        let (deny, list) = match line.strip_prefix('~') {
+            Some(rest) => (true, rest),
+            None => (false, line),
+        };
+        assert!(i > 0 || !deny, "the first SystemCallFilter= is an allow list");
+        let mut set = std::collections::BTreeSet::new();
+        for entry in list.split_whitespace() {
+            expand(entry, &groups, &mut set);
+        }
+        if deny {
+            allowed.retain(|s| !set.contains(s));
+        } else {
+            allowed.extend(set);
+        }
+    }
+    allowed
+}
+
+#[test]
+fn the_units_syscall_filter_and_address_families_allow_what_serve_uses() {
+    let allowed = unit_allowed_syscalls();
+    assert!(allowed.contains("bpf") && allowed.contains("socket") && !allowed.contains("mount"));
+    let lab =
+        Lab::with_options(&LabOptions { client_xdp_pass: true, ..LabOptions::default() }).unwrap();
+    let trace = std::env::temp_dir().join(format!("synshield-strace-{}", std::process::id()));
+    let mut child = lab
+        .shield
+        .command("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_synshield"))
+        .args(["serve", "--iface", SHIELD_IF, "--port", "7", "--metrics", "127.0.0.1:9100"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = lines(child.stdout.take().unwrap());
+    let _stderr = lines(child.stderr.take().unwrap());
+    // The guard kills strace (by its PID) if the test fails before the end.
+    let mut guard = common::Synshield { child, stdout, stderr: std::sync::mpsc::channel().1 };
+    wait_for_line(&guard.stdout, |l| l.starts_with("synshield: attached")).unwrap();
+    // Serve a connection and the metrics, then stop: every path a running service takes.
+    lab.client
+        .enter(|| {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::net::TcpStream::connect((tcp_user::lab::SHIELD_V4, 7)).unwrap();
+            s.write_all(b"ping\n").unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+        })
+        .unwrap();
+    lab.shield
+        .enter(|| {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9100").unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+            let mut page = String::new();
+            s.read_to_string(&mut page).unwrap();
+            assert!(page.contains("synshield_info"));
+        })
+        .unwrap();
+    // SIGTERM to synshield itself (strace's child), so that it stops as under systemd.
+    let strace_pid = guard.child.id();
+    let children =
+        std::fs::read_to_string(format!("/proc/{strace_pid}/task/{strace_pid}/children")).unwrap();
+    let synshield_pid: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: signalling the synshield process this test started (through strace).
+    assert_eq!(unsafe { libc::kill(synshield_pid, libc::SIGTERM) }, 0);
+    assert!(guard.child.wait().unwrap().success(), "synshield stopped cleanly under strace");
+
+    let text = std::fs::read_to_string(&trace).unwrap();
+    std::fs::remove_file(&trace).unwrap();
+    let mut used = std::collections::BTreeSet::new();
+    let mut families = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        // "PID  name(args...) = result"; resumed calls and signals carry no new name.
+        let call = line.split_once(' ').map_or("", |(_, rest)| rest.trim_start());
+        if call.starts_with("<...") || call.starts_with("---") || call.starts_with("+++") {
+            continue;
+        }
+        if let Some((name, args)) = call.split_once('(') {
+            used.insert(name.to_owned());
+            if name == "socket" {
+                families.insert(args.split(',').next().unwrap().to_owned());
+            }
+        }
+    }
+    assert!(
+        used.contains("bpf") && (used.contains("epoll_wait") || used.contains("epoll_pwait")),
+        "{used:?}"
+    );
+    let refused: Vec<&String> = used.iter().filter(|s| !allowed.contains(*s)).collect();
+    assert!(refused.is_empty(), "SystemCallFilter= would refuse {refused:?} (used: {used:?})");
+    let permitted = unit_values("RestrictAddressFamilies");
+    let permitted: Vec<&str> = permitted.iter().flat_map(|l| l.split_whitespace()).collect();
+    for f in &families {
+        assert!(
+            permitted.contains(&f.as_str()),
+            "RestrictAddressFamilies= would refuse {f} (used: {families:?})"
+        );
+    }
+    assert!(families.contains("AF_XDP"), "{families:?}");
 }

@@ -32,6 +32,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("tmux", "a terminal for the tests of `synshield top` and the status line"),
     ("systemd", "systemd-analyze verify for packaging/systemd/synshield.service"),
     ("util-linux", "setpriv: the unit's capability set in the tests"),
+    ("strace", "the system calls serve makes, against the unit's filter, in the tests"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
