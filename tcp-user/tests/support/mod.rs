@@ -14,7 +14,8 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// A tmux server of our own (a private socket), running one program in one pane.
+/// A tmux server of our own (a private socket in the temporary directory, removed on drop),
+/// running one program in one pane.
 pub struct Tmux {
     socket: String,
     server_pid: Option<i32>,
@@ -29,7 +30,7 @@ impl Tmux {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         let status = Command::new("tmux")
-            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-S", &socket, "-f", "/dev/null", "new-session", "-d"])
             .args(["-x", &width.to_string(), "-y", &height.to_string()])
             .arg(command)
             .env("LC_ALL", "C.UTF-8")
@@ -44,7 +45,7 @@ impl Tmux {
     }
 
     fn output(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").args(["-L", &self.socket]).args(args).output().unwrap();
+        let out = Command::new("tmux").args(["-S", &self.socket]).args(args).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -75,7 +76,7 @@ impl Tmux {
     /// Whether the session still runs (it ends when its program exits).
     pub fn alive(&self) -> bool {
         Command::new("tmux")
-            .args(["-L", &self.socket, "has-session"])
+            .args(["-S", &self.socket, "has-session"])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -91,6 +92,8 @@ impl Drop for Tmux {
             // up its panes, which ends the program in them.
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
+        // The server leaves its socket behind when it exits.
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
