@@ -3,11 +3,16 @@
 
 pub mod app;
 pub mod bench;
+pub mod check;
+pub mod cli;
+pub mod config_file;
 pub mod datapath;
 pub mod lab;
 pub mod loader;
+pub mod logging;
 pub mod metrics;
 pub mod secrets;
 pub mod service;
 pub mod stats;
+pub mod top;
 pub mod xsk;

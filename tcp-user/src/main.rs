@@ -1,44 +1,46 @@
 //! `synshield`: a SYN-flood shield. Answers SYNs with SYN cookies in XDP and serves the
-//! validated connections from userspace. The work is in the library; this is the CLI.
+//! validated connections from userspace. The work is in the library; this dispatches.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use tcp_user::service::{ServeArgs, serve};
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "synshield",
-    version,
-    about = "A SYN-flood shield: SYN cookies at the NIC driver (XDP), connections served from userspace."
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Protect ports on an interface and serve an application on them, until SIGINT or SIGTERM.
-    Serve(Box<ServeArgs>),
-}
+use tcp_user::cli::{Cli, Command, ParseError};
+use tcp_user::service::serve;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
-    let runtime =
-        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                eprintln!("synshield: cannot start the async runtime: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Serve(args) => serve(*args).await,
+    tcp_user::logging::init();
+    let cli: Cli = match tcp_user::cli::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(ParseError::Clap(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("synshield: {e}");
+            return ExitCode::from(2);
         }
-    });
+    };
+    let result = match cli.command {
+        Command::Serve(args) => {
+            match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+            {
+                Ok(runtime) => runtime.block_on(serve(*args)),
+                Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+            }
+        }
+        Command::Check(args) => tcp_user::check::check(&args),
+        Command::Top(args) => tcp_user::top::top(&args),
+        Command::Completions { shell } => {
+            tcp_user::cli::completions(shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpage { out_dir: None } => {
+            tcp_user::cli::manpage(&mut std::io::stdout()).map_err(anyhow::Error::from)
+        }
+        Command::Manpage { out_dir: Some(dir) } => tcp_user::cli::manpages_into(&dir)
+            .map(|files| {
+                for f in files {
+                    println!("{}", f.display());
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("writing man pages into {}: {e}", dir.display())),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,5 +1,10 @@
 //! Prometheus text exposition of the XDP counters and the data path's counters, served at
 //! `/metrics` by `synshield serve --metrics ADDR:PORT`.
+//!
+//! Every metric is one entry of [`METRICS`]: name, type, help and how its value is read from
+//! [`Sources`]. A new metric is one more line there (and one in docs/metrics.md, which a test
+//! keeps in step). Names follow Prometheus' conventions: `synshield_` first, the base unit
+//! (`_bytes`, `_seconds`) last, and `_total` after it on counters.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -11,86 +16,150 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use crate::datapath::run::QueueStats;
 use crate::stats::CounterSnapshot;
 
-/// Renders every metric in the Prometheus text format (version 0.0.4).
-pub fn render(xdp: &CounterSnapshot, data: &QueueStats) -> String {
+/// Everything the metrics are read from, at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    /// The XDP program's counters, summed over CPUs.
+    pub xdp: &'a CounterSnapshot,
+    /// The data path's counters, summed over queues.
+    pub data: &'a QueueStats,
+    /// What does not change while synshield runs.
+    pub info: &'a Info,
+}
+
+/// Facts about the running instance, for `synshield_info` and `synshield_start_time_seconds`.
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    /// The interface the XDP program is attached to.
+    pub iface: String,
+    /// `native` or `generic`.
+    pub xdp_mode: String,
+    /// How SYNs are answered: `cookies` (every SYN, statelessly, in XDP).
+    pub defense: String,
+    /// Unix time the process started, in seconds.
+    pub start_time_seconds: u64,
+}
+
+/// A Prometheus metric type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up (restarts from zero with the process).
+    Counter,
+    /// Goes up and down.
+    Gauge,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// The samples of one metric: `(labels, value)` pairs handed to the callback.
+pub type Samples = fn(&Sources, &mut dyn FnMut(&[(&str, &str)], u64));
+
+/// How a metric's value is read.
+#[derive(Clone, Copy)]
+pub enum Value {
+    /// One sample without labels.
+    One(fn(&Sources) -> u64),
+    /// Several samples, told apart by labels.
+    Labeled(Samples),
+}
+
+/// One metric family: the single place that names it, types it and says what it counts.
+#[derive(Clone, Copy)]
+pub struct Metric {
+    /// The full name (`synshield_...`).
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: Kind,
+    /// The `# HELP` text.
+    pub help: &'static str,
+    /// How to read it.
+    pub value: Value,
+}
+
+impl std::fmt::Debug for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metric")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+const fn counter(name: &'static str, help: &'static str, f: fn(&Sources) -> u64) -> Metric {
+    Metric { name, kind: Kind::Counter, help, value: Value::One(f) }
+}
+
+const fn gauge(name: &'static str, help: &'static str, f: fn(&Sources) -> u64) -> Metric {
+    Metric { name, kind: Kind::Gauge, help, value: Value::One(f) }
+}
+
+const fn labeled(name: &'static str, kind: Kind, help: &'static str, f: Samples) -> Metric {
+    Metric { name, kind, help, value: Value::Labeled(f) }
+}
+
+/// Every metric synshield exports, in the order it prints them.
+#[rustfmt::skip]
+pub const METRICS: &[Metric] = &[
+    labeled("synshield_info", Kind::Gauge, "Always 1; the labels describe the running instance.", |s, out| {
+        let version = env!("CARGO_PKG_VERSION");
+        out(&[("version", version), ("iface", &s.info.iface), ("xdp_mode", &s.info.xdp_mode), ("defense", &s.info.defense)], 1);
+    }),
+    gauge("synshield_start_time_seconds", "Unix time the process started.", |s| s.info.start_time_seconds),
+    counter("synshield_xdp_rx_frames_total", "Frames the XDP program saw.", |s| s.xdp.get(Counter::RxFrames)),
+    labeled("synshield_xdp_frames_total", Kind::Counter, "Frames by the XDP program's verdict (pass_*, drop_*, tx_*, redirect_*).", |s, out| {
+        for &c in Counter::ALL.iter().filter(|c| **c != Counter::RxFrames) {
+            out(&[("verdict", c.name())], s.xdp.get(c));
+        }
+    }),
+    labeled("synshield_connections", Kind::Gauge, "Connections in the engine, by TCP state.", |s, out| {
+        for state in State::ALL {
+            out(&[("state", &state.to_string())], s.data.table.by_state[state.index()] as u64);
+        }
+    }),
+    counter("synshield_payload_received_bytes_total", "Payload bytes received in order.", |s| s.data.table.totals.bytes_in),
+    counter("synshield_payload_sent_bytes_total", "Payload bytes sent, retransmissions included.", |s| s.data.table.totals.bytes_out),
+    counter("synshield_segments_received_total", "TCP segments received by the engine.", |s| s.data.table.totals.segments_in),
+    counter("synshield_segments_sent_total", "TCP segments sent by the engine.", |s| s.data.table.totals.segments_out),
+    counter("synshield_retransmissions_total", "Segments retransmitted.", |s| s.data.table.totals.retransmits),
+    counter("synshield_retransmission_timeouts_total", "Retransmission timer expiries.", |s| s.data.table.totals.timeouts),
+    counter("synshield_connections_opened_total", "Connections admitted from validated cookies.", |s| s.data.manager.admitted),
+    counter("synshield_connections_closed_total", "Connections that ended, any reason.", |s| s.data.manager.closed),
+    counter("synshield_connections_reopened_total", "Tuples in TIME-WAIT reopened by a new handshake's validated cookie.", |s| s.data.manager.reopened),
+    counter("synshield_accept_overflow_total", "Connections reset because the application did not accept them.", |s| s.data.manager.accept_overflow),
+    counter("synshield_frames_malformed_total", "Frames from AF_XDP that were not a well-formed TCP segment.", |s| s.data.manager.frames_malformed),
+    counter("synshield_not_validated_total", "Segments for tuples the XDP program never validated.", |s| s.data.manager.not_validated),
+    counter("synshield_rx_ring_full_total", "Frames the kernel dropped because an AF_XDP RX ring was full.", |s| s.data.rx_ring_full),
+];
+
+/// Renders every metric of [`METRICS`] in the Prometheus text format (version 0.0.4).
+pub fn render(sources: &Sources) -> String {
     let mut out = String::new();
-    family(&mut out, "synshield_xdp_rx_frames_total", "counter", "Frames the XDP program saw.");
-    let _ = writeln!(out, "synshield_xdp_rx_frames_total {}", xdp.get(Counter::RxFrames));
-    family(
-        &mut out,
-        "synshield_xdp_frames_total",
-        "counter",
-        "Frames by the XDP program's verdict (pass_*, drop_*, tx_*, redirect_*).",
-    );
-    for &c in Counter::ALL.iter().filter(|c| **c != Counter::RxFrames) {
-        let _ =
-            writeln!(out, "synshield_xdp_frames_total{{verdict=\"{}\"}} {}", c.name(), xdp.get(c));
-    }
-    family(&mut out, "synshield_connections", "gauge", "Connections in the engine, by TCP state.");
-    for state in State::ALL {
-        let _ = writeln!(
-            out,
-            "synshield_connections{{state=\"{state}\"}} {}",
-            data.table.by_state[state.index()]
-        );
-    }
-    let t = &data.table.totals;
-    let m = &data.manager;
-    for (name, help, value) in [
-        ("synshield_bytes_received_total", "Payload bytes received in order.", t.bytes_in),
-        (
-            "synshield_bytes_sent_total",
-            "Payload bytes sent, retransmissions included.",
-            t.bytes_out,
-        ),
-        (
-            "synshield_segments_received_total",
-            "TCP segments received by the engine.",
-            t.segments_in,
-        ),
-        ("synshield_segments_sent_total", "TCP segments sent by the engine.", t.segments_out),
-        ("synshield_retransmissions_total", "Segments retransmitted.", t.retransmits),
-        ("synshield_retransmission_timeouts_total", "Retransmission timer expiries.", t.timeouts),
-        (
-            "synshield_connections_opened_total",
-            "Connections admitted from validated cookies.",
-            m.admitted,
-        ),
-        ("synshield_connections_closed_total", "Connections that ended, any reason.", m.closed),
-        (
-            "synshield_connections_reopened_total",
-            "Tuples in TIME-WAIT reopened by a new handshake's validated cookie.",
-            m.reopened,
-        ),
-        (
-            "synshield_accept_overflow_total",
-            "Connections reset because the application did not accept them.",
-            m.accept_overflow,
-        ),
-        (
-            "synshield_frames_malformed_total",
-            "Frames from AF_XDP that were not a well-formed TCP segment.",
-            m.frames_malformed,
-        ),
-        (
-            "synshield_not_validated_total",
-            "Segments for tuples the XDP program never validated.",
-            m.not_validated,
-        ),
-        (
-            "synshield_rx_ring_full_total",
-            "Frames the kernel dropped because an AF_XDP RX ring was full.",
-            data.rx_ring_full,
-        ),
-    ] {
-        family(&mut out, name, "counter", help);
-        let _ = writeln!(out, "{name} {value}");
+    for m in METRICS {
+        let _ = writeln!(out, "# HELP {} {}\n# TYPE {} {}", m.name, m.help, m.name, m.kind.name());
+        match m.value {
+            Value::One(f) => {
+                let _ = writeln!(out, "{} {}", m.name, f(sources));
+            }
+            Value::Labeled(f) => f(sources, &mut |labels, value| {
+                let labels: Vec<String> =
+                    labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+                let _ = writeln!(out, "{}{{{}}} {value}", m.name, labels.join(","));
+            }),
+        }
     }
     out
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+/// A label value with `\`, `"` and newlines escaped, as the text format requires.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Serves `GET /metrics` on `listener` with what `source` renders, until the task is
@@ -123,19 +192,34 @@ where
 mod tests {
     use super::*;
 
-    #[test]
-    fn every_family_is_typed_and_values_appear() {
+    fn sample_text() -> String {
         let mut xdp = CounterSnapshot::default();
         xdp.set(Counter::RxFrames, 10);
         xdp.set(Counter::TxSynAck, 7);
         let mut data = QueueStats::default();
         data.table.by_state[State::Established.index()] = 3;
         data.table.totals.retransmits = 2;
-        let text = render(&xdp, &data);
+        let info = Info {
+            iface: "eth\"0".into(),
+            xdp_mode: "native".into(),
+            defense: "cookies".into(),
+            start_time_seconds: 1_700_000_000,
+        };
+        render(&Sources { xdp: &xdp, data: &data, info: &info })
+    }
+
+    #[test]
+    fn every_family_is_typed_and_values_appear() {
+        let text = sample_text();
         assert!(text.contains("synshield_xdp_rx_frames_total 10\n"));
         assert!(text.contains("synshield_xdp_frames_total{verdict=\"tx_synack\"} 7\n"));
         assert!(text.contains("synshield_connections{state=\"ESTABLISHED\"} 3\n"), "{text}");
         assert!(text.contains("synshield_retransmissions_total 2\n"));
+        assert!(text.contains("synshield_start_time_seconds 1700000000\n"));
+        assert!(
+            text.contains("iface=\"eth\\\"0\",xdp_mode=\"native\",defense=\"cookies\"} 1\n"),
+            "{text}"
+        );
         // Every sample line belongs to a family declared by a TYPE line before it.
         let mut declared = Vec::new();
         for line in text.lines() {
@@ -145,6 +229,67 @@ mod tests {
                 let name = line.split(['{', ' ']).next().unwrap();
                 assert!(declared.iter().any(|d| d == name), "undeclared {name}");
             }
+        }
+        assert_eq!(declared.len(), METRICS.len());
+    }
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        for (i, m) in METRICS.iter().enumerate() {
+            let n = m.name;
+            assert!(n.starts_with("synshield_"), "{n}: not in the synshield_ namespace");
+            assert!(
+                n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{n}"
+            );
+            assert_eq!(
+                m.kind == Kind::Counter,
+                n.ends_with("_total"),
+                "{n}: _total is for counters, and only them"
+            );
+            let base = n.strip_suffix("_total").unwrap_or(n);
+            for unit in ["bytes", "seconds"] {
+                if n.contains(unit) {
+                    assert!(
+                        base.ends_with(&format!("_{unit}")),
+                        "{n}: the unit {unit} goes last (before _total)"
+                    );
+                }
+            }
+            for word in ["milliseconds", "kilobytes", "_count", "_sum", "_bucket"] {
+                assert!(!n.contains(word), "{n}: base units only, no reserved suffixes");
+            }
+            assert!(METRICS[..i].iter().all(|o| o.name != n), "{n} twice");
+            assert!(m.help.ends_with('.') && !m.help.contains('\n'), "{n}: help is one sentence");
+        }
+    }
+
+    /// docs/metrics.md documents every metric and every label value, and nothing else.
+    #[test]
+    fn docs_list_every_metric() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/metrics.md"))
+                .unwrap();
+        for m in METRICS {
+            assert!(
+                doc.contains(&format!("| `{}` |", m.name)),
+                "docs/metrics.md lacks a row for {}",
+                m.name
+            );
+        }
+        for c in Counter::ALL.iter().filter(|c| **c != Counter::RxFrames) {
+            assert!(
+                doc.contains(&format!("`{}`", c.name())),
+                "docs/metrics.md lacks the verdict {}",
+                c.name()
+            );
+        }
+        for row in doc.lines().filter_map(|l| l.strip_prefix("| `synshield_")) {
+            let name = format!("synshield_{}", row.split('`').next().unwrap());
+            assert!(
+                METRICS.iter().any(|m| m.name == name),
+                "docs/metrics.md documents {name}, which is not exported"
+            );
         }
     }
 

@@ -21,6 +21,10 @@ use crate::xsk::{XskConfig, XskMode};
 /// Options of `synshield serve`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
+    /// Read options from this TOML file (keys are the long option names); options given on
+    /// the command line or in their environment variable win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// Interface to attach to (e.g. eth0).
     #[arg(long, env = "SYNSHIELD_IFACE")]
     pub iface: String,
@@ -85,6 +89,7 @@ pub struct ServeArgs {
 
 /// Runs `synshield serve` until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<()> {
+    let started = std::time::SystemTime::now();
     let app = match args.app {
         AppKind::Echo => App::Echo,
         AppKind::Discard => App::Discard,
@@ -138,12 +143,18 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     }));
     let stats = data_path.stats_handle();
     let counters = Arc::new(shield.counter_reader()?);
-    let metrics = metrics_listener.map(|l| {
-        let (counters, stats) = (Arc::clone(&counters), stats.clone());
-        let source =
-            move || crate::metrics::render(&counters.read().unwrap_or_default(), &stats.sum());
-        tokio::spawn(crate::metrics::serve(l, Arc::new(source)))
-    });
+    let info = crate::metrics::Info {
+        iface: shield.iface().to_owned(),
+        xdp_mode: shield.mode().to_string(),
+        defense: "cookies".to_owned(),
+        start_time_seconds: started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let metrics = metrics_listener.map(|l| spawn_metrics(l, &counters, &stats, info));
+    // Before the readiness line: a SIGTERM sent as soon as it appears must stop cleanly.
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     // One line that scripts and tests wait for, printed last: from here on SYNs are
     // answered, connections served and metrics listening.
     println!(
@@ -153,12 +164,22 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         config.ports,
         args.app
     );
+    tracing::info!(
+        iface = shield.iface(),
+        xdp_mode = %shield.mode(),
+        ports = ?config.ports,
+        app = ?args.app,
+        metrics = ?args.metrics,
+        "attached"
+    );
 
-    show_status_until_signal(args.quiet, &counters, &stats, &mut secrets).await?;
+    let signals = (&mut sigint, &mut sigterm);
+    show_status_until_signal(args.quiet, &counters, &stats, &mut secrets, signals).await?;
     // Stop taking connections, close the open ones with FIN (RST after the grace period),
     // then detach: in that order, so no SYN is answered for a connection nobody serves.
     apps.abort();
     println!("synshield: stopping: closing connections (up to {} s)", args.grace);
+    tracing::info!(grace_s = args.grace, "stopping");
     tokio::task::spawn_blocking(move || data_path.stop())
         .await
         .context("stopping the data path")?;
@@ -169,7 +190,23 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let iface = shield.iface().to_owned();
     drop(shield);
     println!("synshield: detached from {iface}");
+    tracing::info!(iface, "detached");
     Ok(())
+}
+
+/// Serves the metrics on `listener` until the task is aborted.
+fn spawn_metrics(
+    listener: tokio::net::TcpListener,
+    counters: &Arc<CounterReader>,
+    stats: &StatsHandle,
+    info: crate::metrics::Info,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let (counters, stats) = (Arc::clone(counters), stats.clone());
+    let source = move || {
+        let (xdp, data) = (counters.read().unwrap_or_default(), stats.sum());
+        crate::metrics::render(&crate::metrics::Sources { xdp: &xdp, data: &data, info: &info })
+    };
+    tokio::spawn(crate::metrics::serve(listener, Arc::new(source)))
 }
 
 /// Prints the status line every second (unless `quiet`) until SIGINT or SIGTERM; fails if
@@ -179,9 +216,8 @@ async fn show_status_until_signal(
     counters: &CounterReader,
     stats: &StatsHandle,
     secrets: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+    (sigint, sigterm): (&mut tokio::signal::unix::Signal, &mut tokio::signal::unix::Signal),
 ) -> Result<()> {
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let terminal = std::io::stdout().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last = counters.read()?;
@@ -197,7 +233,10 @@ async fn show_status_until_signal(
                     let open = stats.sum().table.by_state.iter().sum::<usize>();
                     let line = format!("{} | conns {open}", now.status_line(&last, last_at.elapsed().as_secs_f64()));
                     if terminal {
-                        // One line, rewritten in place: carriage return, clear line.
+                        // One line, rewritten in place (carriage return, clear line), cut to
+                        // the terminal's width: a wrapped line would leave a trail.
+                        let width = ratatui::crossterm::terminal::size().map_or(80, |(w, _)| usize::from(w));
+                        let line = crate::stats::fit_to_width(&line, width);
                         print!("\r\x1b[2K{line}");
                         let _ = std::io::stdout().flush();
                     } else {

@@ -71,9 +71,31 @@ impl CounterSnapshot {
     }
 }
 
+/// `line` cut to `width` characters, with `…` where it was cut: a status line rewritten in
+/// place must not wrap, or every second adds a line to the terminal.
+#[must_use]
+pub fn fit_to_width(line: &str, width: usize) -> String {
+    if line.chars().count() <= width {
+        return line.to_owned();
+    }
+    let mut cut: String = line.chars().take(width.saturating_sub(1)).collect();
+    if width > 0 {
+        cut.push('…');
+    }
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_line_is_cut_to_the_terminal_width() {
+        assert_eq!(fit_to_width("rx 30 (10/s)", 20), "rx 30 (10/s)");
+        assert_eq!(fit_to_width("rx 30 (10/s) | tx_synack 10", 10), "rx 30 (10…");
+        assert_eq!(fit_to_width("né ü", 3), "né…");
+        assert_eq!(fit_to_width("abc", 0), "");
+    }
 
     #[test]
     fn status_line_shows_nonzero_counters_with_rates() {

@@ -49,14 +49,16 @@ enum Cmd {
         addr: std::net::SocketAddr,
     },
     /// Setup, build, then the speed and memory benchmarks (engine, XDP per SYN, SYN flood in
-    /// the lab); writes BENCHMARKS.md. About three minutes.
+    /// the lab, a hping3 flood with real clients); writes BENCHMARKS.md and benchmarks/*.svg. About
+    /// five minutes.
     Bench {
         /// Shorter floods (3 s instead of 10 s), for development.
         #[arg(long)]
         quick: bool,
-        /// Run one section only (engine, xdp, flood, datapath); the report then goes to
-        /// target/bench-NAME.md and BENCHMARKS.md is left as it is.
-        #[arg(long)]
+        /// Run only the sections whose name or title contains WORD (engine, xdp, flood,
+        /// datapath, load); the report goes to target/bench-WORD.md and BENCHMARKS.md is left
+        /// as it was. For development.
+        #[arg(long, value_name = "WORD")]
         only: Option<String>,
     },
 }

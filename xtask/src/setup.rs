@@ -32,6 +32,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("iperf3", "goodput benchmarks (kernel to kernel, through the proxy)"),
     ("wrk", "HTTP connection-rate benchmark"),
     ("nginx-light", "the HTTP server synshield's connection rate is compared with"),
+    ("tmux", "a terminal for the tests of `synshield top` and the status line"),
+    ("systemd", "systemd-analyze verify for packaging/systemd/synshield.service"),
+    ("util-linux", "setpriv: the unit's capability set in the tests"),
+    ("strace", "the system calls serve makes, against the unit's filter, in the tests"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

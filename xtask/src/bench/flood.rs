@@ -123,7 +123,11 @@ pub(super) fn lab_section(synshield: &Path, timing: Timing) -> Result<Section> {
             }
         }
     }
-    Ok(Section { text: lab_report(&results, &failures, timing), incomplete: !failures.is_empty() })
+    let mut text = lab_report(&results, &failures, timing);
+    if !results.is_empty() {
+        text.push_str(&lab_plot(&results)?);
+    }
+    Ok(Section { text, incomplete: !failures.is_empty() })
 }
 
 /// Builds a lab, sets `receiver` up on shield0 and floods it with each SYN shape.
@@ -390,7 +394,7 @@ pub(super) fn lab_report(
          spends nothing on them; an XDP program on the peer is also what native XDP_TX on a \
          veth needs to deliver). Counters: veth statistics of both ends, the shield's \
          `TcpExtSyncookiesSent`, synshield's `tx_synack`; how each is read is documented in \
-         `xtask/src/bench.rs`.\n\n\
+         `xtask/src/bench/mod.rs`.\n\n\
          **SYN-ACK/s** is the smaller of the answers the client received and the SYN-ACKs the \
          shield counted; for XDP_DROP the result is frames absorbed per second, for the XDP_TX \
          reflector (every frame sent back unchanged: the ceiling of any XDP_TX answer) frames \
@@ -431,8 +435,38 @@ pub(super) fn lab_report(
     s.push('\n');
     s.push_str(&lab_notes(results, failures));
     s.push_str(&lab_ratios(results));
-    s.push_str(NUMBERS_TO_BEAT);
+    s.push_str(&numbers_to_beat(results));
     s
+}
+
+/// The chart of the table's results, saved next to BENCHMARKS.md; the Markdown that shows it.
+pub(super) fn lab_plot(results: &[Measured]) -> Result<String> {
+    let receivers: Vec<Receiver> =
+        Receiver::ALL.into_iter().filter(|r| results.iter().any(|m| m.receiver == *r)).collect();
+    let names: Vec<String> =
+        receivers.iter().map(|r| r.label().replace("**", "").replace('`', "")).collect();
+    let series: Vec<plot::Series> = SynShape::ALL
+        .iter()
+        .map(|shape| plot::Series {
+            name: shape.label(),
+            values: receivers
+                .iter()
+                .map(|r| {
+                    results
+                        .iter()
+                        .find(|m| m.receiver == *r && m.shape == *shape)
+                        .and_then(Measured::result)
+                })
+                .collect(),
+        })
+        .collect();
+    let svg = plot::bar_chart(
+        "SYN flood in the lab: the result column",
+        "frames per second (SYN-ACKs, absorbed or sent back)",
+        &names,
+        &series,
+    )?;
+    plot::save("syn-flood", "SYN flood results per receiver and SYN shape", &svg)
 }
 
 /// Lines under the table: receivers that failed, frames the shield could not send, answers
@@ -470,7 +504,7 @@ pub(super) fn lab_notes(results: &[Measured], failures: &[(Receiver, String)]) -
         let _ = writeln!(
             s,
             "- {} with {} SYNs: trafgen restarts in the window: {} (it exits on EAGAIN when \
-             the receiver falls behind; see `Trafgen` in xtask/src/bench.rs).",
+             the receiver falls behind; see `Trafgen` in xtask/src/bench/flood.rs).",
             m.receiver.label(),
             m.shape.label(),
             m.trafgen_restarts
@@ -509,14 +543,39 @@ pub(super) fn lab_ratios(results: &[Measured]) -> String {
     s
 }
 
-/// From the project brief, measured on this box kind (veth between namespaces, one trafgen
-/// CPU sending SYNs).
-pub(super) const NUMBERS_TO_BEAT: &str = "\n### Numbers to beat (this box kind: veth between namespaces, one trafgen CPU)\n\n\
-         | receiver | rate |\n|---|---:|\n\
-         | kernel SYN cookies (`net.ipv4.tcp_syncookies=2`) | 128-151 k SYN-ACK/s |\n\
-         | native XDP_DROP (the ceiling here) | 340-375 k pps |\n\
-         | synshield, goal | >= 0.9 x XDP_DROP |\n\n\
-         hping3 tops out near 100-150 k pps per sender; trafgen is the fast generator.\n\n";
+/// The references synshield is held to, from this run's own rows (never from an earlier run).
+pub(super) fn numbers_to_beat(results: &[Measured]) -> String {
+    let find = |r: Receiver, shape: SynShape| {
+        results.iter().find(|m| m.receiver == r && m.shape == shape).and_then(Measured::result)
+    };
+    let mut s = String::from(
+        "\n### Numbers to beat (from this run)\n\n\
+         | SYNs | kernel SYN cookies | XDP_DROP ceiling | synshield goal (>= 0.9 x XDP_DROP) | synshield | goal |\n\
+         |---|---:|---:|---:|---:|---|\n",
+    );
+    let shown = |v: Option<f64>| v.map_or_else(|| "n/a".into(), pps);
+    for shape in SynShape::ALL {
+        let drop = find(Receiver::XdpDrop, shape);
+        let goal = drop.map(|d| 0.9 * d);
+        let ours = find(Receiver::Synshield, shape);
+        let met = match (ours, goal) {
+            (Some(o), Some(g)) if o >= g => "met",
+            (Some(_), Some(_)) => "**not met**",
+            _ => "n/a",
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {met} |",
+            shape.label(),
+            shown(find(Receiver::KernelCookies, shape)),
+            shown(drop),
+            shown(goal),
+            shown(ours),
+        );
+    }
+    s.push_str("\ntrafgen is the fast generator here; hping3, the load test's, sends 100-150 k pps per process.\n\n");
+    s
+}
 
 /// `123456.7` as `123.5 k`.
 pub(super) fn pps(rate: f64) -> String {
@@ -540,5 +599,39 @@ mod tests {
         let c = trafgen_config(SynShape::Bare, [2; 6], [4; 6], 80);
         assert!(c.contains("c16(40)") && c.contains("c16((5 << 12) | 0x02)"), "{c}");
         assert!(!c.contains("TCP options"), "{c}");
+    }
+
+    fn row(receiver: Receiver, shape: SynShape, rate: f64) -> Measured {
+        Measured {
+            receiver,
+            shape,
+            sent: rate,
+            reached: rate,
+            delivered: rate,
+            shield_synacks: Some(rate),
+            shield_tx_dropped: 0,
+            trafgen_restarts: 0,
+        }
+    }
+
+    #[test]
+    fn numbers_to_beat_come_from_the_rows_of_the_same_run() {
+        let results = [
+            row(Receiver::KernelCookies, SynShape::Bare, 250_000.0),
+            row(Receiver::XdpDrop, SynShape::Bare, 600_000.0),
+            row(Receiver::Synshield, SynShape::Bare, 550_000.0),
+            row(Receiver::Synshield, SynShape::LinuxOptions, 500_000.0),
+        ];
+        let s = numbers_to_beat(&results);
+        assert!(s.contains("| bare (54 B) | 250.0 k | 600.0 k | 540.0 k | 550.0 k | met |"), "{s}");
+        assert!(
+            s.contains("| MSS, SACK, TS, WS (74 B) | n/a | n/a | n/a | 500.0 k | n/a |"),
+            "{s}"
+        );
+        let slow = [
+            row(Receiver::XdpDrop, SynShape::Bare, 600_000.0),
+            row(Receiver::Synshield, SynShape::Bare, 500_000.0),
+        ];
+        assert!(numbers_to_beat(&slow).contains("| 500.0 k | **not met** |"));
     }
 }

@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: the speed and memory benchmarks, written to `BENCHMARKS.md` with the
 //! machine, the command and the date (tests never assert wall-clock times; this is where speed
-//! is measured). Three sections:
+//! is measured). Four sections:
 //!
 //! 1. the TCP engine in memory (`tcp-engine`'s `engine_bench` example);
 //! 2. the XDP program's cost per SYN under BPF_PROG_TEST_RUN (`tcp-user`'s `xdp_bench` example,
@@ -8,7 +8,9 @@
 //! 3. a SYN flood in the lab: trafgen on one CPU in the client namespace against four receivers
 //!    on shield0 in turn: the kernel's SYN cookies, a native XDP_DROP program (the most a
 //!    receiver can absorb on this link), a native XDP_TX reflector (the most any XDP_TX answer
-//!    can reach) and synshield.
+//!    can reach) and synshield;
+//! 4. the user's own load test (`loadtest.rs`): a hping3 flood while real clients connect and
+//!    exchange data, against the kernel's cookies (both modes), nftables synproxy and synshield.
 //!
 //! # How the lab flood counts
 //!
@@ -74,12 +76,15 @@ mod datapath;
 mod examples;
 mod flood;
 pub mod hold;
+mod loadtest;
+mod plot;
 mod process;
 
 use counters::{Snapshot, status_tx_synack};
 use datapath::datapath_section;
 use examples::{engine_section, xdp_test_run_section};
 use flood::lab_section;
+use loadtest::load_section;
 use process::{Interrupted, Interrupts, Process, TempDir};
 
 /// The report, at the root of the repository.
@@ -122,21 +127,29 @@ pub fn bench(quick: bool, only: Option<&str>) -> Result<()> {
 
     let mut report = header(&command, quick);
     let mut failed = Vec::new();
-    let sections: [(&str, &str, &SectionFn); 4] = [
+    let sections: [(&str, &str, &SectionFn); 5] = [
         ("engine", "TCP engine", &|| engine_section().map(Section::complete)),
         ("xdp", "XDP program per SYN", &|| xdp_test_run_section().map(Section::complete)),
         ("flood", "SYN flood in the lab", &|| lab_section(&built.synshield, timing)),
         ("datapath", "Data path in the lab", &|| datapath_section(&built.synshield, quick)),
+        ("load", "Load test: hping3 flood with real clients", &|| {
+            load_section(&built.synshield, timing)
+        }),
     ];
-    if let Some(o) = only {
-        ensure!(
-            sections.iter().any(|(name, ..)| *name == o),
-            "no benchmark section {o:?}: choose one of {}",
-            sections.iter().map(|(name, ..)| *name).collect::<Vec<_>>().join(", ")
-        );
-    }
+    let chosen = |name: &str, title: &str| {
+        only.is_none_or(|o| {
+            let o = o.to_lowercase();
+            name == o || title.to_lowercase().contains(&o)
+        })
+    };
+    ensure!(
+        sections.iter().any(|(name, title, _)| chosen(name, title)),
+        "no benchmark section matches {:?}: choose from {}",
+        only.unwrap_or_default(),
+        sections.iter().map(|(name, ..)| *name).collect::<Vec<_>>().join(", ")
+    );
     for (name, title, run) in sections {
-        if only.is_some_and(|o| o != name) {
+        if !chosen(name, title) {
             continue;
         }
         println!("\n==> xtask bench: {title}");
@@ -158,6 +171,7 @@ pub fn bench(quick: bool, only: Option<&str>) -> Result<()> {
         }
     }
 
+    let _ = writeln!(report, "Load average at the end of the run: {}.", load_average());
     // A partial run does not replace the report: it goes next to the build output.
     let path = match only {
         None => root().join(REPORT),
@@ -174,6 +188,28 @@ pub fn bench(quick: bool, only: Option<&str>) -> Result<()> {
 
 /// What measures one section.
 type SectionFn<'a> = dyn Fn() -> Result<Section> + 'a;
+
+/// `/proc/loadavg`'s three load averages.
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// A warning for the report when the machine was busy (other sessions share its CPUs): a
+/// one-minute load average above half the CPUs means the figures are likely low.
+fn busy_note(load: &str, cpus: usize) -> Option<String> {
+    let one: f64 = load.split_whitespace().next()?.parse().ok()?;
+    #[expect(clippy::cast_precision_loss, reason = "a CPU count")]
+    let busy = one > 0.5 * cpus.max(1) as f64;
+    busy.then(|| {
+        format!(
+            "**Note:** the machine was busy when this run started (load average {load} on {cpus} \
+             CPUs, shared with other work): rates are likely lower, and latencies higher, than on \
+             a quiet machine. The load average at the end is at the bottom.\n\n"
+        )
+    })
+}
 
 /// A section of the report, and whether part of it could not be measured.
 struct Section {
@@ -229,9 +265,7 @@ fn header(command: &str, quick: bool) -> String {
         .unwrap_or(0);
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
         .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned());
-    let load = fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default();
+    let load = load_average();
     let tree = Command::new("git")
         .args(["describe", "--always", "--dirty"])
         .current_dir(root())
@@ -252,6 +286,9 @@ fn header(command: &str, quick: bool) -> String {
              than a full run's.\n\n",
         );
     }
+    if let Some(note) = busy_note(&load, cpus) {
+        s.push_str(&note);
+    }
     let _ = write!(
         s,
         "| | |\n|---|---|\n\
@@ -263,4 +300,16 @@ fn header(command: &str, quick: bool) -> String {
          | tree | `{tree}` |\n\n"
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_machine_is_noted() {
+        assert!(busy_note("1.50 1.20 0.90", 2).is_some_and(|n| n.contains("load average 1.50")));
+        assert!(busy_note("0.40 1.20 0.90", 2).is_none());
+        assert!(busy_note("", 2).is_none());
+    }
 }

@@ -1,0 +1,59 @@
+//! Logs: levels and `key=value` fields ([`tracing`]), written to standard error.
+//!
+//! One line per event: time, level, where it comes from, the message, then its fields, e.g.
+//!
+//! ```text
+//! 2026-11-29T21:04:05.123456Z  INFO tcp_user::service: attached iface=eth0 xdp_mode=native ports=[80, 443]
+//! ```
+//!
+//! `RUST_LOG` chooses what is shown: a level (`debug`), or targets with levels
+//! (`warn,tcp_user=debug`); the default is `info`. Under systemd (`JOURNAL_STREAM` is set) the
+//! time is left out, since the journal stamps every line itself. Libraries that log through
+//! the `log` crate (aya, and modules not yet moved to `tracing`) come out the same way.
+
+use std::io::IsTerminal as _;
+
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// The filter from `RUST_LOG`, or `info` when it is unset or does not parse.
+#[must_use]
+pub fn filter_from(spec: Option<&str>) -> Targets {
+    spec.and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
+/// Installs the subscriber for the process (and the `log` bridge). Call once, first thing.
+pub fn init() {
+    let filter = filter_from(std::env::var("RUST_LOG").ok().as_deref());
+    let ansi = std::io::stderr().is_terminal();
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let registry = tracing_subscriber::registry().with(filter);
+    // A second init (tests) is harmless: the first subscriber stays.
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        registry.with(layer.without_time()).try_init()
+    } else {
+        registry.with(layer).try_init()
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_picks_levels_per_target_and_defaults_to_info() {
+        let default = filter_from(None);
+        assert!(default.would_enable("tcp_user::service", &Level::INFO));
+        assert!(!default.would_enable("tcp_user::service", &Level::DEBUG));
+        let custom = filter_from(Some("warn,tcp_user=debug"));
+        assert!(custom.would_enable("tcp_user::loader", &Level::DEBUG));
+        assert!(!custom.would_enable("aya::maps", &Level::INFO));
+        assert!(custom.would_enable("aya::maps", &Level::WARN));
+        // A typo does not silence the logs.
+        assert!(filter_from(Some("=?")).would_enable("x", &Level::INFO));
+    }
+}

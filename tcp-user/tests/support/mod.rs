@@ -1,0 +1,148 @@
+//! Helpers for the operations tests (top, README, systemd unit): a tmux session to read a
+//! terminal program's screen, and a SYN flood bounded in seconds and in packets. Each is a
+//! guard that ends what it started, by PID, when dropped (also when a test panics).
+#![allow(dead_code, reason = "each test file uses a different subset")]
+
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use tcp_user::lab::{CLIENT_V4, Lab, SHIELD_V4};
+
+/// Upper bound for a screen or an event to appear; the wait ends as soon as it does.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A tmux server of our own (a private socket in the temporary directory, removed on drop),
+/// running one program in one pane.
+pub struct Tmux {
+    socket: String,
+    server_pid: Option<i32>,
+}
+
+impl Tmux {
+    /// Starts `command` (a shell command line) in a detached `width` x `height` session.
+    pub fn start(width: u16, height: u16, command: &str) -> Tmux {
+        let socket = format!(
+            "synshield-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let status = Command::new("tmux")
+            .args(["-S", &socket, "-f", "/dev/null", "new-session", "-d"])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .arg(command)
+            .env("LC_ALL", "C.UTF-8")
+            .stdin(Stdio::null())
+            .status()
+            .expect("tmux is installed (cargo xtask setup)");
+        assert!(status.success(), "tmux new-session failed: {status}");
+        let mut tmux = Tmux { socket, server_pid: None };
+        tmux.server_pid = tmux.output(&["display-message", "-p", "#{pid}"]).trim().parse().ok();
+        assert!(tmux.server_pid.is_some(), "no tmux server pid");
+        tmux
+    }
+
+    fn output(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").args(["-S", &self.socket]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The pane's text, one line per row.
+    pub fn screen(&self) -> String {
+        self.output(&["capture-pane", "-p", "-t", "0"])
+    }
+
+    /// Waits until the screen satisfies `pred`, reading it every 100 ms (a terminal has no
+    /// event to wait on); panics with the last screen after [`DEADLINE`].
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let screen = self.screen();
+            if pred(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "the screen never showed {what}:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Types keys into the pane (tmux key names: `q`, `C-c`, `Enter`).
+    pub fn send_keys(&self, keys: &str) {
+        self.output(&["send-keys", "-t", "0", keys]);
+    }
+
+    /// Whether the session still runs (it ends when its program exits).
+    pub fn alive(&self) -> bool {
+        Command::new("tmux")
+            .args(["-S", &self.socket, "has-session"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        if let Some(pid) = self.server_pid
+            && self.alive()
+        {
+            // SAFETY: signalling the tmux server this guard started (its own socket); it hangs
+            // up its panes, which ends the program in them.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        // The server leaves its socket behind when it exits.
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// hping3 `--flood --rand-source` from the client namespace at the shield, bounded in seconds
+/// by `timeout` (hping3 ignores `-c` with `--flood`) and in packets by an nftables quota in the
+/// client namespace that drops every flood SYN past `max_packets`. The lab's own address is
+/// exempt, so real clients still get through.
+pub struct Flood {
+    child: Child,
+}
+
+/// An IPv4 header and a bare TCP header: what the quota counts per hping3 SYN.
+const SYN_BYTES: u64 = 40;
+
+impl Flood {
+    pub fn start(lab: &Lab, port: u16, seconds: u32, max_packets: u64) -> Flood {
+        let quota = max_packets * SYN_BYTES;
+        let rules = format!(
+            "table ip synshield_flood_bound {{ chain out {{ type filter hook output priority 0; \
+             ip saddr != {CLIENT_V4} tcp flags == syn quota over {quota} bytes drop ; }} ; }}"
+        );
+        lab.client.run("nft", &[&rules]).unwrap();
+        let child = lab
+            .client
+            .command("timeout")
+            .args(["--signal=INT", "--kill-after=2", &format!("{seconds}s")])
+            .args(["hping3", "-q", "-S", "-p", &port.to_string(), "--flood", "--rand-source"])
+            .arg(SHIELD_V4.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("hping3 is installed (cargo xtask setup)");
+        Flood { child }
+    }
+
+    /// Waits for the flood to end (its time bound).
+    pub fn wait(mut self) -> ExitStatus {
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let pid = i32::try_from(self.child.id()).expect("pid fits");
+            // SAFETY: signalling `timeout`, which we started; it passes SIGTERM to hping3.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}
