@@ -43,6 +43,12 @@ impl Sum {
         s as u16
     }
 
+    /// Folds to at most 33 bits: two such folds add without overflow (for [`sum_bytes`]).
+    #[inline(always)]
+    fn fold_wide(self) -> u64 {
+        (self.0 & 0xffff_ffff) + (self.0 >> 32)
+    }
+
     /// The checksum field value: the complement of the folded sum.
     #[inline(always)]
     #[must_use]
@@ -51,27 +57,42 @@ impl Sum {
     }
 }
 
-/// Sum of `bytes` as big-endian 16-bit words (a trailing odd byte padded with zero), eight
-/// bytes per step. For userspace (the engine checksums every segment with it) and tests; the
-/// XDP program sums fixed word counts instead of looping.
+/// Sum of `bytes` as big-endian 16-bit words (a trailing odd byte padded with zero). For
+/// userspace (the engine checksums every segment it sends and receives with it) and tests;
+/// the XDP program sums fixed word counts instead of looping.
+///
+/// Fast because the sum does not depend on byte order (RFC 1071 section 2 (B)): it adds
+/// native-endian 64-bit words (each as two 32-bit halves, the same ones' complement sum since
+/// 2^32 = 1 mod 2^16 - 1), four independent sums at a time, and swaps the bytes of the folded
+/// result once instead of every word's. The folded value is returned.
 #[must_use]
 pub fn sum_bytes(bytes: &[u8]) -> Sum {
-    let mut s = 0u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        // Four 16-bit words added as two 32-bit halves: the same ones' complement sum
-        // (2^16 = 1 mod 2^16 - 1), and 2^31 chunks before a u64 could overflow.
+    let (words, tail) = bytes.as_chunks::<8>();
+    let (quads, rest) = words.as_chunks::<4>();
+    // 2^31 words per accumulator before a u64 could overflow: 16 GiB.
+    let mut acc = [0u64; 4];
+    for q in quads {
+        for (a, w) in acc.iter_mut().zip(q) {
+            let w = u64::from_ne_bytes(*w);
+            *a += (w >> 32) + (w & 0xffff_ffff);
+        }
+    }
+    let mut s = Sum(acc[0]).fold_wide() + Sum(acc[1]).fold_wide();
+    s += Sum(acc[2]).fold_wide() + Sum(acc[3]).fold_wide();
+    for w in rest {
+        let w = u64::from_ne_bytes(*w);
         s += (w >> 32) + (w & 0xffff_ffff);
     }
-    let mut pairs = chunks.remainder().chunks_exact(2);
-    for c in &mut pairs {
-        s += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    let (pairs, last) = tail.as_chunks::<2>();
+    for p in pairs {
+        s += u64::from(u16::from_ne_bytes(*p));
     }
-    if let [last] = pairs.remainder() {
-        s += u64::from(*last) << 8;
+    if let [b] = last {
+        // The first byte of a native-endian word: its high byte on a big-endian machine.
+        s += u64::from(u16::from_ne_bytes([*b, 0]));
     }
-    Sum(s)
+    let folded = Sum(s).fold();
+    Sum(u64::from(if cfg!(target_endian = "little") { folded.swap_bytes() } else { folded }))
 }
 
 /// The Internet checksum of `data` (RFC 1071): the complement of its folded sum.
@@ -127,7 +148,35 @@ mod tests {
         assert_eq!(sum_bytes(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]).fold(), 0xddf2);
     }
 
+    /// The sum of `data` the slow, obvious way: big-endian 16-bit words.
+    fn naive(data: &[u8]) -> u16 {
+        let mut naive: u64 = 0;
+        for pair in data.chunks(2) {
+            naive += (u64::from(pair[0]) << 8) + pair.get(1).map_or(0, |b| u64::from(*b));
+        }
+        Sum(naive).fold()
+    }
+
+    #[test]
+    fn all_ones_and_all_zeros_keep_their_zero() {
+        let (ones, zeros) = ([0xffu8; 1500], [0u8; 1500]);
+        for len in [0, 1, 2, 31, 32, 33, 64, 1500] {
+            assert_eq!(sum_bytes(&ones[..len]).fold(), naive(&ones[..len]), "{len}");
+            assert_eq!(sum_bytes(&zeros[..len]).fold(), 0, "{len}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn fast_sum_equals_the_naive_sum(
+            data in proptest::collection::vec(any::<u8>(), 0..3000),
+            offset in 0usize..8,
+        ) {
+            // Any length, any alignment of the slice.
+            let d = data.get(offset..).unwrap_or_default();
+            prop_assert_eq!(sum_bytes(d).fold(), naive(d));
+        }
+
         #[test]
         fn incremental_update_equals_resum(
             mut words in proptest::collection::vec(any::<u16>(), 2..40),
