@@ -165,7 +165,6 @@ rst-invalid-ack = true
         assert_eq!(a.max_conns, 5000);
         assert!(a.rst_invalid_ack);
         // Untouched by the file: the default.
-        assert_eq!(a.backlog, 1024);
     }
 
     #[test]

@@ -318,7 +318,7 @@ fn program_error(e: &ProgramError, iface: &str) -> LoadError {
         ProgramError::UnknownInterface { name } => LoadError::NoSuchInterface(name.clone()),
         ProgramError::LoadError { io_error, verifier_log } => {
             let log = verifier_log.to_string();
-            log::debug!("verifier log:\n{log}");
+            tracing::debug!(verifier_log = %log, "loaded");
             // The verifier's verdict is in its last lines ("BPF program is too large", ...).
             let tail: Vec<&str> = log.lines().rev().take(3).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();

@@ -23,6 +23,8 @@ pub struct Sources<'a> {
     pub xdp: &'a CounterSnapshot,
     /// The data path's counters, summed over queues.
     pub data: &'a QueueStats,
+    /// Each queue's counters.
+    pub queues: &'a [QueueStats],
     /// What does not change while synshield runs.
     pub info: &'a Info,
 }
@@ -129,12 +131,28 @@ pub const METRICS: &[Metric] = &[
     counter("synshield_segments_sent_total", "TCP segments sent by the engine.", |s| s.data.table.totals.segments_out),
     counter("synshield_retransmissions_total", "Segments retransmitted.", |s| s.data.table.totals.retransmits),
     counter("synshield_retransmission_timeouts_total", "Retransmission timer expiries.", |s| s.data.table.totals.timeouts),
-    counter("synshield_connections_opened_total", "Connections admitted from validated cookies.", |s| s.data.manager.admitted),
-    counter("synshield_connections_closed_total", "Connections that ended, any reason.", |s| s.data.manager.closed),
-    counter("synshield_connections_reopened_total", "Tuples in TIME-WAIT reopened by a new handshake's validated cookie.", |s| s.data.manager.reopened),
-    counter("synshield_accept_overflow_total", "Connections reset because the application did not accept them.", |s| s.data.manager.accept_overflow),
-    counter("synshield_frames_malformed_total", "Frames from AF_XDP that were not a well-formed TCP segment.", |s| s.data.manager.frames_malformed),
-    counter("synshield_not_validated_total", "Segments for tuples the XDP program never validated.", |s| s.data.manager.not_validated),
+    counter("synshield_connections_opened_total", "Connections admitted from validated cookies (reopens included).", |s| s.data.shard.admitted),
+    counter("synshield_connections_closed_total", "Connections and TIME-WAIT records that ended, any reason.", |s| s.data.table.closed),
+    counter("synshield_connections_reopened_total", "Tuples in TIME-WAIT reopened by a new handshake (RFC 6191).", |s| s.data.shard.reopened),
+    counter("synshield_connections_refused_total", "New connections refused with RST because --max-conns were held.", |s| s.data.shard.refused_full),
+    counter("synshield_time_wait_entered_total", "Connections that became TIME-WAIT records.", |s| s.data.table.time_wait_entered),
+    counter("synshield_frames_malformed_total", "Frames from AF_XDP that were not a whole TCP segment or failed its checksum.", |s| s.data.shard.frames_malformed),
+    counter("synshield_frames_forwarded_total", "Frames handed to the shard (RX queue) that owns their connection.", |s| s.data.shard.frames_forwarded),
+    counter("synshield_frames_forward_dropped_total", "Frames for another shard dropped because its inbox was full.", |s| s.data.shard.forward_dropped),
+    counter("synshield_not_validated_total", "Segments that reached no connection (answered with RST unless they were one).", |s| s.data.table.no_connection),
+    counter("synshield_flow_orphans_removed_total", "XDP flow-map entries found without a connection, and removed.", |s| s.data.shard.orphans_removed),
+    counter("synshield_flow_map_errors_total", "XDP flow-map updates the kernel refused.", |s| s.data.shard.map_errors),
+    counter("synshield_payload_copied_bytes_total", "Payload bytes the data path copied (into receive buffers, between buffers, into frames).", |s| s.data.table.totals.bytes_copied),
+    labeled("synshield_queue_frames_received_total", Kind::Counter, "Frames each RX queue's shard received from its AF_XDP socket (forwarded ones included).", |s, out| {
+        for q in s.queues {
+            out(&[("queue", &q.queue.to_string())], q.shard.frames_in);
+        }
+    }),
+    labeled("synshield_queue_connections_opened_total", Kind::Counter, "Connections each RX queue's shard admitted.", |s, out| {
+        for q in s.queues {
+            out(&[("queue", &q.queue.to_string())], q.shard.admitted);
+        }
+    }),
     counter("synshield_rx_ring_full_total", "Frames the kernel dropped because an AF_XDP RX ring was full.", |s| s.data.rx_ring_full),
 ];
 
@@ -205,7 +223,10 @@ mod tests {
             defense: "cookies".into(),
             start_time_seconds: 1_700_000_000,
         };
-        render(&Sources { xdp: &xdp, data: &data, info: &info })
+        let mut q1 = QueueStats { queue: 1, ..QueueStats::default() };
+        q1.shard.admitted = 4;
+        let queues = [QueueStats::default(), q1];
+        render(&Sources { xdp: &xdp, data: &data, queues: &queues, info: &info })
     }
 
     #[test]
@@ -216,6 +237,8 @@ mod tests {
         assert!(text.contains("synshield_connections{state=\"ESTABLISHED\"} 3\n"), "{text}");
         assert!(text.contains("synshield_retransmissions_total 2\n"));
         assert!(text.contains("synshield_start_time_seconds 1700000000\n"));
+        assert!(text.contains("synshield_queue_connections_opened_total{queue=\"0\"} 0\n"));
+        assert!(text.contains("synshield_queue_connections_opened_total{queue=\"1\"} 4\n"));
         assert!(
             text.contains("iface=\"eth\\\"0\",xdp_mode=\"native\",defense=\"cookies\"} 1\n"),
             "{text}"

@@ -11,9 +11,8 @@ use anyhow::{Context as _, Result, bail};
 use tcp_common::{Config, ConfigFlags, PortSet};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::app::{App, AppKind};
-use crate::datapath::manager::CookieVerifier;
-use crate::datapath::run::{DataPath, DataPathConfig, StatsHandle, serve_each};
+use crate::app::{App, AppKind, HttpConfig};
+use crate::datapath::run::{DataPath, DataPathConfig, StatsHandle};
 use crate::loader::{CounterReader, Shield, XdpModeChoice};
 use crate::secrets::{SecretKeeper, SecretsSchedule};
 use crate::xsk::{XskConfig, XskMode};
@@ -40,6 +39,13 @@ pub struct ServeArgs {
     /// Body of the `--app http` response.
     #[arg(long, default_value = "synshield\n")]
     pub http_body: String,
+    /// `--app http`: seconds a request's header block may take from its first byte (and the
+    /// first request from the connection): slow clients are closed.
+    #[arg(long, default_value_t = 10)]
+    pub http_header_timeout: u64,
+    /// `--app http`: seconds a keep-alive connection may wait for its next request.
+    #[arg(long, default_value_t = 60)]
+    pub http_idle_timeout: u64,
     /// XDP attach mode.
     #[arg(long, value_enum, default_value_t = XdpModeChoice::Auto)]
     pub xdp_mode: XdpModeChoice,
@@ -76,9 +82,6 @@ pub struct ServeArgs {
     /// Maximum segment lifetime in seconds (TIME-WAIT lasts twice this).
     #[arg(long, default_value_t = 30)]
     pub msl: u64,
-    /// Connections waiting for the application beyond which new ones are reset.
-    #[arg(long, default_value_t = 1024)]
-    pub backlog: usize,
     /// Seconds a stop waits for connections to close with FIN before resetting them.
     #[arg(long, default_value_t = 5)]
     pub grace: u64,
@@ -90,14 +93,13 @@ pub struct ServeArgs {
 /// Runs `synshield serve` until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let started = std::time::SystemTime::now();
-    let app = match args.app {
-        AppKind::Echo => App::Echo,
-        AppKind::Discard => App::Discard,
-        AppKind::Http => App::Http(Arc::from(args.http_body.as_bytes())),
-        AppKind::Proxy => {
-            App::Proxy(args.upstream.context("--app proxy needs --upstream HOST:PORT")?)
-        }
+    let http = HttpConfig {
+        body: Arc::from(args.http_body.as_bytes()),
+        header_timeout: tcp_engine::Duration::from_secs(args.http_header_timeout),
+        idle_timeout: tcp_engine::Duration::from_secs(args.http_idle_timeout),
     };
+    let app = App::new(args.app, &http, args.upstream)
+        .context("--app proxy needs --upstream HOST:PORT")?;
     for &p in &args.ports {
         check_port_free(p)?;
     }
@@ -121,24 +123,20 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     config.secrets = keeper.secrets();
     let shield = Shield::attach(&args.iface, args.xdp_mode, &config)?;
     let engine = Arc::new(engine_config(&args, &config));
-    let cookies = Arc::new(CookieVerifier::new(config.secrets, config.wscale));
-    let (data_path, listener) = DataPath::start(
+    let data_path = DataPath::start(
         shield.ebpf(),
         &DataPathConfig {
             iface: args.iface.clone(),
             engine,
+            app,
             xsk: XskConfig { mode: args.xsk_mode, ..XskConfig::default() },
-            backlog: args.backlog,
             grace: tcp_engine::Duration::from_secs(args.grace),
             max_conns: args.max_conns,
-            cookies: Some(Arc::clone(&cookies)),
         },
     )?;
-    let apps = tokio::spawn(serve_each(listener, move |s| app.clone().serve(s)));
     let mut writer = shield.config_writer()?;
     let mut secrets = tokio::spawn(crate::secrets::run(keeper, move |s| {
         config.secrets = *s;
-        cookies.update(*s);
         writer.write(&config).map_err(std::io::Error::other)
     }));
     let stats = data_path.stats_handle();
@@ -175,9 +173,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 
     let signals = (&mut sigint, &mut sigterm);
     show_status_until_signal(args.quiet, &counters, &stats, &mut secrets, signals).await?;
-    // Stop taking connections, close the open ones with FIN (RST after the grace period),
-    // then detach: in that order, so no SYN is answered for a connection nobody serves.
-    apps.abort();
+    // Close the open connections with FIN (RST after the grace period), then detach.
     println!("synshield: stopping: closing connections (up to {} s)", args.grace);
     tracing::info!(grace_s = args.grace, "stopping");
     tokio::task::spawn_blocking(move || data_path.stop())
@@ -203,8 +199,14 @@ fn spawn_metrics(
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
     let (counters, stats) = (Arc::clone(counters), stats.clone());
     let source = move || {
-        let (xdp, data) = (counters.read().unwrap_or_default(), stats.sum());
-        crate::metrics::render(&crate::metrics::Sources { xdp: &xdp, data: &data, info: &info })
+        let (xdp, data, queues) =
+            (counters.read().unwrap_or_default(), stats.sum(), stats.per_queue());
+        crate::metrics::render(&crate::metrics::Sources {
+            xdp: &xdp,
+            data: &data,
+            queues: &queues,
+            info: &info,
+        })
     };
     tokio::spawn(crate::metrics::serve(listener, Arc::new(source)))
 }

@@ -26,8 +26,13 @@ struct Served {
 
 impl Served {
     fn start(app: &[&str]) -> Served {
-        let lab = Lab::with_options(&LabOptions { client_xdp_pass: true, ..LabOptions::default() })
-            .unwrap();
+        Served::start_with_queues(1, app)
+    }
+
+    /// As [`Served::start`], on veth ends with `queues` RX and TX queues.
+    fn start_with_queues(queues: u32, app: &[&str]) -> Served {
+        let options = LabOptions { client_xdp_pass: true, queues, ..LabOptions::default() };
+        let lab = Lab::with_options(&options).unwrap();
         let port = PORT.to_string();
         let mut args = vec![
             "serve",
@@ -339,6 +344,58 @@ fn proxy_splices_to_a_kernel_backend_with_half_close() {
     c.read_to_string(&mut answer).unwrap();
     assert_eq!(answer, "backend got 200000 bytes");
     assert_eq!(server.join().unwrap(), Sha256::digest(&data));
+}
+
+#[test]
+fn proxy_carries_a_download_far_larger_than_its_buffers() {
+    // Server to client is read from the backend straight into the send buffer: it must
+    // resume every time the peer's ACKs make room (a stall here once sent nothing at all).
+    const DOWNLOAD: usize = 32 << 20;
+    let backend_addr: SocketAddr = "127.0.0.1:8081".parse().unwrap();
+    let s = Served::start(&["--app", "proxy", "--upstream", "127.0.0.1:8081"]);
+    let backend = s.lab.shield.enter(move || TcpListener::bind(backend_addr)).unwrap().unwrap();
+    let data = pattern(DOWNLOAD, 11);
+    let expected = Sha256::digest(&data);
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = backend.accept().unwrap();
+        let mut request = [0u8; 4];
+        conn.read_exact(&mut request).unwrap();
+        assert_eq!(&request, b"GET\n");
+        conn.write_all(&data).unwrap();
+    });
+    let mut c = s.connect(SHIELD_V4.into());
+    c.write_all(b"GET\n").unwrap();
+    let mut got = Vec::with_capacity(DOWNLOAD);
+    c.read_to_end(&mut got).unwrap();
+    server.join().unwrap();
+    assert_eq!(got.len(), DOWNLOAD);
+    assert_eq!(Sha256::digest(&got), expected);
+}
+
+#[test]
+fn two_rx_queues_each_serve_their_flows() {
+    // One shard per RX queue: the client spreads its flows over the veth's two queues by
+    // their hash, each shard admits and serves the ones that land on its queue.
+    let s = Served::start_with_queues(2, &[]);
+    let rx_queues = s.lab.shield.run("ls", &[&format!("/sys/class/net/{SHIELD_IF}/queues")]);
+    assert!(rx_queues.unwrap().contains("rx-1"), "the lab's veth has two RX queues");
+    for i in 0..64u64 {
+        let mut c = s.connect(SHIELD_V4.into());
+        let data = pattern(2000, i + 1);
+        c.write_all(&data).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut back = Vec::new();
+        c.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data, "connection {i}");
+    }
+    // Shards publish their counters four times a second.
+    s.wait_metric("synshield_connections_opened_total", 64);
+    let (q0, q1) = (
+        s.metric("synshield_queue_connections_opened_total{queue=\"0\"}"),
+        s.metric("synshield_queue_connections_opened_total{queue=\"1\"}"),
+    );
+    assert_eq!(q0 + q1, 64);
+    assert!(q0 > 0 && q1 > 0, "flows landed on both queues: {q0} and {q1}");
 }
 
 #[test]

@@ -27,7 +27,9 @@ fn frames_sent_through_the_tx_ring_reach_the_peer_stack() {
     let mut xsk = lab.shield.enter(|| XskSocket::open(SHIELD_IF, 0, &config)).unwrap().unwrap();
     assert!(!xsk.is_zero_copy());
 
-    // More frames than the TX half of the UMEM (32), so completions must recycle frames.
+    // More frames than the TX half of the UMEM (32), so completions must recycle frames; each
+    // starts inside its chunk (the data path writes a segment at a headroom and its headers in
+    // front of it), at a different offset each time.
     let total = 100u32;
     let mut sent = 0u32;
     let mut received = Vec::new();
@@ -37,12 +39,13 @@ fn frames_sent_through_the_tx_ring_reach_the_peer_stack() {
             let builder = PacketBuilder::ethernet2(shield_mac, client_mac)
                 .ipv4(SHIELD_V4.octets(), CLIENT_V4.octets(), 64)
                 .udp(4444, 5555);
+            let start = (sent % 7) as usize * 9;
             let queued = xsk.send_with(|buf| {
-                let mut cursor = std::io::Cursor::new(buf);
+                let mut cursor = std::io::Cursor::new(&mut buf[start..]);
                 builder.write(&mut cursor, &payload).unwrap();
-                usize::try_from(cursor.position()).unwrap()
+                Some((start, usize::try_from(cursor.position()).unwrap(), ()))
             });
-            if !queued {
+            if queued.is_none() {
                 break;
             }
             sent += 1;

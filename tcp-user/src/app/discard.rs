@@ -1,28 +1,44 @@
-//! Discard (RFC 863): everything received is dropped; our side closes after the peer's FIN.
+//! Discard (RFC 863): everything received is dropped without being copied; our side closes
+//! after the peer's FIN.
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use super::{AppEvent, StreamIo};
 
-/// Reads `stream` to its end, then closes; returns how many bytes were discarded.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> std::io::Result<u64> {
-    let n = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await?;
-    stream.shutdown().await?;
-    Ok(n)
+/// A discard connection: whether our FIN is queued.
+#[derive(Debug, Default)]
+pub struct DiscardConn {
+    shut: bool,
+}
+
+impl DiscardConn {
+    pub(super) fn on_event(&mut self, io: &mut dyn StreamIo, event: AppEvent) {
+        if matches!(event, AppEvent::Closed(_)) {
+            return;
+        }
+        let (a, b) = io.readable();
+        let n = a.len() + b.len();
+        io.consume(n);
+        if io.peer_finished() && !self.shut {
+            io.shutdown();
+            self.shut = true;
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testio::MemIo;
     use super::*;
-    use tokio::io::AsyncReadExt as _;
 
-    #[tokio::test]
-    async fn counts_and_closes() {
-        let (mut client, server) = tokio::io::duplex(64);
-        let task = tokio::spawn(serve(server));
-        client.write_all(&[0u8; 1000]).await.unwrap();
-        client.shutdown().await.unwrap();
-        let mut back = Vec::new();
-        client.read_to_end(&mut back).await.unwrap();
-        assert!(back.is_empty());
-        assert_eq!(task.await.unwrap().unwrap(), 1000);
+    #[test]
+    fn drops_everything_then_closes_after_fin() {
+        let mut io = MemIo::new(16);
+        let mut c = DiscardConn::default();
+        io.push(&[7u8; 1000]);
+        c.on_event(&mut io, AppEvent::Opened);
+        assert!(io.incoming.is_empty());
+        assert!(io.sent.is_empty() && !io.shut);
+        io.fin = true;
+        c.on_event(&mut io, AppEvent::Ready);
+        assert!(io.shut);
     }
 }

@@ -69,6 +69,77 @@ pub fn parse(frame: &[u8]) -> Result<TcpFrame<'_>, FrameError> {
     })
 }
 
+/// Room in front of a TCP segment for the largest Ethernet, VLAN and IP headers we write: the
+/// engine writes each segment at this offset of a TX frame and [`write_headers`] fills the
+/// headers in front of it, so the segment is never moved.
+pub const HEADROOM: usize = ETH_HLEN + 2 * VLAN_HLEN + IPV6_HLEN;
+
+/// Writes Ethernet (the route's MACs and VLAN tags) and an IPv4 or IPv6 header from `src` to
+/// `dst` into `buf` right before `buf[tcp_at..]`, where a TCP segment of `tcp_len` bytes already
+/// is. Returns where the frame starts.
+pub fn write_headers(
+    buf: &mut [u8],
+    tcp_at: usize,
+    route: &Route,
+    src: IpAddr,
+    dst: IpAddr,
+    tcp_len: usize,
+) -> Result<usize, BuildError> {
+    let ip_hlen = match (src, dst) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => IPV4_HLEN,
+        (IpAddr::V6(_), IpAddr::V6(_)) => IPV6_HLEN,
+        _ => return Err(BuildError::FamilyMismatch),
+    };
+    let l2 = route.l2_len();
+    let start = tcp_at.checked_sub(l2 + ip_hlen).ok_or(BuildError::TooLong)?;
+    if tcp_at.checked_add(tcp_len).is_none_or(|end| end > buf.len()) {
+        return Err(BuildError::TooLong);
+    }
+    let frame = &mut buf[start..tcp_at];
+    frame[0..6].copy_from_slice(&route.remote_mac);
+    frame[6..12].copy_from_slice(&route.local_mac);
+    let mut at = 12;
+    for &(tpid, tci) in &route.vlans[..usize::from(route.vlan_count.min(2))] {
+        frame[at..at + 2].copy_from_slice(&tpid.to_be_bytes());
+        frame[at + 2..at + 4].copy_from_slice(&tci.to_be_bytes());
+        at += VLAN_HLEN;
+    }
+    let ethertype = if ip_hlen == IPV4_HLEN { ETH_P_IP } else { ETH_P_IPV6 };
+    frame[at..at + 2].copy_from_slice(&ethertype.to_be_bytes());
+    write_ip(&mut frame[l2..], src, dst, tcp_len)?;
+    Ok(start)
+}
+
+/// The IPv4 or IPv6 header of a TCP segment of `tcp_len` bytes, into `ip` (exactly its size).
+fn write_ip(ip: &mut [u8], src: IpAddr, dst: IpAddr, tcp_len: usize) -> Result<(), BuildError> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let len = u16::try_from(IPV4_HLEN + tcp_len).map_err(|_| BuildError::TooLong)?;
+            ip.fill(0);
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&len.to_be_bytes());
+            ip[6] = 0x40; // Don't Fragment: we do path MTU discovery like Linux.
+            ip[8] = DEFAULT_TTL;
+            ip[9] = IPPROTO_TCP;
+            ip[12..16].copy_from_slice(&s.octets());
+            ip[16..20].copy_from_slice(&d.octets());
+            let sum = tcp_common::checksum::sum_bytes(ip).checksum();
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let len = u16::try_from(tcp_len).map_err(|_| BuildError::TooLong)?;
+            ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
+            ip[4..6].copy_from_slice(&len.to_be_bytes());
+            ip[6] = IPPROTO_TCP;
+            ip[7] = DEFAULT_TTL;
+            ip[8..24].copy_from_slice(&s.octets());
+            ip[24..40].copy_from_slice(&d.octets());
+        }
+        _ => return Err(BuildError::FamilyMismatch),
+    }
+    Ok(())
+}
+
 /// Why a frame could not be built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BuildError {

@@ -1,14 +1,17 @@
 //! The data path: frames from the AF_XDP sockets into the TCP engine, the engine's segments
-//! back out, and byte streams to the applications. A thin shell: every protocol decision is
-//! the engine's (`tcp_engine`) or the XDP program's.
+//! back out, and the applications in between. A thin shell: every protocol decision is the
+//! engine's (`tcp_engine`) or the XDP program's; parsing is `tcp_common::wire`'s.
 //!
-//! - [`frame`]: Ethernet/VLAN/IP around the engine's TCP segments.
-//! - [`manager`]: one RX queue's connections: admission from the XDP flow table, routes,
-//!   bytes between engine and applications, flow removal after close.
-//! - [`stream`]: what applications hold: [`stream::Listener`] and [`stream::TcpStream`].
-//! - [`run`]: the queue threads, their AF_XDP sockets and the loop that drives a manager.
+//! - [`shard`]: one RX queue's connections and applications, on one thread.
+//! - [`run`]: the shard threads, their AF_XDP sockets and the loop that drives a shard.
+//! - [`frame`]: the route back to a peer, and the headers written in front of a segment.
+//! - [`flows`]: the shard's side of the XDP flow map.
+//! - [`poller`]: the shard's one wait (epoll): socket, wake-ups, backend sockets.
+//! - [`inbox`]: frames for a connection another shard owns.
 
+pub mod flows;
 pub mod frame;
-pub mod manager;
+pub mod inbox;
+pub mod poller;
 pub mod run;
-pub mod stream;
+pub mod shard;

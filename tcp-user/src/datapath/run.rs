@@ -1,14 +1,17 @@
-//! The running data path: one thread per RX queue, each with its AF_XDP socket and its
-//! [`Manager`], registered in the XDP program's socket map so that the queue's validated
-//! flows reach it.
+//! The running data path: one shard per RX queue, each on its own thread with its AF_XDP
+//! socket registered in the XDP program's socket map, so that the queue's validated flows reach
+//! it.
 //!
-//! A queue thread loops: receive a batch of frames into the manager, run due timers, drain
-//! (applications and transmits), flush the TX ring; when there was nothing to do, sleep in
-//! `poll(2)` on the socket and the doorbell until the engine's next deadline. No syscall per
-//! packet: one `poll` per idle period and one TX kick per batch.
+//! A shard thread loops: its poll set's reports (backend sockets, wake-ups), a batch of
+//! received frames and forwarded ones, due timers, the table's events to the applications, and
+//! every ready segment out; when there was nothing to do, it sleeps in one `epoll_wait` until a
+//! frame, a wake-up, a backend socket or its next deadline. No system call per packet: one
+//! `epoll_wait` per iteration and one TX kick per batch.
 //!
-//! Connections hash to RX queues by the NIC (RSS), and a flow's segments always arrive on the
-//! same queue, so each thread owns its connections outright: no locks between queues.
+//! Connections hash to RX queues by the NIC (RSS) and a flow's frames normally always arrive on
+//! the same queue, so each shard owns its connections outright: no lock between shards on the
+//! packet path. A frame that arrives on another queue is forwarded to its owner
+//! ([`super::inbox`]).
 
 use std::os::fd::AsRawFd as _;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -18,17 +21,22 @@ use std::thread::JoinHandle;
 use anyhow::{Context as _, Result};
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, MapData, XskMap};
-use tcp_common::{FlowKey, FlowValue};
 use tcp_engine::{ConnectionTable, Duration, Instant, TableStats};
 
-use super::manager::{CookieVerifier, FlowTable, Manager, ManagerStats};
-use super::stream::{Doorbell, Listener, TcpStream};
+use super::flows::XdpFlowMap;
+use super::poller::WakeFd;
+use super::shard::{Shard, ShardStats};
+use crate::app::App;
 use crate::xsk::{XskConfig, XskSocket};
 
 /// Frames taken from the RX ring per loop iteration.
 const RX_BATCH: usize = 64;
-/// Longest sleep, so a stop request is seen even without traffic or timers.
+/// Forwarded frames handled per loop iteration.
+const INBOX_BATCH: usize = 64;
+/// Longest sleep, so a stop request is seen even if a wake-up were lost.
 const MAX_IDLE_MS: i32 = 100;
+/// How often a shard publishes its counters.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
 const RUNNING: u8 = 0;
 const GRACEFUL: u8 = 1;
@@ -40,45 +48,24 @@ pub struct DataPathConfig {
     pub iface: String,
     /// The engine's settings.
     pub engine: Arc<tcp_engine::Config>,
+    /// The application every connection is served by.
+    pub app: App,
     /// UMEM and ring sizes, copy or zero-copy.
     pub xsk: XskConfig,
-    /// Connections waiting for `accept` beyond which new ones are reset.
-    pub backlog: usize,
     /// How long a graceful stop waits for connections to finish before resetting them.
     pub grace: Duration,
     /// Most connections held at once (all queues together, split evenly); beyond it new
-    /// ones are reset.
+    /// ones are refused with RST.
     pub max_conns: usize,
-    /// Lets a new handshake reopen a tuple in TIME-WAIT (see [`CookieVerifier`]).
-    pub cookies: Option<Arc<CookieVerifier>>,
 }
 
-/// The flow table in the kernel, through one queue thread's own map handle.
-pub struct XdpFlows(BpfHashMap<MapData, FlowKey, FlowValue>);
-
-impl FlowTable for XdpFlows {
-    fn lookup(&mut self, key: &FlowKey) -> Option<FlowValue> {
-        self.0.get(key, 0).ok()
-    }
-
-    fn remove(&mut self, key: &FlowKey) {
-        // Already gone is fine: the XDP program never removes flows, so this is our own
-        // earlier removal or a table reset.
-        let _ = self.0.remove(key);
-    }
-
-    fn insert(&mut self, key: FlowKey, value: FlowValue) {
-        if let Err(e) = self.0.insert(key, value, 0) {
-            log::warn!("updating a reopened flow in the XDP flow table: {e}");
-        }
-    }
-}
-
-/// Counters of one queue, published by its thread.
+/// Counters of one queue, published by its shard.
 #[derive(Clone, Debug, Default)]
 pub struct QueueStats {
-    /// The manager's counters.
-    pub manager: ManagerStats,
+    /// The RX queue (a sum over queues has the first one's).
+    pub queue: u32,
+    /// The shard's counters.
+    pub shard: ShardStats,
     /// The engine's counters (connections by state, retransmissions, bytes).
     pub table: TableStats,
     /// Frames the kernel dropped because the RX ring was full.
@@ -87,7 +74,7 @@ pub struct QueueStats {
 
 struct Queue {
     thread: JoinHandle<()>,
-    doorbell: Arc<Doorbell>,
+    waker: Arc<WakeFd>,
 }
 
 /// The running data path. Stop it with [`DataPath::stop`].
@@ -97,7 +84,7 @@ pub struct DataPath {
     stats: StatsHandle,
 }
 
-/// The counters every queue thread publishes (four times a second), readable from anywhere.
+/// The counters every shard publishes (four times a second), readable from anywhere.
 #[derive(Clone, Default)]
 pub struct StatsHandle(Arc<Vec<Arc<Mutex<QueueStats>>>>);
 
@@ -107,9 +94,16 @@ impl StatsHandle {
         let mut sum = QueueStats::default();
         for q in self.0.iter() {
             let s = q.lock().unwrap_or_else(PoisonError::into_inner).clone();
-            add_stats(&mut sum, &s);
+            sum.shard.accumulate(&s.shard);
+            sum.table.accumulate(&s.table);
+            sum.rx_ring_full += s.rx_ring_full;
         }
         sum
+    }
+
+    /// Each queue's counters, in queue order.
+    pub fn per_queue(&self) -> Vec<QueueStats> {
+        self.0.iter().map(|q| q.lock().unwrap_or_else(PoisonError::into_inner).clone()).collect()
     }
 }
 
@@ -137,56 +131,62 @@ pub fn rx_queues(iface: &str) -> Result<Vec<u32>> {
 
 impl DataPath {
     /// Opens one AF_XDP socket per RX queue of the interface, registers them in the XDP
-    /// program's socket map, and starts a thread per queue. Returns the data path and the
-    /// listener that hands out connections.
-    pub fn start(ebpf: &Ebpf, config: &DataPathConfig) -> Result<(DataPath, Listener)> {
-        let (listener, accept) = Listener::new(config.backlog);
+    /// program's socket map, and starts a shard thread per queue.
+    pub fn start(ebpf: &Ebpf, config: &DataPathConfig) -> Result<DataPath> {
         let state = Arc::new(AtomicU8::new(RUNNING));
         let queues = rx_queues(&config.iface)?;
+        anyhow::ensure!(
+            u8::try_from(queues.len()).is_ok(),
+            "{} has {} RX queues; synshield serves at most 255",
+            config.iface,
+            queues.len()
+        );
         let mut xsks: XskMap<MapData> =
             XskMap::try_from(crate::loader::map_handle(ebpf, tcp_common::maps::XSKS)?)?;
-        let mut running = Vec::new();
-        let mut published_all = Vec::new();
         let per_queue_max = config.max_conns.div_ceil(queues.len().max(1));
-        for q in queues {
+        let mut shards = Vec::new();
+        let mut inboxes = Vec::new();
+        for &q in &queues {
             let xsk = XskSocket::open(&config.iface, q, &config.xsk).with_context(|| {
                 format!(
                     "opening an AF_XDP socket on {} queue {q} (is CONFIG_XDP_SOCKETS set?)",
                     config.iface
                 )
             })?;
-            xsks.set(q, xsk.as_raw_fd(), 0)
-                .with_context(|| format!("registering the AF_XDP socket of queue {q}"))?;
             let flows =
                 BpfHashMap::try_from(crate::loader::map_handle(ebpf, tcp_common::maps::FLOWS)?)?;
-            let doorbell = Arc::new(Doorbell::new()?);
             let table = ConnectionTable::new(Arc::clone(&config.engine), isn_secret()?);
-            let mut manager =
-                Manager::new(table, XdpFlows(flows), accept.clone(), Arc::clone(&doorbell));
-            manager.set_max_connections(per_queue_max);
-            if let Some(c) = &config.cookies {
-                manager.set_cookie_verifier(Arc::clone(c));
+            let (shard, inbox) =
+                Shard::new(q, table, config.app.clone(), XdpFlowMap(flows), per_queue_max)?;
+            shard.watch_socket(xsk.as_raw_fd())?;
+            xsks.set(q, xsk.as_raw_fd(), 0)
+                .with_context(|| format!("registering the AF_XDP socket of queue {q}"))?;
+            inboxes.push((q, inbox));
+            shards.push((xsk, shard));
+        }
+        let mut running = Vec::new();
+        let mut published_all = Vec::new();
+        for (xsk, mut shard) in shards {
+            for (q, inbox) in &inboxes {
+                if *q != xsk.queue() {
+                    shard.add_peer(*q, inbox.clone());
+                }
             }
-            let published = Arc::new(Mutex::new(QueueStats::default()));
+            let published =
+                Arc::new(Mutex::new(QueueStats { queue: xsk.queue(), ..QueueStats::default() }));
+            let waker = shard.waker();
             let thread = {
-                let (state, doorbell, published, grace) = (
-                    Arc::clone(&state),
-                    Arc::clone(&doorbell),
-                    Arc::clone(&published),
-                    config.grace,
-                );
+                let (state, published, grace) =
+                    (Arc::clone(&state), Arc::clone(&published), config.grace);
                 std::thread::Builder::new()
-                    .name(format!("synshield-q{q}"))
-                    .spawn(move || run_queue(xsk, manager, &doorbell, &state, &published, grace))
-                    .context("starting a queue thread")?
+                    .name(format!("synshield-q{}", xsk.queue()))
+                    .spawn(move || run_shard(xsk, shard, &state, &published, grace))
+                    .context("starting a shard thread")?
             };
             published_all.push(published);
-            running.push(Queue { thread, doorbell });
+            running.push(Queue { thread, waker });
         }
-        Ok((
-            DataPath { queues: running, state, stats: StatsHandle(Arc::new(published_all)) },
-            listener,
-        ))
+        Ok(DataPath { queues: running, state, stats: StatsHandle(Arc::new(published_all)) })
     }
 
     /// A handle on the queues' counters.
@@ -195,33 +195,18 @@ impl DataPath {
     }
 
     /// Graceful stop: every connection gets a FIN; those not finished within the grace
-    /// period are reset. Returns when every queue thread has ended.
+    /// period are reset. Returns when every shard thread has ended.
     pub fn stop(self) {
         self.state.store(GRACEFUL, Ordering::Release);
         for q in &self.queues {
-            q.doorbell.wake();
+            q.waker.wake();
         }
         for q in self.queues {
             if q.thread.join().is_err() {
-                log::error!("a queue thread panicked");
+                tracing::error!("a shard thread panicked");
             }
         }
     }
-}
-
-fn add_stats(sum: &mut QueueStats, s: &QueueStats) {
-    let (m, n) = (&mut sum.manager, &s.manager);
-    m.frames_in += n.frames_in;
-    m.frames_malformed += n.frames_malformed;
-    m.not_validated += n.not_validated;
-    m.admitted += n.admitted;
-    m.reopened += n.reopened;
-    m.accept_overflow += n.accept_overflow;
-    m.closed += n.closed;
-    m.frames_out += n.frames_out;
-    m.no_route += n.no_route;
-    sum.table.accumulate(&s.table);
-    sum.rx_ring_full += s.rx_ring_full;
 }
 
 /// A secret for the ISNs of connections we open (not used by cookie connections, whose ISN
@@ -231,83 +216,119 @@ fn isn_secret() -> Result<u64> {
     Ok(key.k0 ^ key.k1)
 }
 
-fn run_queue(
+fn run_shard(
     mut xsk: XskSocket,
-    mut manager: Manager<XdpFlows>,
-    doorbell: &Doorbell,
+    mut shard: Shard<XdpFlowMap>,
     state: &AtomicU8,
     published_stats: &Mutex<QueueStats>,
     grace: Duration,
 ) {
     let mut stop_deadline: Option<Instant> = None;
     let mut published = Instant::ZERO;
+    let mut trim = Trim::default();
+    // Sleep only when the last round found nothing to do; with the TX ring full, come back
+    // soon for its completions.
+    let mut wait = Wait::Look;
     loop {
         let now = monotonic_now();
+        let timeout = match wait {
+            Wait::Look => 0,
+            Wait::TxFull => 1,
+            Wait::Idle => sleep_ms(&mut shard, now),
+        };
+        shard.poll(now, timeout);
+        let now = monotonic_now();
         if stop_deadline.is_none() && state.load(Ordering::Acquire) == GRACEFUL {
-            manager.close_all(now);
+            shard.close_all(now);
             stop_deadline = Some(now + grace);
         }
-        let received = xsk.recv(RX_BATCH, |frame| manager.handle_frame(now, frame));
-        if manager.poll_timeout().is_some_and(|t| t <= now) {
-            manager.handle_timeout(now);
+        let received = xsk.recv(RX_BATCH, |meta, frame| shard.handle_frame(now, meta, frame));
+        let forwarded = shard.handle_inbox(now, INBOX_BATCH);
+        if shard.poll_timeout().is_some_and(|t| t <= now) {
+            shard.handle_timeout(now);
         }
-        let flowing = manager.drain(now, &mut xsk);
+        shard.handle_events(now);
+        let written = shard.transmit(now, &mut xsk);
         xsk.flush();
-        if now.saturating_duration_since(published) >= Duration::from_millis(250) {
-            publish(&xsk, &manager, published_stats);
+        // Everything written and taken by the kernel (a busy device leaves frames queued).
+        let flowing = written && xsk.tx_pending() == 0;
+        // Connections that finished by sending (their last ACK or RST): TIME-WAIT records and
+        // closes, whose flow-map entries change now rather than at the next wake-up.
+        let finished = shard.handle_events(now);
+        wait = if received > 0 || forwarded > 0 || finished > 0 {
+            Wait::Look
+        } else if flowing {
+            Wait::Idle
+        } else {
+            Wait::TxFull
+        };
+        if now.saturating_duration_since(published) >= PUBLISH_EVERY {
+            publish(&xsk, &shard, published_stats);
+            trim.after(shard.open_connections());
             published = now;
         }
         if let Some(deadline) = stop_deadline {
-            if manager.open_connections() == 0 {
+            if shard.open_connections() == 0 {
                 break;
             }
             if now >= deadline {
-                manager.abort_all(now);
-                manager.drain(now, &mut xsk);
+                shard.abort_all(now);
+                shard.handle_events(now);
+                shard.transmit(now, &mut xsk);
                 xsk.flush();
                 break;
             }
         }
-        if received == 0 {
-            let timeout = if flowing {
-                manager.poll_timeout().map_or(MAX_IDLE_MS, |t| {
-                    let ms = t.saturating_duration_since(now).total_millis();
-                    i32::try_from(ms).unwrap_or(MAX_IDLE_MS).clamp(0, MAX_IDLE_MS)
-                })
-            } else {
-                1 // TX ring full: come back soon for completions.
-            };
-            wait(&xsk, doorbell, timeout);
+    }
+    publish(&xsk, &shard, published_stats);
+}
+
+/// Gives memory back to the system after many connections closed.
+///
+/// The engine frees what a closed connection held, but glibc keeps freed memory in its arenas
+/// for reuse: after a burst of 50,000 connections the process would stay at its peak size
+/// forever. When a shard's open connections fall to half their high point (by at least
+/// [`Trim::MIN_DROP`]), `malloc_trim` returns the free pages. Rare (a few times after a
+/// burst), and on the shard's own thread at publish time, not per packet.
+#[derive(Default)]
+struct Trim {
+    high: usize,
+}
+
+impl Trim {
+    const MIN_DROP: usize = 1000;
+
+    fn after(&mut self, open: usize) {
+        self.high = self.high.max(open);
+        if open <= self.high / 2 && self.high - open >= Trim::MIN_DROP {
+            // SAFETY: malloc_trim has no preconditions; it locks the arenas itself.
+            unsafe { libc::malloc_trim(0) };
+            self.high = open;
         }
     }
-    publish(&xsk, &manager, published_stats);
 }
 
-fn publish(xsk: &XskSocket, manager: &Manager<XdpFlows>, stats: &Mutex<QueueStats>) {
+#[derive(Clone, Copy)]
+enum Wait {
+    Look,
+    TxFull,
+    Idle,
+}
+
+/// How long a shard with nothing to do may sleep: until its next deadline, at most
+/// [`MAX_IDLE_MS`].
+fn sleep_ms(shard: &mut Shard<XdpFlowMap>, now: Instant) -> i32 {
+    shard.poll_timeout().map_or(MAX_IDLE_MS, |t| {
+        let ms = t.saturating_duration_since(now).total_millis();
+        i32::try_from(ms).unwrap_or(MAX_IDLE_MS).clamp(0, MAX_IDLE_MS)
+    })
+}
+
+fn publish(xsk: &XskSocket, shard: &Shard<XdpFlowMap>, stats: &Mutex<QueueStats>) {
     let mut s = stats.lock().unwrap_or_else(PoisonError::into_inner);
-    s.manager = manager.stats();
-    s.table = manager.table().stats();
+    s.shard = shard.stats();
+    s.table = shard.table_stats();
     if let Ok(k) = xsk.stats() {
         s.rx_ring_full = k.rx_ring_full;
-    }
-}
-
-fn wait(xsk: &XskSocket, doorbell: &Doorbell, timeout_ms: i32) {
-    let mut fds = [
-        libc::pollfd { fd: xsk.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: doorbell.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-    ];
-    // SAFETY: two valid pollfds. EINTR or an error just ends the wait early.
-    unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
-}
-
-/// Hands accepted streams to `serve` on the current tokio runtime until the listener ends.
-pub async fn serve_each<F, Fut>(mut listener: Listener, serve: F)
-where
-    F: Fn(TcpStream) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    while let Some(stream) = listener.accept().await {
-        tokio::spawn(serve(stream));
     }
 }

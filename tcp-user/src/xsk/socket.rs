@@ -14,6 +14,13 @@ use std::ptr::NonNull;
 use super::ring::{Backing, ConsumerRing, ProducerRing, RingLayout};
 use super::umem::Umem;
 
+/// Bytes of XDP metadata the XDP program may put in front of a redirected frame
+/// (`tcp_common`'s `RxMeta`).
+pub const META_LEN: usize = 32;
+
+/// Most TX kicks per flush: enough for a full ring at 32 frames a kick.
+const MAX_KICKS: u32 = 128;
+
 /// How the socket takes frames from the driver.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum XskMode {
@@ -220,18 +227,32 @@ impl XskSocket {
         self.bad_descs
     }
 
-    /// Receives up to `budget` frames, calling `on_frame` with each frame's bytes; the frames
-    /// go back to the fill ring afterwards. Returns how many were received.
-    pub fn recv(&mut self, budget: usize, mut on_frame: impl FnMut(&[u8])) -> usize {
+    /// Receives up to `budget` frames, calling `on_frame` with the metadata area the XDP
+    /// program may have written in front of each frame ([`META_LEN`] bytes, or fewer when the
+    /// frame starts closer to its chunk's start) and the frame's bytes. After the call the
+    /// metadata's first word is zeroed (chunks are reused, and a frame without metadata must not
+    /// show an earlier frame's), and the frame goes back to the fill ring. Returns how many
+    /// frames were received.
+    pub fn recv(&mut self, budget: usize, mut on_frame: impl FnMut(&[u8], &[u8])) -> usize {
         let mut n = 0;
+        let frame_size = u64::from(self.umem.frame_size());
         while n < budget {
             let Some(desc) = self.rx.pop() else { break };
-            match self.umem.bytes(desc.addr, desc.len) {
-                Some(frame) => on_frame(frame),
-                None => self.bad_descs += 1,
+            let base = desc.addr - desc.addr % frame_size;
+            let meta_len = (desc.addr - base).min(META_LEN as u64);
+            let meta_addr = desc.addr - meta_len;
+            #[expect(clippy::cast_possible_truncation, reason = "at most META_LEN")]
+            let meta_len = meta_len as u32;
+            match (self.umem.bytes(meta_addr, meta_len), self.umem.bytes(desc.addr, desc.len)) {
+                (Some(meta), Some(frame)) => on_frame(meta, frame),
+                _ => self.bad_descs += 1,
+            }
+            if meta_len >= 4
+                && let Some(meta) = self.umem.frame_mut(meta_addr)
+            {
+                meta[..4].fill(0);
             }
             // Recycle the frame: its base address, whatever offset the kernel used.
-            let base = desc.addr - desc.addr % u64::from(self.umem.frame_size());
             let refilled = self.fill.push(base);
             debug_assert!(refilled, "the fill ring has a slot for every RX frame");
             n += 1;
@@ -246,35 +267,64 @@ impl XskSocket {
         n
     }
 
-    /// Writes one frame into a free TX frame with `write` (which returns the frame length) and
-    /// queues it. Returns `false`, without calling `write`, when no frame or TX slot is free;
-    /// call [`XskSocket::flush`] and try again later.
-    pub fn send_with(&mut self, write: impl FnOnce(&mut [u8]) -> usize) -> bool {
+    /// Lends a free TX frame (the whole chunk) to `write`, which returns where in it the frame
+    /// to send starts and how long it is, or `None` to send nothing (the chunk goes back to the
+    /// free list). Returns `None`, without calling `write`, when no chunk or TX slot is free
+    /// (call [`XskSocket::flush`] and try again later), else `Some` of what `write` returned.
+    pub fn send_with<R>(
+        &mut self,
+        write: impl FnOnce(&mut [u8]) -> Option<(usize, usize, R)>,
+    ) -> Option<Option<R>> {
         if self.tx_free.is_empty() {
             self.reclaim();
         }
         if self.tx.free(1) == 0 {
-            return false;
+            return None;
         }
-        let Some(addr) = self.tx_free.pop() else { return false };
+        let addr = self.tx_free.pop()?;
         let Some(buf) = self.umem.frame_mut(addr) else {
-            return false;
+            self.tx_free.push(addr);
+            return None;
         };
-        let len = write(buf).min(buf.len());
-        let len = u32::try_from(len).unwrap_or(0);
-        let pushed = self.tx.push(libc::xdp_desc { addr, len, options: 0 });
-        debug_assert!(pushed, "checked free above");
-        true
+        let chunk = buf.len();
+        let Some((start, len, r)) = write(buf) else {
+            self.tx_free.push(addr);
+            return Some(None);
+        };
+        match (u32::try_from(len), start.checked_add(len)) {
+            (Ok(len32), Some(end)) if end <= chunk => {
+                let pushed = self.tx.push(libc::xdp_desc {
+                    addr: addr + start as u64,
+                    len: len32,
+                    options: 0,
+                });
+                debug_assert!(pushed, "checked free above");
+                Some(Some(r))
+            }
+            _ => {
+                self.tx_free.push(addr);
+                Some(None)
+            }
+        }
     }
 
     /// Publishes queued TX frames and kicks the kernel to send them; takes back the frames of
     /// sent ones.
+    ///
+    /// Copy mode needs a kick (a zero-length `sendto`) and one kick sends at most 32 frames
+    /// (`MAX_PER_SOCKET_BUDGET` in net/xdp/xsk.c), so it kicks until the ring is empty or a
+    /// kick moved nothing (the device is busy: the frames wait for the next flush). Zero-copy
+    /// drivers send on their own and need a kick only when they ask for one.
     pub fn flush(&mut self) {
         self.tx.publish();
-        // Copy mode always needs the kick; zero-copy only when the driver asks for it.
-        if self.tx.pending() > 0 && (!self.zero_copy || self.tx.needs_wakeup()) {
+        let mut kicks = 0;
+        while self.tx.pending() > 0
+            && (!self.zero_copy || self.tx.needs_wakeup())
+            && kicks < MAX_KICKS
+        {
+            let before = self.tx.pending();
             // SAFETY: a zero-length send on our socket is AF_XDP's TX doorbell.
-            let r = unsafe {
+            unsafe {
                 libc::sendto(
                     self.fd.as_raw_fd(),
                     std::ptr::null(),
@@ -282,10 +332,12 @@ impl XskSocket {
                     libc::MSG_DONTWAIT,
                     std::ptr::null(),
                     0,
-                )
-            };
-            // EAGAIN/EBUSY/ENOBUFS: the kernel is busy; the frames stay queued for the next kick.
-            let _ = r;
+                );
+            }
+            kicks += 1;
+            if self.tx.pending() >= before {
+                break;
+            }
         }
         self.reclaim();
     }
@@ -308,8 +360,10 @@ impl XskSocket {
 
     fn reclaim(&mut self) {
         let mut any = false;
+        let frame_size = u64::from(self.umem.frame_size());
         while let Some(addr) = self.completion.pop() {
-            self.tx_free.push(addr);
+            // A sent frame may start inside its chunk (headroom): free the chunk.
+            self.tx_free.push(addr - addr % frame_size);
             any = true;
         }
         if any {

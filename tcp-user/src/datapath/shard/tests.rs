@@ -1,0 +1,285 @@
+//! The shard without a kernel: frames built with etherparse, the XDP program's metadata
+//! written as it writes it, an in-memory flow map, and a vector of frames as the TX ring.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+use super::*;
+use crate::app::{App, AppKind, HttpConfig};
+use tcp_engine::State;
+
+const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const SHIELD_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const SHIELD: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const CLIENT_ISN: u32 = 1000;
+const SERVER_ISN: u32 = 7000;
+const PORT: u16 = 7;
+
+type Flows = HashMap<FlowKey, FlowValue>;
+
+fn shard_with(app: AppKind, queue: u32, max_conns: usize) -> (Shard<Flows>, InboxSender) {
+    let table = ConnectionTable::new(Arc::new(tcp_engine::Config::default()), 1);
+    let app = App::new(app, &HttpConfig::default(), None).unwrap();
+    Shard::new(queue, table, app, Flows::new(), max_conns).unwrap()
+}
+
+fn shard() -> Shard<Flows> {
+    shard_with(AppKind::Echo, 0, 100).0
+}
+
+fn tuple(client_port: u16) -> FourTuple {
+    FourTuple::new((SHIELD, PORT).into(), (CLIENT, client_port).into())
+}
+
+fn cookie_flow(queue: u8) -> FlowValue {
+    FlowValue {
+        server_isn: SERVER_ISN,
+        client_isn: CLIENT_ISN,
+        mss: 1460,
+        peer_window: 64240,
+        peer_wscale: FlowValue::NO_WSCALE,
+        queue,
+        ..FlowValue::default()
+    }
+}
+
+fn meta(kind: u32, flow: FlowValue) -> [u8; RxMeta::LEN] {
+    RxMeta::new(kind, flow).to_bytes()
+}
+
+/// A segment from the client, built by etherparse.
+fn from_client(port: u16, seq: u32, ack: u32, fin: bool, payload: &[u8]) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(CLIENT_MAC, SHIELD_MAC)
+        .ipv4(CLIENT.octets(), SHIELD.octets(), 64)
+        .tcp(port, PORT, seq, 64240)
+        .ack(ack);
+    if fin {
+        b = b.fin();
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+#[derive(Debug)]
+struct Seen {
+    dst_mac: [u8; 6],
+    seq: u32,
+    ack: u32,
+    rst: bool,
+    fin: bool,
+    payload: Vec<u8>,
+}
+
+fn decode(frame: &[u8]) -> Seen {
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(TransportSlice::Tcp(t)) = p.transport else { panic!("not TCP") };
+    let dst_mac = p.link.unwrap().to_header().unwrap().ethernet2().unwrap().destination;
+    Seen {
+        dst_mac,
+        seq: t.sequence_number(),
+        ack: t.acknowledgment_number(),
+        rst: t.rst(),
+        fin: t.fin(),
+        payload: t.payload().to_vec(),
+    }
+}
+
+/// One loop iteration after the frames: timers, events, transmit.
+fn run(s: &mut Shard<Flows>, now: Instant) -> Vec<Seen> {
+    s.handle_timeout(now);
+    s.handle_events(now);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    assert!(s.transmit(now, &mut out));
+    // What sending finished (TIME-WAIT records, connections gone after their last segment).
+    s.handle_events(now);
+    out.iter().map(|f| decode(f)).collect()
+}
+
+#[test]
+fn unvalidated_segments_are_not_admitted_and_get_a_reset() {
+    let mut s = shard();
+    let now = Instant::from_millis(1);
+    s.handle_frame(now, &[], &from_client(40000, CLIENT_ISN + 1, SERVER_ISN + 1, false, b"x"));
+    let out = run(&mut s, now);
+    assert_eq!(s.stats().frames_without_meta, 1);
+    assert_eq!(s.stats().admitted, 0);
+    assert_eq!(s.open_connections(), 0);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].rst);
+    assert_eq!(out[0].dst_mac, CLIENT_MAC, "the reply goes back the way the segment came");
+    assert_eq!(out[0].seq, SERVER_ISN + 1, "RST takes its sequence number from the ACK");
+}
+
+#[test]
+fn malformed_frames_are_counted_drops() {
+    let mut s = shard();
+    let now = Instant::from_millis(1);
+    let good = from_client(40000, CLIENT_ISN + 1, SERVER_ISN + 1, false, b"");
+    let m = meta(RxMeta::NEW_FLOW, cookie_flow(0));
+    s.handle_frame(now, &m, &good[..30]);
+    let mut bad_sum = good.clone();
+    let last = bad_sum.len() - 1;
+    bad_sum[last] ^= 0xff; // TCP checksum (urgent pointer low byte) now wrong
+    s.handle_frame(now, &m, &bad_sum);
+    assert_eq!(s.stats().frames_malformed, 2);
+    assert_eq!(s.open_connections(), 0, "a segment with a bad checksum admits nothing");
+    assert!(run(&mut s, now).is_empty());
+}
+
+#[test]
+fn a_validated_ack_with_data_is_served_and_closed() {
+    let mut s = shard();
+    let now = Instant::from_millis(1);
+    s.handle_frame(
+        now,
+        &meta(RxMeta::NEW_FLOW, cookie_flow(0)),
+        &from_client(40000, CLIENT_ISN + 1, SERVER_ISN + 1, false, b"hello"),
+    );
+    assert_eq!(s.stats().admitted, 1);
+    let out = run(&mut s, now);
+    let data = out.iter().find(|o| !o.payload.is_empty()).expect("the echo");
+    assert_eq!(data.payload, b"hello");
+    assert_eq!(data.seq, SERVER_ISN + 1);
+    assert_eq!(data.ack, CLIENT_ISN + 1 + 5, "acknowledges the data of the third ACK");
+    assert_eq!(data.dst_mac, CLIENT_MAC);
+    // The client ACKs the echo and closes: the echo closes too.
+    let fin = meta(RxMeta::FLOW, cookie_flow(0));
+    s.handle_frame(now, &fin, &from_client(40000, CLIENT_ISN + 6, SERVER_ISN + 6, true, b""));
+    let out = run(&mut s, now);
+    assert!(out.iter().any(|o| o.fin), "FIN after the peer's FIN: {out:?}");
+    // The client ACKs our FIN: gone, and its flow-map entry with it.
+    s.flows.insert(flow_key(&tuple(40000)), cookie_flow(0));
+    let last = meta(RxMeta::FLOW, cookie_flow(0));
+    s.handle_frame(now, &last, &from_client(40000, CLIENT_ISN + 7, SERVER_ISN + 7, false, b""));
+    run(&mut s, now);
+    assert_eq!(s.open_connections(), 0);
+    assert!(s.flows.is_empty(), "the entry goes with the connection");
+    assert_eq!(s.table_stats().by_state.iter().sum::<usize>(), 0);
+}
+
+#[test]
+fn server_close_leaves_a_time_wait_record_and_marks_the_flow() {
+    let (mut s, _) = shard_with(AppKind::Http, 0, 100);
+    let now = Instant::from_millis(1);
+    let t = tuple(40001);
+    s.flows.insert(flow_key(&t), cookie_flow(0));
+    let req = b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+    s.handle_frame(
+        now,
+        &meta(RxMeta::NEW_FLOW, cookie_flow(0)),
+        &from_client(40001, CLIENT_ISN + 1, SERVER_ISN + 1, false, req),
+    );
+    let out = run(&mut s, now);
+    let n = out.iter().map(|o| o.payload.len()).sum::<usize>();
+    let fin_seq = SERVER_ISN + 1 + u32::try_from(n).unwrap();
+    assert!(out.iter().any(|o| o.fin), "the server closes after the response");
+    // The client ACKs everything and sends its own FIN: we are in TIME-WAIT.
+    let ack = CLIENT_ISN + 1 + u32::try_from(req.len()).unwrap();
+    let fl = meta(RxMeta::FLOW, cookie_flow(0));
+    s.handle_frame(now, &fl, &from_client(40001, ack, fin_seq + 1, true, b""));
+    let out = run(&mut s, now);
+    assert!(out.iter().any(|o| !o.rst && o.ack == ack + 1), "our last ACK: {out:?}");
+    assert_eq!(s.open_connections(), 0);
+    assert_eq!(s.table_stats().by_state[State::TimeWait.index()], 1);
+    let entry = s.flows[&flow_key(&t)];
+    assert_ne!(entry.flags & FlowValue::TIME_WAIT, 0, "new handshakes now come as reopens");
+    // The client retransmits its FIN: the record answers with an ACK, along the frame's route.
+    s.handle_frame(now, &fl, &from_client(40001, ack, fin_seq + 1, true, b""));
+    let out = run(&mut s, now);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].ack, out[0].dst_mac, out[0].rst), (ack + 1, CLIENT_MAC, false));
+}
+
+#[test]
+fn frames_of_a_flow_another_shard_owns_are_forwarded_to_it() {
+    let (mut s0, inbox0) = shard_with(AppKind::Echo, 0, 100);
+    let (mut s1, inbox1) = shard_with(AppKind::Echo, 1, 100);
+    s0.add_peer(1, inbox1);
+    s1.add_peer(0, inbox0);
+    let now = Instant::from_millis(1);
+    // Admitted on queue 1.
+    s1.handle_frame(
+        now,
+        &meta(RxMeta::NEW_FLOW, cookie_flow(1)),
+        &from_client(40002, CLIENT_ISN + 1, SERVER_ISN + 1, false, b""),
+    );
+    run(&mut s1, now);
+    // The next segment arrives on queue 0: forwarded, not answered there.
+    s0.handle_frame(
+        now,
+        &meta(RxMeta::FLOW, cookie_flow(1)),
+        &from_client(40002, CLIENT_ISN + 1, SERVER_ISN + 1, false, b"moved"),
+    );
+    assert!(run(&mut s0, now).is_empty());
+    assert_eq!(s0.stats().frames_forwarded, 1);
+    assert_eq!(s1.handle_inbox(now, 10), 1);
+    let out = run(&mut s1, now);
+    assert_eq!(
+        out.iter().find(|o| !o.payload.is_empty()).map(|o| o.payload.clone()),
+        Some(b"moved".to_vec())
+    );
+}
+
+#[test]
+fn beyond_max_conns_new_connections_are_refused_with_a_reset() {
+    let (mut s, _) = shard_with(AppKind::Echo, 0, 1);
+    let now = Instant::from_millis(1);
+    for port in [40010, 40011] {
+        s.flows.insert(flow_key(&tuple(port)), cookie_flow(0));
+        s.handle_frame(
+            now,
+            &meta(RxMeta::NEW_FLOW, cookie_flow(0)),
+            &from_client(port, CLIENT_ISN + 1, SERVER_ISN + 1, false, b""),
+        );
+    }
+    let out = run(&mut s, now);
+    assert_eq!((s.stats().admitted, s.stats().refused_full), (1, 1));
+    assert_eq!(out.iter().filter(|o| o.rst).count(), 1);
+    assert!(!s.flows.contains_key(&flow_key(&tuple(40011))), "a refused flow leaves no entry");
+    assert!(s.flows.contains_key(&flow_key(&tuple(40010))));
+}
+
+#[test]
+fn an_entry_without_a_connection_is_an_orphan_and_removed() {
+    let mut s = shard();
+    let now = Instant::from_millis(1);
+    s.flows.insert(flow_key(&tuple(40020)), cookie_flow(0));
+    s.handle_frame(
+        now,
+        &meta(RxMeta::FLOW, cookie_flow(0)),
+        &from_client(40020, CLIENT_ISN + 1, SERVER_ISN + 1, false, b"x"),
+    );
+    let out = run(&mut s, now);
+    assert_eq!(s.stats().orphans_removed, 1);
+    assert!(s.flows.is_empty());
+    assert!(out.iter().all(|o| o.rst));
+}
+
+#[test]
+fn handshake_carries_what_the_cookie_decoded() {
+    let flow = FlowValue {
+        server_isn: 1,
+        client_isn: 2,
+        ts_recent: 3,
+        ts_offset: 4,
+        mss: 1400,
+        peer_window: 100,
+        peer_wscale: 7,
+        local_wscale: 9,
+        flags: FlowValue::TIMESTAMPS | FlowValue::SACK,
+        ..FlowValue::default()
+    };
+    let h = handshake_from_flow(tuple(1), &flow);
+    assert_eq!((h.iss, h.irs), (SeqNumber::new(1), SeqNumber::new(2)));
+    assert_eq!((h.peer_wscale, h.our_wscale), (Some(7), Some(9)));
+    assert_eq!(h.peer_window, 100 << 7);
+    assert!(h.sack_permitted);
+    assert_eq!(h.timestamps, Some(TsInfo { ts_recent: 3, our_tsval_offset: 4 }));
+    let plain =
+        handshake_from_flow(tuple(1), &FlowValue { peer_wscale: FlowValue::NO_WSCALE, ..flow });
+    assert_eq!((plain.peer_wscale, plain.our_wscale), (None, None));
+}
