@@ -11,6 +11,7 @@ pub mod lab;
 pub mod loader;
 pub mod logging;
 pub mod metrics;
+pub mod privileges;
 pub mod secrets;
 pub mod service;
 pub mod stats;

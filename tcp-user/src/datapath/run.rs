@@ -57,6 +57,8 @@ pub struct DataPathConfig {
     /// Most connections held at once (all queues together, split evenly); beyond it new
     /// ones are refused with RST.
     pub max_conns: usize,
+    /// Test only: the first shard panics after this many frames.
+    pub fail_after_frames: Option<u64>,
 }
 
 /// Counters of one queue, published by its shard.
@@ -82,6 +84,7 @@ pub struct DataPath {
     queues: Vec<Queue>,
     state: Arc<AtomicU8>,
     stats: StatsHandle,
+    failure: Arc<Failure>,
 }
 
 /// The counters every shard publishes (four times a second), readable from anywhere.
@@ -129,11 +132,18 @@ pub fn rx_queues(iface: &str) -> Result<Vec<u32>> {
     Ok(queues)
 }
 
-impl DataPath {
+/// The data path with its sockets open and registered, before its threads run: what needs
+/// privileges is done, and the threads start after they are dropped.
+pub struct OpenDataPath {
+    shards: Vec<(XskSocket, Shard<XdpFlowMap>)>,
+    grace: Duration,
+    fail_after_frames: Option<u64>,
+}
+
+impl OpenDataPath {
     /// Opens one AF_XDP socket per RX queue of the interface, registers them in the XDP
-    /// program's socket map, and starts a shard thread per queue.
-    pub fn start(ebpf: &Ebpf, config: &DataPathConfig) -> Result<DataPath> {
-        let state = Arc::new(AtomicU8::new(RUNNING));
+    /// program's socket map, and makes a shard for each.
+    pub fn open(ebpf: &Ebpf, config: &DataPathConfig) -> Result<OpenDataPath> {
         let queues = rx_queues(&config.iface)?;
         anyhow::ensure!(
             u8::try_from(queues.len()).is_ok(),
@@ -164,29 +174,101 @@ impl DataPath {
             inboxes.push((q, inbox));
             shards.push((xsk, shard));
         }
-        let mut running = Vec::new();
-        let mut published_all = Vec::new();
-        for (xsk, mut shard) in shards {
+        for (xsk, shard) in &mut shards {
             for (q, inbox) in &inboxes {
                 if *q != xsk.queue() {
                     shard.add_peer(*q, inbox.clone());
                 }
             }
-            let published =
-                Arc::new(Mutex::new(QueueStats { queue: xsk.queue(), ..QueueStats::default() }));
+        }
+        Ok(OpenDataPath {
+            shards,
+            grace: config.grace,
+            fail_after_frames: config.fail_after_frames,
+        })
+    }
+
+    /// Starts a thread per shard. A shard that ends before a stop was asked for (a panic)
+    /// is reported through [`DataPath::failure`].
+    pub fn start(self) -> Result<DataPath> {
+        let state = Arc::new(AtomicU8::new(RUNNING));
+        let failure = Arc::new(Failure::default());
+        let mut running = Vec::new();
+        let mut published_all = Vec::new();
+        for (i, (xsk, shard)) in self.shards.into_iter().enumerate() {
+            let queue = xsk.queue();
+            let fail_after = if i == 0 { self.fail_after_frames } else { None };
+            let published = Arc::new(Mutex::new(QueueStats { queue, ..QueueStats::default() }));
             let waker = shard.waker();
             let thread = {
-                let (state, published, grace) =
-                    (Arc::clone(&state), Arc::clone(&published), config.grace);
+                let (state, published, failure, grace) =
+                    (Arc::clone(&state), Arc::clone(&published), Arc::clone(&failure), self.grace);
                 std::thread::Builder::new()
-                    .name(format!("synshield-q{}", xsk.queue()))
-                    .spawn(move || run_shard(xsk, shard, &state, &published, grace))
+                    .name(format!("synshield-q{queue}"))
+                    .spawn(move || {
+                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            run_shard(xsk, shard, &state, &published, grace, fail_after);
+                        }));
+                        if state.load(Ordering::Acquire) == RUNNING {
+                            let why = match &ran {
+                                Err(p) => panic_message(p.as_ref()),
+                                Ok(()) => "it ended".to_owned(),
+                            };
+                            failure.report(queue, why);
+                        }
+                    })
                     .context("starting a shard thread")?
             };
             published_all.push(published);
             running.push(Queue { thread, waker });
         }
-        Ok(DataPath { queues: running, state, stats: StatsHandle(Arc::new(published_all)) })
+        Ok(DataPath {
+            queues: running,
+            state,
+            stats: StatsHandle(Arc::new(published_all)),
+            failure,
+        })
+    }
+}
+
+/// What a panic said.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
+/// A shard thread that stopped while it should run: which queue, and why.
+#[derive(Default)]
+pub struct Failure {
+    what: Mutex<Option<(u32, String)>>,
+    notify: tokio::sync::Notify,
+}
+
+impl Failure {
+    fn report(&self, queue: u32, why: String) {
+        tracing::error!(queue, why, "a shard thread stopped");
+        self.what.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert((queue, why));
+        self.notify.notify_one();
+    }
+
+    /// Waits until a shard stops; returns its queue and why.
+    pub async fn wait(&self) -> (u32, String) {
+        loop {
+            let notified = self.notify.notified();
+            if let Some(w) = self.what.lock().unwrap_or_else(PoisonError::into_inner).clone() {
+                return w;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl DataPath {
+    /// Reports a shard thread that stopped while it should run.
+    pub fn failure(&self) -> Arc<Failure> {
+        Arc::clone(&self.failure)
     }
 
     /// A handle on the queues' counters.
@@ -222,6 +304,7 @@ fn run_shard(
     state: &AtomicU8,
     published_stats: &Mutex<QueueStats>,
     grace: Duration,
+    fail_after_frames: Option<u64>,
 ) {
     let mut stop_deadline: Option<Instant> = None;
     let mut published = Instant::ZERO;
@@ -243,6 +326,10 @@ fn run_shard(
             stop_deadline = Some(now + grace);
         }
         let received = xsk.recv(RX_BATCH, |meta, frame| shard.handle_frame(now, meta, frame));
+        assert!(
+            fail_after_frames.is_none_or(|n| shard.stats().frames_in < n),
+            "the failure --test-fail-after-frames asked for"
+        );
         let forwarded = shard.handle_inbox(now, INBOX_BATCH);
         if shard.poll_timeout().is_some_and(|t| t <= now) {
             shard.handle_timeout(now);
