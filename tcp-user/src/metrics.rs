@@ -135,6 +135,8 @@ pub const METRICS: &[Metric] = &[
     counter("synshield_connections_closed_total", "Connections and TIME-WAIT records that ended, any reason.", |s| s.data.table.closed),
     counter("synshield_connections_reopened_total", "Tuples in TIME-WAIT reopened by a new handshake (RFC 6191).", |s| s.data.shard.reopened),
     counter("synshield_connections_refused_total", "New connections refused with RST because --max-conns were held.", |s| s.data.shard.refused_full),
+    counter("synshield_connections_refused_per_source_total", "New connections refused with RST because their source address held --max-conns-per-source.", |s| s.data.shard.refused_per_source),
+    counter("synshield_connections_admitted_late_total", "Connections admitted from a later segment because the frame of their third ACK was lost (a full AF_XDP ring).", |s| s.data.shard.admitted_late),
     counter("synshield_time_wait_entered_total", "Connections that became TIME-WAIT records.", |s| s.data.table.time_wait_entered),
     counter("synshield_frames_malformed_total", "Frames from AF_XDP that were not a whole TCP segment or failed its checksum.", |s| s.data.shard.frames_malformed),
     counter("synshield_frames_forwarded_total", "Frames handed to the shard (RX queue) that owns their connection.", |s| s.data.shard.frames_forwarded),

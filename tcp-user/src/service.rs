@@ -88,6 +88,13 @@ pub struct ServeArgs {
     /// Do not print the status line every second.
     #[arg(long)]
     pub quiet: bool,
+    /// Most open connections one source address may hold (default: no limit beyond
+    /// --max-conns); beyond it, its new connections are refused with RST.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns_per_source: Option<u32>,
+    /// Test only: seconds between walks of the flow map for orphan entries (30).
+    #[arg(long, hide = true)]
+    pub test_reconcile_every: Option<u64>,
     /// Test only: the first shard panics after this many frames (how a failed data path
     /// ends the process is tested with it).
     #[arg(long, hide = true)]
@@ -145,6 +152,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             xsk: XskConfig { mode: args.xsk_mode, ..XskConfig::default() },
             grace: tcp_engine::Duration::from_secs(args.grace),
             max_conns: args.max_conns,
+            max_conns_per_source: args.max_conns_per_source,
+            reconcile_every: Duration::from_secs(args.test_reconcile_every.unwrap_or(30)),
             fail_after_frames: args.test_fail_after_frames,
         },
     )?;

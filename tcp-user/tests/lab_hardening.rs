@@ -21,8 +21,16 @@ fn lab() -> Lab {
 
 fn serve_args(extra: &[&'static str]) -> Vec<&'static str> {
     let mut args = vec![
-        "serve", "--iface", SHIELD_IF, "--port", "7", "--xdp-mode", "native", "--quiet",
-        "--metrics", METRICS,
+        "serve",
+        "--iface",
+        SHIELD_IF,
+        "--port",
+        "7",
+        "--xdp-mode",
+        "native",
+        "--quiet",
+        "--metrics",
+        METRICS,
     ];
     args.extend(extra);
     args
@@ -150,4 +158,65 @@ fn kill_9_leaves_no_xdp_program_and_a_restart_works_at_once() {
         })
         .unwrap();
     assert_eq!(&echoed, b"again");
+}
+
+/// The id of the map named `name` that process `pid` holds (found through its descriptors:
+/// parallel tests each run their own synshield with its own maps).
+fn map_id_of(pid: u32, name: &str) -> u32 {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let info = std::fs::read_to_string(fd.unwrap().path()).unwrap_or_default();
+        let Some(id) = info.lines().find_map(|l| l.strip_prefix("map_id:")) else { continue };
+        let id: u32 = id.trim().parse().unwrap();
+        let shown = std::process::Command::new("bpftool")
+            .args(["map", "show", "id", &id.to_string()])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&shown.stdout).contains(&format!(" name {name} ")) {
+            return id;
+        }
+    }
+    panic!("process {pid} holds no map named {name}");
+}
+
+fn hex_args(bytes: &[u8]) -> Vec<String> {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn an_orphan_flow_entry_is_removed_by_the_reconciler() {
+    let lab = lab();
+    let s = Synshield::start(&lab.shield, &serve_args(&["--test-reconcile-every", "1"]));
+    let id = map_id_of(s.child.id(), "SYNSHIELD_FLOWS").to_string();
+    // An entry no connection owns and no frame will ever reach again: as if a client's
+    // third ACK had been lost on its way to userspace and the client vanished.
+    let mut key = Vec::new();
+    key.extend([0u8; 10].iter().chain(&[0xff, 0xff, 198, 18, 0, 99])); // 198.18.0.99
+    key.extend([0u8; 10].iter().chain(&[0xff, 0xff, 198, 18, 0, 2])); // 198.18.0.2
+    key.extend(40_000u16.to_ne_bytes());
+    key.extend(PORT.to_ne_bytes());
+    let mut value = vec![0u8; 28];
+    value[24..26].copy_from_slice(&1460u16.to_ne_bytes());
+    let mut update = vec![
+        "map".to_owned(),
+        "update".into(),
+        "id".into(),
+        id.clone(),
+        "key".into(),
+        "hex".into(),
+    ];
+    update.extend(hex_args(&key));
+    update.extend(["value".into(), "hex".into()]);
+    update.extend(hex_args(&value));
+    let out = std::process::Command::new("bpftool").args(&update).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lookup = |id: &str| {
+        let mut args = vec!["map".to_owned(), "lookup".into(), "id".into(), id.to_owned()];
+        args.extend(["key".into(), "hex".into()]);
+        args.extend(hex_args(&key));
+        std::process::Command::new("bpftool").args(&args).output().unwrap().status.success()
+    };
+    assert!(lookup(&id), "the entry is in the map");
+    // Two scans a second apart: gone, and counted.
+    wait_metric(&lab, "synshield_flow_orphans_removed_total", 1);
+    assert!(!lookup(&id), "the orphan entry was removed");
 }

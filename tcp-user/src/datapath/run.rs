@@ -21,10 +21,16 @@ use std::thread::JoinHandle;
 use anyhow::{Context as _, Result};
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, MapData, XskMap};
+use std::collections::HashMap;
+
+use tcp_common::{FlowKey, FlowValue};
 use tcp_engine::{ConnectionTable, Duration, Instant, TableStats};
 
 use super::flows::XdpFlowMap;
+use super::inbox::InboxSender;
+use super::limit::SourceLimit;
 use super::poller::WakeFd;
+use super::reconcile::Reconciler;
 use super::shard::{Shard, ShardStats};
 use crate::app::App;
 use crate::xsk::{XskConfig, XskSocket};
@@ -57,6 +63,10 @@ pub struct DataPathConfig {
     /// Most connections held at once (all queues together, split evenly); beyond it new
     /// ones are refused with RST.
     pub max_conns: usize,
+    /// How often the flow map is walked for entries without a connection.
+    pub reconcile_every: std::time::Duration,
+    /// Most open connections one source address may hold (all shards together).
+    pub max_conns_per_source: Option<u32>,
     /// Test only: the first shard panics after this many frames.
     pub fail_after_frames: Option<u64>,
 }
@@ -85,6 +95,7 @@ pub struct DataPath {
     state: Arc<AtomicU8>,
     stats: StatsHandle,
     failure: Arc<Failure>,
+    reconciler: Reconciler,
 }
 
 /// The counters every shard publishes (four times a second), readable from anywhere.
@@ -136,6 +147,9 @@ pub fn rx_queues(iface: &str) -> Result<Vec<u32>> {
 /// privileges is done, and the threads start after they are dropped.
 pub struct OpenDataPath {
     shards: Vec<(XskSocket, Shard<XdpFlowMap>)>,
+    /// The reconciler's own map handle and the shards' inboxes.
+    reconcile: (BpfHashMap<MapData, FlowKey, FlowValue>, HashMap<u32, InboxSender>),
+    reconcile_every: std::time::Duration,
     grace: Duration,
     fail_after_frames: Option<u64>,
 }
@@ -174,15 +188,22 @@ impl OpenDataPath {
             inboxes.push((q, inbox));
             shards.push((xsk, shard));
         }
+        let source_limit = config.max_conns_per_source.map(|n| Arc::new(SourceLimit::new(n)));
         for (xsk, shard) in &mut shards {
+            if let Some(l) = &source_limit {
+                shard.set_source_limit(Arc::clone(l));
+            }
             for (q, inbox) in &inboxes {
                 if *q != xsk.queue() {
                     shard.add_peer(*q, inbox.clone());
                 }
             }
         }
+        let map = BpfHashMap::try_from(crate::loader::map_handle(ebpf, tcp_common::maps::FLOWS)?)?;
         Ok(OpenDataPath {
             shards,
+            reconcile: (map, inboxes.into_iter().collect()),
+            reconcile_every: config.reconcile_every,
             grace: config.grace,
             fail_after_frames: config.fail_after_frames,
         })
@@ -222,11 +243,15 @@ impl OpenDataPath {
             published_all.push(published);
             running.push(Queue { thread, waker });
         }
+        let (map, owners) = self.reconcile;
+        let reconciler = Reconciler::start(map, owners, self.reconcile_every)
+            .context("starting the flow-map reconciler")?;
         Ok(DataPath {
             queues: running,
             state,
             stats: StatsHandle(Arc::new(published_all)),
             failure,
+            reconciler,
         })
     }
 }
@@ -279,6 +304,7 @@ impl DataPath {
     /// Graceful stop: every connection gets a FIN; those not finished within the grace
     /// period are reset. Returns when every shard thread has ended.
     pub fn stop(self) {
+        self.reconciler.stop();
         self.state.store(GRACEFUL, Ordering::Release);
         for q in &self.queues {
             q.waker.wake();
