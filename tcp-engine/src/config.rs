@@ -61,7 +61,8 @@ pub struct Config {
     /// After `close()`, how long FIN-WAIT-2 may last without the peer's FIN (Linux
     /// `tcp_fin_timeout`, 60 s).
     pub fin_wait_2_timeout: Duration,
-    /// Nagle's algorithm (RFC 9293 section 3.7.4).
+    /// Nagle's algorithm (RFC 9293 section 3.7.4), in Minshall's variant as Linux: the
+    /// default of every connection, which [`crate::Connection::set_nodelay`] changes.
     pub nagle: bool,
     /// Longest an ACK for in-order data is delayed (RFC 9293 section 3.8.6.3: under 500 ms).
     pub delayed_ack: Duration,

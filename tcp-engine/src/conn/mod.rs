@@ -103,6 +103,10 @@ pub enum Event {
     Connected,
     /// New in-order data can be read.
     Readable,
+    /// The peer's urgent pointer arrived or advanced (RFC 9293 section 3.8.5, MUST-32): urgent
+    /// data lies ahead in the stream. It is delivered inline, in order, like all data;
+    /// [`Connection::urgent_remaining`] says how much of what is unread is urgent (MUST-33).
+    Urgent,
     /// Send buffer space opened after a short `send`.
     Writable,
     /// The peer sent FIN: it will send no more (half-close); we may still send.
@@ -208,6 +212,9 @@ pub struct ConnStats {
     pub fast_retransmits: u64,
     /// Challenge ACKs sent (RFC 5961).
     pub challenge_acks: u64,
+    /// ACKs not sent to unacceptable segments without data, held back by the rate limit of
+    /// RFC 5961 section 7 (out of window, PAWS, ACK of unsent data).
+    pub acks_rate_limited: u64,
     /// Segments dropped as unacceptable, out of window or invalid for the state.
     pub dropped: u64,
     /// Segments that arrived out of order.
@@ -228,6 +235,7 @@ impl ConnStats {
         self.timeouts += other.timeouts;
         self.fast_retransmits += other.fast_retransmits;
         self.challenge_acks += other.challenge_acks;
+        self.acks_rate_limited += other.acks_rate_limited;
         self.dropped += other.dropped;
         self.out_of_order += other.out_of_order;
         self.bytes_copied += other.bytes_copied;
@@ -245,6 +253,7 @@ impl ConnStats {
         self.timeouts += grew(before.timeouts, after.timeouts);
         self.fast_retransmits += grew(before.fast_retransmits, after.fast_retransmits);
         self.challenge_acks += grew(before.challenge_acks, after.challenge_acks);
+        self.acks_rate_limited += grew(before.acks_rate_limited, after.acks_rate_limited);
         self.dropped += grew(before.dropped, after.dropped);
         self.out_of_order += grew(before.out_of_order, after.out_of_order);
         self.bytes_copied += grew(before.bytes_copied, after.bytes_copied);
@@ -274,6 +283,8 @@ impl ConnFlags {
     const FIN_RECEIVED: u16 = 1 << 7;
     /// Window scaling was negotiated.
     const WSCALE: u16 = 1 << 8;
+    /// Nagle's algorithm is off for this connection (`TCP_NODELAY`).
+    const NODELAY: u16 = 1 << 9;
 
     fn has(self, bit: u16) -> bool {
         self.0 & bit != 0
@@ -303,6 +314,7 @@ mod pending {
     pub const PEER_CLOSED: u8 = 1 << 3;
     /// `close_reason` is set and not yet reported.
     pub const CLOSED: u8 = 1 << 4;
+    pub const URGENT: u8 = 1 << 5;
 }
 
 /// Our timestamp clock and the peer's latest (RFC 7323 section 4.3 and 5.3).
@@ -310,7 +322,13 @@ mod pending {
 struct Timestamps {
     recent: u32,
     offset: u32,
+    /// When `recent` was last set: it is invalid after 24 days (RFC 7323 section 5.5).
+    recent_at: Instant,
 }
+
+/// RFC 7323 section 5.5: TS.Recent of a connection idle this long is no longer valid
+/// (Linux `TCP_PAWS_24DAYS`).
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 60 * 60);
 
 /// A TCP connection.
 #[derive(Debug)]
@@ -350,8 +368,17 @@ pub struct Connection {
     recv: RecvBuffer,
     /// Sequence number of a FIN that arrived before all data preceding it.
     fin_at: Option<SeqNumber>,
-    /// Full-sized segments received since our last ACK (delayed ACK).
+    /// Estimate of the peer's segment size: the largest payload it sent, at most our MSS
+    /// (Linux `icsk_ack.rcv_mss`).
+    rcv_mss: u16,
+    /// Segments of at least `rcv_mss` received since our last ACK (delayed ACK).
     unacked_segments: u8,
+    /// The peer's urgent pointer (RCV.UP of RFC 9293), while urgent data lies ahead.
+    rcv_up: Option<SeqNumber>,
+    /// Our urgent pointer (SND.UP): the byte after the last urgent one, until acknowledged.
+    snd_up: Option<SeqNumber>,
+    /// End of the last segment sent shorter than a full one (Minshall's `snd_sml`).
+    snd_sml: SeqNumber,
     ts: Option<Timestamps>,
 
     // Loss recovery.
@@ -378,8 +405,10 @@ pub struct Connection {
     keepalive_probes: u8,
     /// Last time data moved either way (idle timeout).
     last_activity: Instant,
-    /// When the last challenge ACK went out (RFC 5961 section 7 rate limit).
-    last_challenge_ack: Option<Instant>,
+    /// When the last ACK answering an unacceptable segment went out: challenge ACKs, and
+    /// ACKs of out-of-window segments, of PAWS failures and of unsent data share one limit
+    /// (RFC 5961 section 7; Linux `last_oow_ack_time`).
+    last_oow_ack: Option<Instant>,
     stats: ConnStats,
 }
 
@@ -436,10 +465,14 @@ impl Connection {
         state: State,
     ) -> Connection {
         let send_mss = config.mss;
+        let mut flags = ConnFlags::default();
+        if !config.nagle {
+            flags.set(ConnFlags::NODELAY);
+        }
         Connection {
             tuple,
             state,
-            flags: ConnFlags::default(),
+            flags,
             events: 0,
             close_reason: None,
             iss,
@@ -461,7 +494,11 @@ impl Connection {
             last_ack_sent: SeqNumber::new(0),
             recv: RecvBuffer::new(config.recv_buffer_size),
             fin_at: None,
+            rcv_mss: config.mss.min(536),
             unacked_segments: 0,
+            rcv_up: None,
+            snd_up: None,
+            snd_sml: iss,
             ts: None,
             rtt: RttEstimator::new(config.rto_initial),
             rtt_probe: None,
@@ -476,7 +513,7 @@ impl Connection {
             timers: TimerTable::new(),
             keepalive_probes: 0,
             last_activity: now,
-            last_challenge_ack: None,
+            last_oow_ack: None,
             stats: ConnStats::default(),
             config,
         }
@@ -493,7 +530,7 @@ impl Connection {
     ) -> Connection {
         let mut conn = Connection::new(now, tuple, iss, config, State::SynSent);
         if conn.config.timestamps {
-            conn.ts = Some(Timestamps { recent: 0, offset: iss.raw() });
+            conn.ts = Some(Timestamps { recent: 0, offset: iss.raw(), recent_at: now });
         }
         conn.rcv_shift = conn.config.window_scale.min(14);
         conn
@@ -523,8 +560,11 @@ impl Connection {
         let h = handshake;
         let mut conn = Connection::new(now, h.tuple, h.iss, config, State::Established);
         conn.negotiate(h.peer_mss, h.peer_wscale, h.our_wscale, h.sack_permitted);
-        conn.ts =
-            h.timestamps.map(|t| Timestamps { recent: t.ts_recent, offset: t.our_tsval_offset });
+        conn.ts = h.timestamps.map(|t| Timestamps {
+            recent: t.ts_recent,
+            offset: t.our_tsval_offset,
+            recent_at: now,
+        });
         conn.irs = h.irs;
         conn.rcv_nxt = h.irs + 1;
         conn.last_ack_sent = conn.rcv_nxt;
@@ -645,7 +685,7 @@ impl Connection {
                 .timers
                 .deadline(Timer::Linger)
                 .unwrap_or_else(|| now + self.config.time_wait()),
-            last_ack: self.last_challenge_ack,
+            last_ack: self.last_oow_ack,
             rcv_nxt: self.rcv_nxt,
             snd_nxt: self.snd_max,
             ts_recent: self.ts.map_or(0, |ts| ts.recent),
@@ -666,6 +706,7 @@ impl Connection {
         let order = [
             (pending::CONNECTED, Event::Connected),
             (pending::READABLE, Event::Readable),
+            (pending::URGENT, Event::Urgent),
             (pending::WRITABLE, Event::Writable),
             (pending::PEER_CLOSED, Event::PeerClosed),
         ];
@@ -720,6 +761,47 @@ impl Connection {
         let n = fill(spare).min(room);
         self.send.commit(n);
         Ok(n)
+    }
+
+    /// Queues urgent data (RFC 9293 section 3.8.5): like [`Connection::send`], and the urgent
+    /// pointer moves to the byte after the last one taken (MUST-31). Segments up to it carry
+    /// URG; the data goes out at once, whatever Nagle's algorithm would say.
+    pub fn send_urgent(&mut self, data: &[u8]) -> Result<usize, SendError> {
+        let n = self.send(data)?;
+        if n > 0 {
+            self.snd_up = Some(self.send.end());
+        }
+        Ok(n)
+    }
+
+    /// How many of the bytes not yet read are urgent: up to the peer's urgent pointer
+    /// (RFC 9293 MUST-33). The bytes are read in order with the rest; zero once the
+    /// application has read past the pointer.
+    #[must_use]
+    pub fn urgent_remaining(&self) -> usize {
+        self.rcv_up.map_or(0, |up| up.saturating_sub(self.read_seq()))
+    }
+
+    /// Turns Nagle's algorithm off (`true`: small segments go out at once, as
+    /// `TCP_NODELAY`) or on. The default is [`Config::nagle`]'s opposite.
+    ///
+    /// With Nagle on, this engine follows Minshall's variant as Linux does
+    /// (`tcp_minshall_check`): a segment shorter than a full one waits only while an earlier
+    /// short segment is unacknowledged, so the tail of each write goes out at once and only
+    /// a stream of small writes is coalesced. An interactive application, a proxy or a
+    /// request/response protocol that writes whole messages wants no delay at all.
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        if nodelay {
+            self.flags.set(ConnFlags::NODELAY);
+        } else {
+            self.flags.clear(ConnFlags::NODELAY);
+        }
+    }
+
+    /// Whether Nagle's algorithm is off for this connection.
+    #[must_use]
+    pub fn nodelay(&self) -> bool {
+        self.flags.has(ConnFlags::NODELAY)
     }
 
     fn check_may_send(&self) -> Result<(), SendError> {
@@ -965,7 +1047,8 @@ impl Connection {
             let mss = repr.max_seg_size.unwrap_or_else(|| default_mss(&self.tuple));
             self.negotiate(mss, repr.window_scale, ours, self.config.sack && repr.sack_permitted);
             if let (true, Some(ts)) = (self.config.timestamps, repr.timestamp) {
-                self.ts = Some(Timestamps { recent: ts.tsval, offset: self.iss.raw() });
+                self.ts =
+                    Some(Timestamps { recent: ts.tsval, offset: self.iss.raw(), recent_at: now });
             }
             // RFC 7323 section 2.2: the window of a SYN is never scaled.
             self.snd_wnd = u32::from(repr.window_len);
@@ -1015,7 +1098,9 @@ impl Connection {
         let ours = Some(self.rcv_shift);
         self.negotiate(mss, repr.window_scale, ours, self.config.sack && repr.sack_permitted);
         self.ts = match (self.ts, repr.timestamp) {
-            (Some(ts), Some(theirs)) => Some(Timestamps { recent: theirs.tsval, ..ts }),
+            (Some(ts), Some(theirs)) => {
+                Some(Timestamps { recent: theirs.tsval, recent_at: now, ..ts })
+            }
             _ => None,
         };
         self.rcv_adv = self.rcv_nxt + self.recv.free().min(usize::from(u16::MAX));
@@ -1086,10 +1171,19 @@ impl Connection {
             repr.seq_number.in_range(self.rcv_nxt, self.rcv_adv)
                 || last.in_range(self.rcv_nxt, self.rcv_adv)
         };
-        // RFC 7323 section 5.3: PAWS rejects old timestamps (never a RST).
+        // RFC 7323 section 3.2: once timestamps are in use, a segment without one is
+        // silently dropped, except a RST, which is processed regardless.
+        if self.ts.is_some() && repr.timestamp.is_none() && !repr.flags.rst() {
+            self.stats.dropped += 1;
+            return;
+        }
+        // RFC 7323 section 5.3: PAWS rejects old timestamps (never a RST), unless TS.Recent
+        // is older than 24 days and so no longer valid (section 5.5; Linux tcp_paws_check).
         let paws_reject = match (self.ts, repr.timestamp) {
             (Some(ts), Some(theirs)) => {
-                !repr.flags.rst() && theirs.tsval.wrapping_sub(ts.recent).cast_signed() < 0
+                !repr.flags.rst()
+                    && theirs.tsval.wrapping_sub(ts.recent).cast_signed() < 0
+                    && now.saturating_duration_since(ts.recent_at) <= PAWS_IDLE
             }
             _ => false,
         };
@@ -1105,7 +1199,7 @@ impl Connection {
             if self.state == State::TimeWait && fin {
                 self.timers.set(Timer::Linger, now + self.config.time_wait());
             }
-            self.flags.set(ConnFlags::ACK_NOW);
+            self.send_oow_ack(now, seg_len > 0 && !repr.flags.syn());
             // A zero window still takes ACKs: process the ACK field, drop the text.
             let zero_window_ack = rcv_wnd == 0 && repr.seq_number == self.rcv_nxt && !paws_reject;
             if !zero_window_ack {
@@ -1164,17 +1258,18 @@ impl Connection {
                 return;
             }
         }
-        // RFC 5961 section 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
+        // RFC 5961 section 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT]; one
+        // of unsent data is answered with an ACK (rate-limited, section 7) and dropped.
         if ack > self.snd_max {
-            self.flags.set(ConnFlags::ACK_NOW);
             self.stats.dropped += 1;
+            self.send_oow_ack(now, seg_len > 0);
             return;
         }
         if ack < self.snd_una - self.max_snd_wnd as usize {
             self.send_challenge_ack(now);
             return;
         }
-        self.update_ts_recent(repr, seg_len);
+        self.update_ts_recent(now, repr, seg_len);
         self.keepalive_heard(now);
         self.process_ack(now, repr, ack, payload.is_empty() && !fin);
 
@@ -1196,6 +1291,13 @@ impl Connection {
                 return;
             }
             _ => {}
+        }
+
+        // Sixth: the urgent pointer (RFC 9293 section 3.10.7.4): RCV.UP <- max(RCV.UP,
+        // SEG.UP), and the application learns of every advance (MUST-32). The data itself
+        // stays inline (RFC 6093 section 3), so none of it is ever lost.
+        if repr.flags.contains(Flags::URG) && self.state.may_receive() {
+            self.receive_urgent_pointer(repr.seq_number + usize::from(repr.urgent_at));
         }
 
         // Seventh: segment text; eighth: FIN.
@@ -1290,9 +1392,15 @@ impl Connection {
     }
 
     /// Delayed ACK (RFC 9293 section 3.8.6.3): at least every second full segment, and
-    /// within the delayed-ACK timeout.
+    /// within the delayed-ACK timeout. "Full" is measured against the peer's segment size
+    /// as seen so far, as Linux does (`tcp_measure_rcv_mss` for the estimate,
+    /// `__tcp_ack_snd_check` for the rule), not against our MSS: segments a little short of
+    /// it (the peer's options, a smaller path MTU) count as full ones.
     fn schedule_ack(&mut self, now: Instant, len: usize) {
-        if len >= self.payload_mss() {
+        if len > usize::from(self.rcv_mss) {
+            self.rcv_mss = u16::try_from(len).unwrap_or(u16::MAX).min(self.config.mss);
+        }
+        if len >= usize::from(self.rcv_mss) {
             self.unacked_segments = self.unacked_segments.saturating_add(1);
         }
         if self.unacked_segments >= 2 || self.config.delayed_ack == Duration::ZERO {
@@ -1307,22 +1415,60 @@ impl Connection {
     /// ACK each.
     fn send_challenge_ack(&mut self, now: Instant) {
         self.stats.dropped += 1;
-        let interval = self.config.challenge_ack_interval;
-        if self.last_challenge_ack.is_some_and(|t| now.saturating_duration_since(t) < interval) {
-            return;
+        if self.oow_ack_allowed(now) {
+            self.stats.challenge_acks += 1;
+            self.flags.set(ConnFlags::ACK_NOW);
         }
-        self.last_challenge_ack = Some(now);
-        self.stats.challenge_acks += 1;
-        self.flags.set(ConnFlags::ACK_NOW);
+    }
+
+    /// Answers an out-of-window segment, a PAWS failure or an ACK of unsent data with an
+    /// ACK (RFC 9293 section 3.10.7.4, RFC 7323 section 5.3, RFC 5961 section 5.2). One
+    /// without data shares the challenge-ACK limit (RFC 5961 section 7), as Linux's
+    /// `tcp_oow_rate_limited`: two endpoints that disagree about the window would otherwise
+    /// ACK each other's ACKs forever, and a spoofer could have us reflect one ACK per
+    /// packet. One with data is always answered: it is likely a retransmission whose ACK was
+    /// lost, and data is not part of an ACK loop.
+    fn send_oow_ack(&mut self, now: Instant, has_data: bool) {
+        if has_data || self.oow_ack_allowed(now) {
+            self.flags.set(ConnFlags::ACK_NOW);
+        } else {
+            self.stats.acks_rate_limited += 1;
+        }
+    }
+
+    /// Whether an ACK to an unacceptable segment may go out now, and if so records it.
+    fn oow_ack_allowed(&mut self, now: Instant) -> bool {
+        let interval = self.config.challenge_ack_interval;
+        if self.last_oow_ack.is_some_and(|t| now.saturating_duration_since(t) < interval) {
+            return false;
+        }
+        self.last_oow_ack = Some(now);
+        true
+    }
+
+    /// RFC 9293 section 3.10.7.4, sixth step: the urgent pointer `up` arrived.
+    fn receive_urgent_pointer(&mut self, up: SeqNumber) {
+        let advanced = self.rcv_up.is_none_or(|old| up > old);
+        if advanced && up > self.read_seq() {
+            self.rcv_up = Some(up);
+            self.events |= pending::URGENT;
+        }
+    }
+
+    /// Sequence number of the next byte the application reads.
+    fn read_seq(&self) -> SeqNumber {
+        let fin = usize::from(self.flags.has(ConnFlags::FIN_RECEIVED));
+        self.rcv_nxt - (self.recv.readable_len() + fin)
     }
 
     /// RFC 7323 section 4.3: remember the peer's TSval when the segment covers
     /// `Last.ACK.sent`.
-    fn update_ts_recent(&mut self, repr: &TcpRepr, seg_len: usize) {
+    fn update_ts_recent(&mut self, now: Instant, repr: &TcpRepr, seg_len: usize) {
         if let (Some(ts), Some(theirs)) = (self.ts.as_mut(), repr.timestamp) {
             let end = repr.seq_number + seg_len;
             if repr.seq_number <= self.last_ack_sent && self.last_ack_sent <= end {
                 ts.recent = theirs.tsval;
+                ts.recent_at = now;
             }
         }
     }
@@ -1380,6 +1526,9 @@ impl Connection {
                 self.snd_nxt = ack;
             }
             let freed = self.send.acknowledge(ack);
+            if self.snd_up.is_some_and(|up| ack >= up) {
+                self.snd_up = None;
+            }
             self.scoreboard.retain(|&(_, right)| right > ack);
             if let Some(first) = self.scoreboard.first_mut() {
                 first.0 = first.0.max(ack);

@@ -1100,3 +1100,218 @@ fn idle_timeout_resets() {
     assert_eq!(f.sent_one().repr.flags, Flags::RST);
     assert_eq!(f.events(), [Event::Readable, Event::Closed(CloseReason::IdleTimeout)]);
 }
+
+// ---------------------------------------------------------------- issue 9: the audit's RFC gaps
+
+use crate::wire::EmitSegment as _;
+use crate::wire::HEADER_LEN;
+
+/// A connection with SACK and timestamps, as Linux negotiates them.
+fn established_sack_ts() -> Fixture {
+    let mut hs = handshake();
+    hs.sack_permitted = true;
+    hs.timestamps = Some(TsInfo { ts_recent: 1, our_tsval_offset: 0 });
+    let config = Config { sack: true, timestamps: true, ..config() };
+    let mut f = fixture(Connection::from_cookie(Instant::ZERO, &hs, Arc::new(config)));
+    f.recv(with_ts(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), 1), &[]);
+    assert_eq!(f.events(), [Event::Connected]);
+    f
+}
+
+/// `repr` with the peer's timestamp `tsval` (echoing 0).
+fn with_ts(repr: TcpRepr, tsval: u32) -> TcpRepr {
+    TcpRepr { timestamp: Some(TcpTimestamp { tsval, tsecr: 0 }), ..repr }
+}
+
+#[test]
+fn data_segments_carrying_sack_blocks_stay_within_the_mss() {
+    // Item 1, RFC 9293 section 3.7.1: the payload is the send MSS minus the options the
+    // segment actually carries. Three holes in our receive queue: our data segments carry
+    // the timestamp and three SACK blocks (40 option bytes), so 1420 bytes of payload.
+    let mut f = established_sack_ts();
+    for i in 0..3 {
+        f.recv(with_ts(from_peer(IRS + 101 + 200 * i, Some(ISS + 1), Flags::NONE), 2), b"x");
+    }
+    f.sent();
+    f.conn.send(&[7u8; 3 * 1460]).expect("send");
+    let segs = f.sent();
+    for s in &segs {
+        assert_eq!(s.repr.sack_ranges.len(), 3, "{:?}", s.repr);
+        let options = s.repr.header_len() - HEADER_LEN;
+        assert!(options + s.payload.len() <= 1460, "{options} + {} > MSS", s.payload.len());
+    }
+    assert_eq!(segs[0].payload.len(), 1420);
+    assert_eq!(segs.iter().map(|s| s.payload.len()).sum::<usize>(), 3 * 1460);
+}
+
+#[test]
+fn out_of_window_acks_are_rate_limited() {
+    // Item 9, RFC 5961 section 7 (Linux tcp_oow_rate_limited, tcp_invalid_ratelimit): a burst
+    // of out-of-window segments without data draws one ACK per interval, not one each.
+    let mut f = established();
+    f.at(1_000);
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        f.recv(from_peer(IRS + 100_000, Some(ISS + 1), Flags::NONE), &[]);
+        answers.extend(f.sent());
+    }
+    assert_eq!(answers.len(), 1, "{answers:#?}");
+    assert_eq!(answers[0].repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+    f.at(1_499).recv(from_peer(IRS + 100_000, Some(ISS + 1), Flags::NONE), &[]);
+    f.sent_nothing();
+    f.at(1_500).recv(from_peer(IRS + 100_000, Some(ISS + 1), Flags::NONE), &[]);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+    // Data is never limited: it may be a retransmission whose ACK was lost (Linux exempts it
+    // too: data segments are not part of an ACK loop).
+    f.recv(from_peer(IRS - 10, Some(ISS + 1), Flags::NONE), b"old");
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+}
+
+#[test]
+fn acks_of_unsent_data_are_rate_limited() {
+    // Item 9, RFC 5961 section 5.2 and 7: SEG.ACK > SND.NXT is answered with an ACK, at most
+    // one per interval.
+    let mut f = established();
+    f.at(1_000);
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        f.recv(from_peer(IRS + 1, Some(ISS + 500), Flags::NONE), &[]);
+        answers.extend(f.sent());
+    }
+    assert_eq!(answers.len(), 1, "{answers:#?}");
+    assert_eq!(answers[0].repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+    f.at(1_500).recv(from_peer(IRS + 1, Some(ISS + 500), Flags::NONE), &[]);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+}
+
+#[test]
+fn delayed_ack_acks_every_second_segment_just_below_the_mss() {
+    // Item 10, as Linux's __tcp_ack_snd_check: ACK at once when more than one segment of the
+    // peer's (estimated) MSS is unacknowledged, whatever its exact size.
+    let mut f = established();
+    let seg = [7u8; 1400];
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &seg);
+    f.sent_nothing();
+    f.recv(from_peer(IRS + 1 + 1400, Some(ISS + 1), Flags::NONE), &seg);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1 + 2800, Flags::NONE));
+    // Small (interactive) segments still wait for the delayed-ACK timer.
+    f.at(100).recv(from_peer(IRS + 2801, Some(ISS + 1), Flags::NONE), b"ab");
+    f.recv(from_peer(IRS + 2803, Some(ISS + 1), Flags::NONE), b"cd");
+    f.sent_nothing();
+    f.fire(140);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 2805, Flags::NONE));
+}
+
+#[test]
+fn nagle_minshall_sends_the_tail_of_a_write_at_once() {
+    // Item 11, Minshall's variant as Linux (tcp_minshall_check): a small segment waits only
+    // while an earlier small segment is unacknowledged, not behind full-sized ones. Echoing
+    // 2800 bytes sends both segments at once.
+    let mut f = established();
+    f.conn.send(&[1u8; 2800]).expect("send");
+    let lens: Vec<usize> = f.sent().iter().map(|s| s.payload.len()).collect();
+    assert_eq!(lens, [1460, 1340]);
+    // A second small write waits for the first small segment's ACK.
+    f.conn.send(b"more").expect("send");
+    f.sent_nothing();
+    f.recv(from_peer(IRS + 1, Some(ISS + 1 + 1460), Flags::NONE), &[]);
+    f.sent_nothing();
+    f.recv(from_peer(IRS + 1, Some(ISS + 1 + 2800), Flags::NONE), &[]);
+    assert_eq!(f.sent_one().payload, b"more");
+}
+
+#[test]
+fn paws_drops_segments_without_a_timestamp() {
+    // Item 13, RFC 7323 section 3.2: once timestamps are negotiated, a non-RST segment
+    // without one is silently dropped; a RST is processed regardless.
+    let mut f = established_sack_ts();
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::PSH), b"no timestamp");
+    f.sent_nothing();
+    assert_eq!(f.conn.recv_queue_len(), 0);
+    assert!(f.events().is_empty());
+    f.recv(from_peer(IRS + 1, None, Flags::RST), &[]);
+    assert_eq!(f.events(), [Event::Closed(CloseReason::Reset)]);
+}
+
+#[test]
+fn paws_forgets_ts_recent_after_24_days_idle() {
+    // Item 13, RFC 7323 section 5.5: after more than 24 days idle TS.Recent is invalid, so a
+    // timestamp that looks old is accepted (the peer's clock may have wrapped).
+    let ka = KeepaliveConfig { enabled: false, ..KeepaliveConfig::default() };
+    let mut hs = handshake();
+    hs.timestamps = Some(TsInfo { ts_recent: 1_000_000, our_tsval_offset: 0 });
+    let config = Config { timestamps: true, keepalive: ka, ..config() };
+    let mut f = fixture(Connection::from_cookie(Instant::ZERO, &hs, Arc::new(config)));
+    let _ = f.events();
+    let day = 24 * 3600 * 1000;
+    // One day idle: still PAWS-rejected (and answered with an ACK).
+    f.at(day).recv(with_ts(from_peer(IRS + 1, Some(ISS + 1), Flags::PSH), 5), b"old?");
+    assert_eq!(f.sent_one().repr.ack_number, Some(seq(IRS + 1)));
+    assert_eq!(f.conn.recv_queue_len(), 0);
+    // 25 days idle: accepted, and the timestamp becomes TS.Recent.
+    f.at(25 * day).recv(with_ts(from_peer(IRS + 1, Some(ISS + 1), Flags::PSH), 5), b"new");
+    assert_eq!(f.read_all(), b"new");
+    f.at(25 * day + 1).recv(with_ts(from_peer(IRS + 4, Some(ISS + 1), Flags::PSH), 6), b"!");
+    assert_eq!(f.read_all(), b"!");
+}
+
+#[test]
+fn nodelay_sends_every_small_segment_at_once() {
+    // Item 11: per connection, from the configured default.
+    let mut f = established();
+    assert!(!f.conn.nodelay(), "Config::nagle is on by default");
+    f.conn.set_nodelay(true);
+    f.conn.send(b"a").expect("send");
+    assert_eq!(f.sent_one().payload, b"a");
+    f.conn.send(b"b").expect("send");
+    assert_eq!(f.sent_one().payload, b"b");
+    let f = established_with(Config { nagle: false, ..config() });
+    assert!(f.conn.nodelay());
+}
+
+#[test]
+fn urgent_data_is_reported_and_stays_inline() {
+    // Item 14, RFC 9293 section 3.8.5: the urgent pointer is reported when it arrives and
+    // whenever it advances (MUST-32), the application learns how much urgent data is left
+    // (MUST-33), and the urgent bytes are delivered in order, none lost (RFC 6093).
+    let mut f = established();
+    let urg = |seq_n, at| TcpRepr {
+        urgent_at: at,
+        ..from_peer(seq_n, Some(ISS + 1), Flags::URG | Flags::PSH)
+    };
+    f.recv(urg(IRS + 1, 3), b"abcdef");
+    assert_eq!(f.events(), [Event::Readable, Event::Urgent]);
+    assert_eq!(f.conn.urgent_remaining(), 3);
+    let mut two = [0u8; 2];
+    assert_eq!(f.conn.recv(&mut two), Ok(2));
+    assert_eq!(f.conn.urgent_remaining(), 1);
+    assert_eq!(f.read_all(), b"cdef");
+    assert_eq!(f.conn.urgent_remaining(), 0);
+    // The same pointer again is no news; one beyond the data received so far (MUST-30:
+    // urgent data of any length) is.
+    f.recv(urg(IRS + 7, 0), b"g");
+    assert_eq!(f.events(), [Event::Readable]);
+    f.recv(urg(IRS + 8, 1000), b"h");
+    assert_eq!(f.events(), [Event::Readable, Event::Urgent]);
+    assert_eq!(f.conn.urgent_remaining(), 1001, "from the unread g on");
+    assert_eq!(f.read_all(), b"gh");
+    assert_eq!(f.conn.urgent_remaining(), 999);
+}
+
+#[test]
+fn send_urgent_marks_segments_up_to_the_pointer() {
+    // Item 14, MUST-31: the pointer names the byte after the urgent data; urgent data is
+    // pushed past Nagle.
+    let mut f = established();
+    f.conn.send(b"a").expect("send");
+    assert_eq!(f.sent_one().payload, b"a");
+    assert_eq!(f.conn.send_urgent(b"!!"), Ok(2));
+    let seg = f.sent_one();
+    assert_eq!(seg.payload, b"!!");
+    assert_eq!((seg.repr.flags, seg.repr.urgent_at), (Flags::URG | Flags::PSH, 2));
+    // Once acknowledged, later segments carry no pointer.
+    f.recv(from_peer(IRS + 1, Some(ISS + 4), Flags::NONE), &[]);
+    f.conn.send(b"b").expect("send");
+    let seg = f.sent_one();
+    assert_eq!((seg.repr.flags, seg.repr.urgent_at), (Flags::PSH, 0));
+}

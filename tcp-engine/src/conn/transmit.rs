@@ -111,7 +111,13 @@ impl Connection {
         // length depends on the room, so it is known before anything is decided.
         let mut template = self.header(now);
         template.fit_options();
-        let max_payload = room.saturating_sub(template.header_len());
+        // RFC 9293 section 3.7.1: the effective send MSS is the peer's MSS less the options
+        // this segment actually carries (timestamps, SACK blocks), so a full segment fits
+        // the path MTU the peer's MSS stands for (Linux `tcp_current_mss`).
+        let options = template.header_len() - HEADER_LEN;
+        let max_payload = room
+            .saturating_sub(template.header_len())
+            .min(usize::from(self.send_mss).saturating_sub(options));
         if let Some(seg) = self.emit_retransmission(now, &template, max_payload) {
             return Some(seg);
         }
@@ -191,7 +197,7 @@ impl Connection {
             return None;
         }
         // Up to one MSS, not past what was sent nor into the next SACKed block.
-        let mut end = self.snd_max.min(seq + self.payload_mss().min(max_payload));
+        let mut end = self.snd_max.min(seq + max_payload);
         if let Some(&(l, _)) = self.scoreboard.iter().find(|&&(l, _)| l > seq) {
             end = end.min(l);
         }
@@ -231,8 +237,9 @@ impl Connection {
             // No room for data in this buffer: not a window matter, nothing to arm.
             return None;
         }
-        // A full-sized segment is an MSS, or what the caller's buffer holds if less.
-        let mss = self.payload_mss().min(max_payload);
+        // A full-sized segment is an MSS less this segment's options, or what the caller's
+        // buffer holds if less.
+        let mss = max_payload;
         let wnd_end = self.snd_una + self.snd_wnd as usize;
         let cwnd_end = self.snd_una + (self.cc.window() as usize + self.sacked_bytes());
         let mut limit = wnd_end.min(cwnd_end);
@@ -250,12 +257,19 @@ impl Connection {
         }
         if avail > 0 && len < mss && !retransmit && !self.flags.has(ConnFlags::FORCE_SEND) {
             // Sender-side silly window avoidance and Nagle (RFC 9293 sections 3.8.6.2.1
-            // and 3.7.4): a small segment only if it empties the queue and nothing is in
-            // flight (Nagle) or Nagle is off; or if it is half the largest window seen.
+            // and 3.7.4): a small segment only if it empties the queue and Nagle lets it
+            // go; or if it is half the largest window seen. Nagle in Minshall's variant,
+            // as Linux (`tcp_nagle_check`, `tcp_minshall_check`): it holds a small segment
+            // only while an earlier small one is unacknowledged. Off with `nodelay`, and
+            // for the FIN and urgent data, which are pushed.
             let empties_queue = len == avail;
             let nothing_in_flight = self.snd_nxt == self.snd_una;
+            let small_in_flight = self.snd_sml > self.snd_una && self.snd_sml <= self.snd_nxt;
             let pushed = empties_queue
-                && (!self.config.nagle || nothing_in_flight || self.fin_seq.is_some());
+                && (self.flags.has(ConnFlags::NODELAY)
+                    || !small_in_flight
+                    || self.fin_seq.is_some()
+                    || self.snd_up.is_some_and(|up| up > seq));
             let half_window = self.max_snd_wnd > 0 && len >= self.max_snd_wnd as usize / 2;
             if !(pushed || half_window) {
                 if nothing_in_flight {
@@ -274,6 +288,10 @@ impl Connection {
         } else if self.ts.is_none() && self.rtt_probe.is_none() && len > 0 {
             // Karn: time only segments sent once.
             self.rtt_probe = Some((seq + len, now));
+        }
+        if len < mss {
+            // Minshall: remember where the last short segment ends.
+            self.snd_sml = seq + len;
         }
         self.snd_nxt = seq + len + usize::from(fin);
         self.snd_max = self.snd_max.max(self.snd_nxt);
@@ -295,9 +313,18 @@ impl Connection {
         if len > 0 && seq + len == self.send.end() {
             flags = flags | Flags::PSH;
         }
+        // RFC 9293 section 3.8.5: segments before the urgent pointer carry it, as an offset
+        // from their sequence number (at most 0xFFFF: RFC 6093 section 4, as Linux).
+        let mut urgent_at = 0;
+        if let Some(up) = self.snd_up
+            && up > seq
+        {
+            flags = flags | Flags::URG;
+            urgent_at = u16::try_from(up - seq).unwrap_or(u16::MAX);
+        }
         self.stats.bytes_out += len as u64;
         self.last_activity = now;
-        self.finish_segment(TcpRepr { seq_number: seq, flags, ..*template }, len)
+        self.finish_segment(TcpRepr { seq_number: seq, flags, urgent_at, ..*template }, len)
     }
 
     /// The header fields every segment after the handshake carries, with sequence number
