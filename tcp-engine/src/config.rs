@@ -46,6 +46,11 @@ pub struct Config {
     pub send_buffer_size: usize,
     /// Bytes of received data we hold (in order and out of order); bounds our window.
     pub recv_buffer_size: usize,
+    /// Most out-of-order ranges (runs of bytes with a gap before each) a connection keeps
+    /// for reassembly; beyond it the highest range is dropped, as Linux prunes its
+    /// out-of-order queue (see `conn/assembler.rs`). With the receive buffer, this bounds a
+    /// connection's receive memory whatever order segments arrive in.
+    pub reassembly_max_ranges: usize,
     /// Our window scale shift when we may choose it (active and ordinary passive open).
     pub window_scale: u8,
     /// Offer and use SACK (RFC 2018).
@@ -96,6 +101,7 @@ impl Default for Config {
             mss: 1460,
             send_buffer_size: 256 * 1024,
             recv_buffer_size: 256 * 1024,
+            reassembly_max_ranges: crate::conn::DEFAULT_REASSEMBLY_MAX_RANGES,
             window_scale: 7,
             sack: true,
             timestamps: true,

@@ -56,6 +56,9 @@ use timers::{RttEstimator, Timer, TimerTable};
 
 pub use transmit::MIN_TRANSMIT_BUFFER;
 
+/// The default of [`Config::reassembly_max_ranges`].
+pub const DEFAULT_REASSEMBLY_MAX_RANGES: usize = assembler::DEFAULT_MAX_RANGES;
+
 /// An owned outgoing (or parsed incoming) segment: header and payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
@@ -219,6 +222,9 @@ pub struct ConnStats {
     pub dropped: u64,
     /// Segments that arrived out of order.
     pub out_of_order: u64,
+    /// Out-of-order ranges dropped or refused because the connection held
+    /// [`Config::reassembly_max_ranges`] of them already.
+    pub out_of_order_dropped: u64,
     /// Payload bytes the engine copied: into the receive buffer, out of the send buffer into
     /// segments, through `send` and `recv`, and when a buffer grew.
     pub bytes_copied: u64,
@@ -238,6 +244,7 @@ impl ConnStats {
         self.acks_rate_limited += other.acks_rate_limited;
         self.dropped += other.dropped;
         self.out_of_order += other.out_of_order;
+        self.out_of_order_dropped += other.out_of_order_dropped;
         self.bytes_copied += other.bytes_copied;
     }
 
@@ -256,6 +263,7 @@ impl ConnStats {
         self.acks_rate_limited += grew(before.acks_rate_limited, after.acks_rate_limited);
         self.dropped += grew(before.dropped, after.dropped);
         self.out_of_order += grew(before.out_of_order, after.out_of_order);
+        self.out_of_order_dropped += grew(before.out_of_order_dropped, after.out_of_order_dropped);
         self.bytes_copied += grew(before.bytes_copied, after.bytes_copied);
     }
 }
@@ -492,7 +500,10 @@ impl Connection {
             rcv_nxt: SeqNumber::new(0),
             rcv_adv: SeqNumber::new(0),
             last_ack_sent: SeqNumber::new(0),
-            recv: RecvBuffer::new(config.recv_buffer_size),
+            recv: RecvBuffer::with_max_ranges(
+                config.recv_buffer_size,
+                config.reassembly_max_ranges,
+            ),
             fin_at: None,
             rcv_mss: config.mss.min(536),
             unacked_segments: 0,
@@ -1337,6 +1348,7 @@ impl Connection {
             let had_gap = self.recv.has_out_of_order();
             self.rcv_nxt =
                 self.recv.insert(self.rcv_nxt, seq, payload, &mut self.stats.bytes_copied);
+            self.stats.out_of_order_dropped = self.recv.out_of_order_dropped();
             if self.rcv_nxt == before {
                 // Out of order: duplicate ACK at once, with SACK (RFC 5681 section 4.2).
                 self.stats.out_of_order += 1;

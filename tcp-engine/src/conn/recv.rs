@@ -26,11 +26,17 @@ pub(crate) struct RecvBuffer {
 }
 
 impl RecvBuffer {
+    #[cfg(test)]
     pub(crate) fn new(capacity: usize) -> RecvBuffer {
+        RecvBuffer::with_max_ranges(capacity, super::assembler::DEFAULT_MAX_RANGES)
+    }
+
+    /// A buffer of `capacity` bytes keeping at most `max_ranges` out-of-order ranges.
+    pub(crate) fn with_max_ranges(capacity: usize, max_ranges: usize) -> RecvBuffer {
         RecvBuffer {
             ring: Ring::default(),
             readable: 0,
-            out_of_order: Assembler::default(),
+            out_of_order: Assembler::new(max_ranges),
             latest: None,
             capacity,
         }
@@ -54,6 +60,17 @@ impl RecvBuffer {
         !self.out_of_order.is_empty()
     }
 
+    /// Out-of-order ranges held.
+    #[cfg(test)]
+    pub(crate) fn out_of_order_ranges(&self) -> usize {
+        self.out_of_order.len()
+    }
+
+    /// Out-of-order ranges dropped or refused so far for the cap on ranges.
+    pub(crate) fn out_of_order_dropped(&self) -> u64 {
+        self.out_of_order.dropped()
+    }
+
     /// Bytes of memory the buffer holds.
     pub(crate) fn allocated(&self) -> usize {
         self.ring.allocated()
@@ -61,8 +78,8 @@ impl RecvBuffer {
 
     /// Stores `data` starting at `seq` (with `seq >= rcv_nxt`; the caller trimmed it to the
     /// window); returns the new `rcv_nxt`. Bytes that would not fit in the buffer (the
-    /// window scale rounds our offer up by less than one unit) are left for the peer to
-    /// send again.
+    /// window scale rounds our offer up by less than one unit), and out-of-order bytes the
+    /// cap on ranges turns away, are left for the peer to send again.
     pub(crate) fn insert(
         &mut self,
         rcv_nxt: SeqNumber,
@@ -74,6 +91,10 @@ impl RecvBuffer {
         let room = self.free().saturating_sub(offset);
         let data = &data[..data.len().min(room)];
         if data.is_empty() {
+            return rcv_nxt;
+        }
+        if offset > 0 && !self.out_of_order.make_room(seq, seq + data.len()) {
+            // Refused for the cap on out-of-order ranges (see `assembler.rs`).
             return rcv_nxt;
         }
         let needed = self.readable + offset + data.len();

@@ -1315,3 +1315,36 @@ fn send_urgent_marks_segments_up_to_the_pointer() {
     let seg = f.sent_one();
     assert_eq!((seg.repr.flags, seg.repr.urgent_at), (Flags::PSH, 0));
 }
+
+#[test]
+fn reassembly_keeps_at_most_the_configured_ranges() {
+    // Item 12: one-byte runs at every other byte, each below all the others (the worst order
+    // for a sorted array), then each above all the others. The connection keeps at most
+    // `reassembly_max_ranges` ranges (dropping the highest, as Linux prunes its out-of-order
+    // queue), its memory stays within the window, and the stream is intact once the peer
+    // sends it in order.
+    let config = Config { recv_buffer_size: 64 * 1024, reassembly_max_ranges: 100, ..config() };
+    let mut f = established_with(config);
+    let byte = |i: usize| u8::try_from(i % 251).expect("below 251");
+    let stream: Vec<u8> = (0..40_000).map(byte).collect();
+    let run = |f: &mut Fixture, i: usize| {
+        let at = IRS + 1 + u32::try_from(i).expect("small");
+        f.recv(from_peer(at, Some(ISS + 1), Flags::NONE), &stream[i..=i]);
+        assert!(f.conn.recv.out_of_order_ranges() <= 100);
+    };
+    for i in (1..20_000).rev().step_by(2) {
+        run(&mut f, i);
+    }
+    for i in (20_001..40_000).step_by(2) {
+        run(&mut f, i);
+    }
+    assert_eq!(f.conn.recv.out_of_order_ranges(), 100);
+    assert!(f.conn.stats().out_of_order_dropped >= 19_900);
+    assert!(f.conn.buffer_bytes() <= 64 * 1024);
+    // The lowest ranges were kept: SACK reports them.
+    let ack = f.sent().pop().expect("duplicate ACK");
+    assert_eq!(ack.repr.ack_number, Some(seq(IRS + 1)));
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &stream);
+    assert_eq!(f.read_all(), stream);
+    assert!(!f.conn.recv.has_out_of_order());
+}
