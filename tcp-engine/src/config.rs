@@ -83,8 +83,13 @@ pub struct Config {
     pub rto_initial: Duration,
     /// Retransmissions of SYN or SYN-ACK before giving up (Linux `tcp_synack_retries` 5).
     pub syn_retries: u8,
-    /// Retransmissions of data or FIN before giving up (Linux `tcp_retries2` 15).
+    /// Retransmissions of data or FIN before giving up (Linux `tcp_retries2` 15: about
+    /// 924 s with a 200 ms RTO), and unanswered zero-window probes before giving up.
     pub data_retries: u8,
+    /// The same limits once the application closed the connection (an orphan): Linux
+    /// `tcp_orphan_retries`, whose 0 means 8 (over 100 s with a 200 ms RTO), and no more
+    /// once retransmissions or probes are `rto_max` apart.
+    pub orphan_retries: u8,
     /// Congestion controller.
     pub congestion: CongestionAlgorithm,
     /// How long an emptied send or receive buffer is kept after the connection's last data
@@ -117,6 +122,7 @@ impl Default for Config {
             rto_initial: Duration::from_secs(1),
             syn_retries: 5,
             data_retries: 15,
+            orphan_retries: 8,
             congestion: CongestionAlgorithm::default(),
             buffer_reclaim_delay: Duration::from_millis(200),
         }

@@ -27,8 +27,11 @@
 //! with `recv_slices`. Bytes to send are written in place with `send_with` (or copied in by
 //! `send`) and copied once more, into the caller's buffer by `poll_transmit`.
 
+mod ack;
 mod assembler;
 mod congestion;
+mod hystart;
+mod recovery;
 mod recv;
 mod ring;
 mod send;
@@ -49,7 +52,9 @@ use crate::tuple::FourTuple;
 use crate::wire::EmitSegment as _;
 use crate::wire::{Flags, Packet, PseudoHeader, TcpRepr, WireError};
 
+use ack::{Recovery, RtxTimer};
 use congestion::Congestion;
+use recovery::{Prr, Rack, Scoreboard};
 use recv::RecvBuffer;
 use send::SendBuffer;
 use timers::{RttEstimator, Timer, TimerTable};
@@ -211,8 +216,15 @@ pub struct ConnStats {
     pub retransmits: u64,
     /// Retransmission timer expiries.
     pub timeouts: u64,
-    /// Fast retransmits (third duplicate ACK).
+    /// Fast recoveries entered (a loss found by RACK, or the third duplicate ACK without
+    /// SACK).
     pub fast_retransmits: u64,
+    /// Tail loss probes sent (RFC 8985 section 7).
+    pub tail_loss_probes: u64,
+    /// Losses a tail loss probe repaired (RFC 8985 section 7.4).
+    pub tail_loss_probe_recoveries: u64,
+    /// Times the peer dropped data it had SACKed (RFC 2018 section 8).
+    pub renegings: u64,
     /// Challenge ACKs sent (RFC 5961).
     pub challenge_acks: u64,
     /// ACKs not sent to unacceptable segments without data, held back by the rate limit of
@@ -240,6 +252,9 @@ impl ConnStats {
         self.retransmits += other.retransmits;
         self.timeouts += other.timeouts;
         self.fast_retransmits += other.fast_retransmits;
+        self.tail_loss_probes += other.tail_loss_probes;
+        self.tail_loss_probe_recoveries += other.tail_loss_probe_recoveries;
+        self.renegings += other.renegings;
         self.challenge_acks += other.challenge_acks;
         self.acks_rate_limited += other.acks_rate_limited;
         self.dropped += other.dropped;
@@ -259,6 +274,10 @@ impl ConnStats {
         self.retransmits += grew(before.retransmits, after.retransmits);
         self.timeouts += grew(before.timeouts, after.timeouts);
         self.fast_retransmits += grew(before.fast_retransmits, after.fast_retransmits);
+        self.tail_loss_probes += grew(before.tail_loss_probes, after.tail_loss_probes);
+        self.tail_loss_probe_recoveries +=
+            grew(before.tail_loss_probe_recoveries, after.tail_loss_probe_recoveries);
+        self.renegings += grew(before.renegings, after.renegings);
         self.challenge_acks += grew(before.challenge_acks, after.challenge_acks);
         self.acks_rate_limited += grew(before.acks_rate_limited, after.acks_rate_limited);
         self.dropped += grew(before.dropped, after.dropped);
@@ -293,6 +312,8 @@ impl ConnFlags {
     const WSCALE: u16 = 1 << 8;
     /// Nagle's algorithm is off for this connection (`TCP_NODELAY`).
     const NODELAY: u16 = 1 << 9;
+    /// Send a tail loss probe (RFC 8985 section 7.3).
+    const LOSS_PROBE: u16 = 1 << 10;
 
     fn has(self, bit: u16) -> bool {
         self.0 & bit != 0
@@ -391,20 +412,31 @@ pub struct Connection {
 
     // Loss recovery.
     rtt: RttEstimator,
-    /// Karn's algorithm without timestamps: the sequence number whose ACK times a round trip.
+    /// The SYN's round trip without timestamps (data segments are timed by the scoreboard).
     rtt_probe: Option<(SeqNumber, Instant)>,
     cc: Congestion,
+    /// Consecutive retransmission timeouts.
     retries: u8,
+    /// Duplicate ACKs in a row (NewReno, without SACK).
     dupacks: u8,
-    /// `recover` of RFC 6582 while in fast recovery.
-    recovery: Option<SeqNumber>,
-    /// One segment to retransmit at the next `poll_transmit` (fast retransmit, partial ACK,
-    /// SACK hole).
-    rtx_next: Option<SeqNumber>,
-    /// Highest sequence number retransmitted in this recovery (RFC 6675 `HighRxt`).
-    high_rxt: SeqNumber,
-    /// Ranges the peer SACKed, above `snd_una`, sorted and disjoint.
-    scoreboard: Vec<(SeqNumber, SeqNumber)>,
+    /// Segments in flight with their SACK, lost and retransmitted marks and send times.
+    sb: Scoreboard,
+    rack: Rack,
+    recovery: Recovery,
+    prr: Prr,
+    /// While a tail loss probe is unanswered: SND.MAX after it (`TLP.end_seq`), and
+    /// whether it resent old data (RFC 8985 section 7.4).
+    tlp: Option<(SeqNumber, bool)>,
+    /// What the retransmission timer is armed for.
+    rtx_timer: RtxTimer,
+    /// When the peer last sent an acceptable ACK (Linux `rcv_tstamp`).
+    last_heard: Instant,
+    /// When data was last sent (Linux `lsndtime`), for the restart after idle.
+    last_sent: Instant,
+    /// Exponent of the zero-window probe interval; zero once the window opens.
+    persist_backoff: u8,
+    /// Zero-window probes in a row the peer has not answered.
+    probes_out: u8,
 
     /// A RST to send (abort, reply to an invalid segment): its sequence number and, for a
     /// RST+ACK, acknowledgment number. Kept compact; the header is built when sent.
@@ -516,10 +548,16 @@ impl Connection {
             cc: Congestion::new(config.congestion, u32::from(send_mss)),
             retries: 0,
             dupacks: 0,
-            recovery: None,
-            rtx_next: None,
-            high_rxt: iss,
-            scoreboard: Vec::new(),
+            sb: Scoreboard::default(),
+            rack: Rack::new(iss),
+            recovery: Recovery::Open,
+            prr: Prr::default(),
+            tlp: None,
+            rtx_timer: RtxTimer::Rto,
+            last_heard: now,
+            last_sent: now,
+            persist_backoff: 0,
+            probes_out: 0,
             pending_rst: None,
             timers: TimerTable::new(),
             keepalive_probes: 0,
@@ -908,11 +946,11 @@ impl Connection {
         self.flags.has(ConnFlags::FIN_RECEIVED) && self.recv.readable_len() == 0
     }
 
-    /// Bytes of memory the send and receive buffers hold now (zero for an idle connection
-    /// once `buffer_reclaim_delay` has passed).
+    /// Bytes of memory the send and receive buffers hold now, with the record of segments in
+    /// flight (zero for an idle connection once `buffer_reclaim_delay` has passed).
     #[must_use]
     pub fn buffer_bytes(&self) -> usize {
-        self.send.allocated() + self.recv.allocated()
+        self.send.allocated() + self.recv.allocated() + self.sb.allocated()
     }
 
     /// A buffer just emptied: give its memory back now, or once the connection has been
@@ -927,12 +965,14 @@ impl Connection {
     }
 
     fn release_empty_buffers(&mut self) {
-        self.send.release_if_empty();
+        if self.send.release_if_empty() && self.sb.is_empty() {
+            self.sb.release();
+        }
         self.recv.release_if_empty();
     }
 
     fn holds_empty_buffer(&self) -> bool {
-        (self.send.is_empty() && self.send.allocated() > 0)
+        (self.send.is_empty() && self.send.allocated() + self.sb.allocated() > 0)
             || (self.recv.is_empty() && self.recv.allocated() > 0)
     }
 
@@ -1019,7 +1059,7 @@ impl Connection {
         // Unread data stays readable.
         self.send = SendBuffer::new(self.send.start(), 0);
         self.recv.release_if_empty();
-        self.scoreboard = Vec::new();
+        self.sb.release();
     }
 
     // ---- segment arrival (RFC 9293 section 3.10.7) ----
@@ -1142,7 +1182,15 @@ impl Connection {
         if self.snd_nxt < ack {
             self.snd_nxt = ack;
         }
-        self.sample_rtt(now, repr, ack);
+        // The handshake's round trip: from the timestamps, or (Karn) from a SYN sent once.
+        let sample = self.timestamp_rtt(now, repr).or_else(|| {
+            self.rtt_probe.take().filter(|&(seq, _)| ack >= seq).map(|(_, sent)| now - sent)
+        });
+        if let Some(rtt) = sample {
+            self.rtt.on_sample(rtt, self.config.rto_min, self.config.rto_max);
+            self.rack.on_rtt_sample(rtt, now);
+        }
+        self.last_heard = now;
         self.retries = 0;
         self.rtt.reset_backoff();
         self.timers.stop(Timer::Retransmit);
@@ -1399,7 +1447,7 @@ impl Connection {
         self.timers.stop_all();
         self.timers.set(Timer::Linger, now + self.config.time_wait());
         // Unread data stays readable during TIME-WAIT; everything else is given back.
-        self.scoreboard = Vec::new();
+        self.sb.release();
         self.release_empty_buffers();
     }
 
@@ -1503,190 +1551,6 @@ impl Connection {
         }
     }
 
-    fn sample_rtt(&mut self, now: Instant, repr: &TcpRepr, ack: SeqNumber) {
-        let (min, max) = (self.config.rto_min, self.config.rto_max);
-        if let (Some(ts), Some(theirs)) = (self.ts, repr.timestamp) {
-            // RFC 7323 section 4.1: RTT from the echoed timestamp.
-            let ms = ts.tsval(now).wrapping_sub(theirs.tsecr);
-            if ms < 60_000 {
-                self.rtt.on_sample(Duration::from_millis(u64::from(ms)), min, max);
-            }
-        } else if let Some((seq, sent)) = self.rtt_probe
-            && ack >= seq
-        {
-            self.rtt.on_sample(now - sent, min, max);
-            self.rtt_probe = None;
-        }
-    }
-
-    /// The fifth step for an acceptable ACK: advance `SND.UNA`, update the window, detect
-    /// duplicate ACKs and drive loss recovery.
-    fn process_ack(&mut self, now: Instant, repr: &TcpRepr, ack: SeqNumber, pure: bool) {
-        let mss = u32::from(self.send_mss);
-        if self.flags.has(ConnFlags::SACK) {
-            self.update_scoreboard(repr);
-        }
-        let window = u32::from(repr.window_len) << self.snd_shift;
-        let window_changed = window != self.snd_wnd;
-
-        if ack > self.snd_una {
-            let acked = ack - self.snd_una;
-            let flight_before = self.flight_size();
-            self.sample_rtt(now, repr, ack);
-            self.snd_una = ack;
-            if self.snd_nxt < ack {
-                self.snd_nxt = ack;
-            }
-            let freed = self.send.acknowledge(ack);
-            if self.snd_up.is_some_and(|up| ack >= up) {
-                self.snd_up = None;
-            }
-            self.scoreboard.retain(|&(_, right)| right > ack);
-            if let Some(first) = self.scoreboard.first_mut() {
-                first.0 = first.0.max(ack);
-            }
-            if freed > 0 {
-                self.last_activity = now;
-                if self.flags.take(ConnFlags::WANT_WRITABLE) {
-                    self.events |= pending::WRITABLE;
-                }
-                if self.send.is_empty() {
-                    self.buffer_emptied();
-                }
-            }
-            self.retries = 0;
-            self.rtt.reset_backoff();
-            self.dupacks = 0;
-            self.timers.stop(Timer::Persist);
-            // RFC 6298 section 5.2 and 5.3: stop or restart the timer.
-            if self.snd_una == self.snd_max {
-                self.timers.stop(Timer::Retransmit);
-            } else {
-                self.timers.set(Timer::Retransmit, now + self.rto());
-            }
-            match self.recovery {
-                Some(recover) if ack < recover => {
-                    // RFC 6582 partial ACK: retransmit the next hole, deflate.
-                    self.cc.on_partial_ack(to_u32(acked), mss);
-                    self.rtx_next = Some(self.next_hole(ack));
-                }
-                Some(_) => {
-                    // Full ACK: recovery is over.
-                    self.recovery = None;
-                    self.cc.on_recovery_end(to_u32(self.flight_size()), mss);
-                }
-                None => {
-                    let srtt = self.rtt.srtt();
-                    // Do not grow the window while the application leaves it unused.
-                    if flight_before + self.payload_mss() >= self.cc.window() as usize {
-                        self.cc.on_ack(now, to_u32(acked), mss, srtt);
-                    }
-                }
-            }
-        } else if ack == self.snd_una && pure && !window_changed && self.snd_max > self.snd_una {
-            // RFC 5681 section 2: a duplicate ACK.
-            self.dupacks = self.dupacks.saturating_add(1);
-            self.on_duplicate_ack(mss);
-        }
-
-        // Window update (RFC 9293 section 3.10.7.4, fifth step, ESTABLISHED).
-        if self.snd_wl1 < repr.seq_number
-            || (self.snd_wl1 == repr.seq_number && self.snd_wl2 <= ack)
-        {
-            self.snd_wnd = window;
-            self.max_snd_wnd = self.max_snd_wnd.max(window);
-            self.snd_wl1 = repr.seq_number;
-            self.snd_wl2 = ack;
-            if window > 0 {
-                self.timers.stop(Timer::Persist);
-            }
-        }
-    }
-
-    fn on_duplicate_ack(&mut self, mss: u32) {
-        let sack = self.flags.has(ConnFlags::SACK);
-        match self.recovery {
-            None if self.dupacks >= 3
-                || (sack && self.sacked_bytes() >= 3 * self.payload_mss()) =>
-            {
-                // RFC 5681 section 3.2 steps 2 to 4, RFC 6582 `recover`.
-                self.stats.fast_retransmits += 1;
-                self.cc.on_fast_retransmit(to_u32(self.flight_size()), mss, !sack);
-                self.recovery = Some(self.snd_max);
-                self.high_rxt = self.snd_una;
-                self.rtx_next = Some(self.snd_una);
-            }
-            None => {}
-            Some(_) => {
-                if sack {
-                    // RFC 6675-style: each duplicate ACK may fill the next hole.
-                    let hole = self.next_hole(self.high_rxt.max(self.snd_una));
-                    if hole < self.highest_sacked() {
-                        self.rtx_next = Some(hole);
-                    }
-                } else {
-                    self.cc.on_dup_ack_in_recovery(mss);
-                }
-            }
-        }
-    }
-
-    /// Merges the segment's SACK blocks into the scoreboard (RFC 2018 section 5).
-    fn update_scoreboard(&mut self, repr: &TcpRepr) {
-        for &(left, right) in repr.sack_ranges.as_slice() {
-            let left = left.max(self.snd_una);
-            if right <= left || right > self.snd_max {
-                continue;
-            }
-            let mut merged = (left, right);
-            self.scoreboard.retain(|&(l, r)| {
-                if r < merged.0 || l > merged.1 {
-                    true
-                } else {
-                    merged = (merged.0.min(l), merged.1.max(r));
-                    false
-                }
-            });
-            let at = self
-                .scoreboard
-                .iter()
-                .position(|&(l, _)| l > merged.0)
-                .unwrap_or(self.scoreboard.len());
-            self.scoreboard.insert(at, merged);
-        }
-        self.scoreboard.truncate(64);
-    }
-
-    /// Bytes SACKed above `SND.UNA`.
-    fn sacked_bytes(&self) -> usize {
-        self.scoreboard.iter().map(|&(l, r)| r - l).sum()
-    }
-
-    fn highest_sacked(&self) -> SeqNumber {
-        self.scoreboard.last().map_or(self.snd_una, |&(_, r)| r)
-    }
-
-    /// The first sequence number at or after `from` that the peer has not SACKed.
-    fn next_hole(&self, from: SeqNumber) -> SeqNumber {
-        let mut at = from;
-        for &(l, r) in &self.scoreboard {
-            if at.in_range(l, r) {
-                at = r;
-            }
-        }
-        at
-    }
-
-    /// Bytes in flight: sent, not acknowledged, not SACKed.
-    fn flight_size(&self) -> usize {
-        (self.snd_nxt.max(self.snd_una) - self.snd_una).saturating_sub(self.sacked_bytes())
-    }
-
-    /// Payload bytes per full segment: the MSS minus the timestamp option.
-    fn payload_mss(&self) -> usize {
-        usize::from(self.send_mss) - if self.ts.is_some() { 12 } else { 0 }
-    }
-
     // ---- timers ----
 
     /// Runs the timers due at `now`.
@@ -1696,7 +1560,7 @@ impl Connection {
                 return;
             }
             match timer {
-                Timer::Retransmit => self.on_retransmit_timeout(now),
+                Timer::Retransmit => self.on_rtx_timer(now),
                 Timer::Persist => self.on_persist_timeout(now),
                 Timer::DelayedAck => self.flags.set(ConnFlags::ACK_NOW),
                 Timer::Linger => match self.state {
@@ -1735,53 +1599,6 @@ impl Connection {
         self.finish(reason);
     }
 
-    /// RFC 6298 section 5.4 to 5.7, and the retry limits.
-    fn on_retransmit_timeout(&mut self, now: Instant) {
-        let syn_phase = matches!(self.state, State::SynSent | State::SynReceived);
-        let limit = if syn_phase { self.config.syn_retries } else { self.config.data_retries };
-        if self.retries >= limit {
-            // Give up without a RST: the peer is unreachable (as Linux does).
-            self.finish(CloseReason::TimedOut);
-            return;
-        }
-        if self.snd_una == self.snd_max && !syn_phase {
-            return;
-        }
-        self.retries += 1;
-        self.stats.timeouts += 1;
-        self.rtt.back_off();
-        self.rtt_probe = None;
-        if syn_phase {
-            // Send SYN (or SYN-ACK) again.
-            self.snd_nxt = self.iss;
-            return;
-        }
-        // Go back to SND.UNA with a one-segment window (RFC 5681 section 3.1); SACKed data
-        // is skipped when resending.
-        let flight = to_u32(self.flight_size());
-        self.cc.on_timeout(flight, u32::from(self.send_mss));
-        self.recovery = None;
-        self.dupacks = 0;
-        self.high_rxt = self.snd_max;
-        self.rtx_next = None;
-        self.snd_nxt = self.snd_una;
-        self.timers.set(Timer::Retransmit, now + self.rto());
-    }
-
-    /// Zero-window probing (RFC 9293 section 3.8.6.1) and the SWS override timer.
-    fn on_persist_timeout(&mut self, now: Instant) {
-        if self.send.end() <= self.snd_nxt {
-            return;
-        }
-        if self.snd_wnd == 0 {
-            self.flags.set(ConnFlags::WINDOW_PROBE);
-        } else {
-            self.flags.set(ConnFlags::FORCE_SEND);
-        }
-        self.rtt.back_off();
-        self.timers.set(Timer::Persist, now + self.rto());
-    }
-
     /// Keepalive: probe after `idle`, then every `interval`, reset after `probes` silent ones.
     fn on_keepalive_timeout(&mut self, now: Instant) {
         let ka = self.config.keepalive;
@@ -1802,13 +1619,5 @@ impl Connection {
         self.keepalive_probes = self.keepalive_probes.saturating_add(1);
         self.flags.set(ConnFlags::KEEPALIVE_PROBE);
         self.timers.set(Timer::Keepalive, now + ka.interval);
-    }
-
-    /// Arms the persist timer when data waits, nothing is in flight, and the window (or
-    /// SWS avoidance) holds it back.
-    fn arm_persist(&mut self, now: Instant) {
-        if self.snd_una == self.snd_max && !self.timers.is_set(Timer::Persist) {
-            self.timers.set(Timer::Persist, now + self.rto());
-        }
     }
 }

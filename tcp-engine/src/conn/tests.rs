@@ -97,6 +97,14 @@ impl Fixture {
         self.conn.handle_timeout(self.now);
     }
 
+    /// Runs the timers due at the next deadline, whatever it is; returns it in ms.
+    fn fire_next(&mut self) -> u64 {
+        let at = self.conn.poll_timeout().expect("a timer is set");
+        self.now = at;
+        self.conn.handle_timeout(at);
+        at.total_millis()
+    }
+
     fn state(&self) -> State {
         self.conn.state
     }
@@ -570,12 +578,14 @@ fn established_sack_recovery_skips_sacked_data() {
     sack.push(seq(base + 3 * 1460), seq(base + 6 * 1460));
     sack.push(seq(base + 1460), seq(base + 2 * 1460));
     f.recv(dup(sack), &[]);
-    // Four segments SACKed: loss is declared and the first hole resent.
-    let rtx = f.sent_one();
-    assert_eq!(rtx.repr.seq_number, seq(base));
-    // The next duplicate ACK fills the second hole, not the SACKed segment 2.
+    // Four segments SACKed: both holes are declared lost (RACK: sent before segments that
+    // were delivered) and resent, PRR letting both go (RFC 6937: as much as was
+    // delivered); never the SACKed segment 2.
+    let rtx: Vec<SeqNumber> = f.sent().iter().map(|s| s.repr.seq_number).collect();
+    assert_eq!(rtx, [seq(base), seq(base + 2 * 1460)]);
+    // The next duplicate ACK has nothing left to fill: the SACKed data is not resent.
     f.recv(dup(sack), &[]);
-    assert_eq!(f.sent_one().repr.seq_number, seq(base + 2 * 1460));
+    f.sent_nothing();
 }
 
 #[test]
@@ -1347,4 +1357,244 @@ fn reassembly_keeps_at_most_the_configured_ranges() {
     f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &stream);
     assert_eq!(f.read_all(), stream);
     assert!(!f.conn.recv.has_out_of_order());
+}
+
+/// A connection with SACK (no timestamps, so segments are 1460 bytes).
+fn established_sack() -> Fixture {
+    let mut hs = handshake();
+    hs.sack_permitted = true;
+    let mut f = fixture(Connection::from_cookie(
+        Instant::ZERO,
+        &hs,
+        Arc::new(Config { sack: true, ..config() }),
+    ));
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &[]);
+    assert_eq!(f.events(), [Event::Connected]);
+    f
+}
+
+/// An ACK from the peer for `ack` with SACK blocks `[(left, right)]` (absolute numbers).
+fn sack_ack(ack: u32, blocks: &[(u32, u32)]) -> TcpRepr {
+    let mut sack_ranges = SackRanges::new();
+    for &(l, r) in blocks {
+        sack_ranges.push(seq(l), seq(r));
+    }
+    TcpRepr { sack_ranges, ..from_peer(IRS + 1, Some(ack), Flags::NONE) }
+}
+
+/// Sequence number of the first byte of our `n`th full segment (from 0).
+fn seg(n: u32) -> u32 {
+    ISS + 1 + n * 1460
+}
+
+#[test]
+fn sacked_data_is_sent_again_when_the_receiver_reneges() {
+    // Item 2, RFC 2018 section 8: a receiver may discard data it SACKed. Linux detects it
+    // when the cumulative ACK stops at data it had SACKed (tcp_check_sack_reneging) and
+    // then forgets the SACK information (tcp_timeout_mark_lost).
+    let mut f = established_sack();
+    f.conn.send(&[1u8; 6 * 1460]).expect("send");
+    assert_eq!(f.sent().len(), 6);
+    // Segment 0 is lost; 1 to 5 are SACKed; segment 0 is retransmitted.
+    f.at(10).recv(sack_ack(seg(0), &[(seg(1), seg(6))]), &[]);
+    assert!(f.sent().iter().any(|s| s.repr.seq_number == seq(seg(0))));
+    // The peer got segment 0 but dropped its out-of-order queue: it acknowledges segment 0
+    // alone and reports no SACK block.
+    f.at(20).recv(sack_ack(seg(1), &[]), &[]);
+    let mut resent = Vec::new();
+    for _ in 0..3 {
+        f.fire_next();
+        resent.extend(f.sent().into_iter().map(|s| s.repr.seq_number));
+        if !resent.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(resent.first(), Some(&seq(seg(1))), "the reneged data goes again");
+    assert!(f.now < at_ms(20) + Duration::from_secs(1), "before the RTO: {:?}", f.now);
+}
+
+#[test]
+fn zero_window_with_data_in_flight_probes_with_the_head_segment() {
+    // Item 3, as Linux's tcp_retransmit_timer: when the peer shrinks its window to zero
+    // with data in flight, each retransmission timeout resends the first segment as a
+    // zero-window probe, and the connection lives on as long as the peer answers.
+    let mut f = established();
+    f.conn.send(&[1u8; 2 * 1460]).expect("send");
+    assert_eq!(f.sent().len(), 2);
+    let zero = |ack| TcpRepr { window_len: 0, ..from_peer(IRS + 1, Some(ack), Flags::NONE) };
+    f.at(10).recv(zero(seg(1)), &[]);
+    f.sent_nothing();
+    for probe in 0..30 {
+        f.fire_next();
+        let sent = f.sent();
+        assert_eq!(sent.len(), 1, "probe {probe} at {:?}: {sent:#?}", f.now);
+        assert_eq!(sent[0].repr.seq_number, seq(seg(1)));
+        assert_eq!(sent[0].payload.len(), 1460);
+        f.recv(zero(seg(1)), &[]);
+        assert_eq!(f.state(), State::Established, "answered probes keep it open");
+    }
+    // A silent peer: given up once nothing was heard for rto_max (Linux: TCP_RTO_MAX).
+    let heard = f.now;
+    while f.state() == State::Established {
+        f.fire_next();
+        f.sent();
+        assert!(f.now <= heard + Duration::from_secs(2 * 120), "{:?}", f.now);
+    }
+    assert_eq!(f.events(), [Event::Closed(CloseReason::TimedOut)]);
+}
+
+#[test]
+fn persist_gives_up_on_a_silent_peer_after_close() {
+    // Item 4: window zero, 10 kB queued, close(), the peer silent. Linux ends such an orphan
+    // after tcp_orphan_retries (8 while its probes are under TCP_RTO_MAX apart).
+    let mut f = established();
+    f.recv(TcpRepr { window_len: 0, ..from_peer(IRS + 1, Some(ISS + 1), Flags::NONE) }, &[]);
+    f.conn.send(&[1u8; 10_000]).expect("send");
+    f.conn.close().expect("close");
+    assert_eq!(f.state(), State::FinWait1);
+    f.sent_nothing();
+    let mut probes = 0;
+    while f.state() != State::Closed {
+        f.fire_next();
+        probes += f.sent().len();
+        assert!(probes <= 9 && f.now < at_ms(600_000), "{probes} probes by {:?}", f.now);
+    }
+    assert_eq!(f.events(), [Event::Closed(CloseReason::TimedOut)]);
+}
+
+#[test]
+fn persist_gives_up_after_data_retries_unanswered_probes() {
+    // Item 4: not closed, the peer silent: tcp_retries2 (15) unanswered probes end it.
+    let mut f = established();
+    f.recv(TcpRepr { window_len: 0, ..from_peer(IRS + 1, Some(ISS + 1), Flags::NONE) }, &[]);
+    f.conn.send(b"blocked").expect("send");
+    f.sent_nothing();
+    let mut probes = 0;
+    while f.state() != State::Closed {
+        f.fire_next();
+        probes += f.sent().len();
+        assert!(probes <= 15, "{probes} probes");
+    }
+    assert_eq!(probes, 15);
+    assert_eq!(f.events(), [Event::Closed(CloseReason::TimedOut)]);
+}
+
+#[test]
+fn persist_backoff_does_not_carry_into_the_rto() {
+    // Item 5: as Linux's tcp_ack_probe, the window opening ends the probe backoff: the
+    // retransmission timeout of the data sent then is the plain RTO.
+    let mut f = established();
+    f.recv(TcpRepr { window_len: 0, ..from_peer(IRS + 1, Some(ISS + 1), Flags::NONE) }, &[]);
+    f.conn.send(b"blocked").expect("send");
+    f.sent_nothing();
+    for ms in [1_000, 3_000, 7_000, 15_000, 31_000] {
+        f.fire(ms);
+        assert_eq!(f.sent_one().repr.seq_number, seq(ISS), "probe at {ms}");
+        f.recv(TcpRepr { window_len: 0, ..from_peer(IRS + 1, Some(ISS + 1), Flags::NONE) }, &[]);
+    }
+    f.at(31_010).recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &[]);
+    assert_eq!(f.sent_one().payload, b"blocked");
+    f.fire(32_010);
+    assert_eq!(f.sent_one().payload, b"blocked", "retransmitted after 1 s, not 32");
+}
+
+#[test]
+fn a_second_timeout_in_a_row_keeps_ssthresh() {
+    // Item 6, RFC 5681 section 3.1: ssthresh is held when a segment already retransmitted
+    // by the timer times out again.
+    let mut f = established();
+    f.conn.send(&[1u8; 10 * 1460]).expect("send");
+    assert_eq!(f.sent().len(), 10);
+    f.fire(1_000);
+    f.sent();
+    let ssthresh = f.conn.slow_start_threshold();
+    assert!(ssthresh < u32::MAX);
+    f.fire(3_000);
+    f.sent();
+    assert_eq!(f.conn.slow_start_threshold(), ssthresh);
+    assert_eq!(f.conn.congestion_window(), 1460);
+}
+
+#[test]
+fn karn_takes_no_rtt_sample_from_an_ack_covering_a_retransmission() {
+    // Item 7, RFC 6298 section 3: an ACK that covers retransmitted data (without
+    // timestamps) is ambiguous and gives no RTT sample (as Linux's
+    // FLAG_RETRANS_DATA_ACKED).
+    let mut f = established();
+    f.conn.send(&[1u8; 4 * 1460]).expect("send");
+    assert_eq!(f.sent().len(), 4);
+    for _ in 0..3 {
+        f.at(10).recv(from_peer(IRS + 1, Some(seg(0)), Flags::NONE), &[]);
+    }
+    assert_eq!(f.sent_one().repr.seq_number, seq(seg(0)), "fast retransmit");
+    f.at(500).recv(from_peer(IRS + 1, Some(seg(4)), Flags::NONE), &[]);
+    assert_eq!(f.conn.srtt(), None);
+}
+
+#[test]
+fn the_congestion_window_restarts_after_idle() {
+    // Item 8, RFC 5681 section 4.1: after more than an RTO without sending, cwnd is at most
+    // the restart window, min(IW, cwnd) (Linux tcp_cwnd_restart).
+    let mut f = established();
+    f.conn.send(&[1u8; 10 * 1460]).expect("send");
+    assert_eq!(f.sent().len(), 10);
+    f.at(10).recv(from_peer(IRS + 1, Some(seg(10)), Flags::NONE), &[]);
+    assert!(f.conn.congestion_window() > 14_600, "grew in slow start");
+    f.at(5_000);
+    f.conn.send(b"after a pause").expect("send");
+    f.sent_one();
+    assert_eq!(f.conn.congestion_window(), 14_600);
+}
+
+/// `established_sack`, with one segment acknowledged after 10 ms: SRTT 10 ms.
+fn established_sack_rtt_10ms() -> Fixture {
+    let mut f = established_sack();
+    f.conn.send(&[1u8; 1460]).expect("send");
+    assert_eq!(f.sent().len(), 1);
+    f.at(10).recv(from_peer(IRS + 1, Some(seg(1)), Flags::NONE), &[]);
+    assert_eq!(f.conn.srtt(), Some(Duration::from_millis(10)));
+    f
+}
+
+#[test]
+fn rack_resends_a_lost_retransmission_before_the_rto() {
+    // Item 15, RFC 8985 section 6: RACK judges retransmissions by time like originals. A
+    // retransmission lost in fast recovery is found lost as soon as a segment sent after it
+    // is delivered and an RTT has passed, not at the retransmission timeout.
+    let mut f = established_sack_rtt_10ms();
+    f.conn.send(&vec![1u8; 15 * 1460]).expect("send");
+    let first = f.sent().len();
+    assert!(first >= 10, "{first} segments");
+    // Segment 1 is lost; 2 to 5 are SACKed: it is resent, and PRR lets new data follow.
+    f.at(20).recv(sack_ack(seg(1), &[(seg(2), seg(6))]), &[]);
+    let sent: Vec<u32> = f.sent().iter().map(|s| s.repr.seq_number.raw()).collect();
+    assert_eq!(sent.first(), Some(&seg(1)));
+    let after = *sent.last().expect("sent");
+    assert!(after >= seg(1 + u32::try_from(first).expect("small")), "new data: {sent:?}");
+    // The retransmission is lost too; the new segment sent after it arrives 10 ms later.
+    f.at(30).recv(sack_ack(seg(1), &[(after, after + 1460), (seg(2), seg(6))]), &[]);
+    let again: Vec<u32> = f.sent().iter().map(|s| s.repr.seq_number.raw()).collect();
+    assert_eq!(again.first(), Some(&seg(1)), "resent at 30 ms: {again:?}");
+    assert_eq!(f.conn.stats().timeouts, 0);
+}
+
+#[test]
+fn tail_loss_probe_repairs_a_lost_tail_before_the_rto() {
+    // Item 15, RFC 8985 section 7: the last segments of a burst are lost and no ACK will
+    // come to reveal it. Two RTTs after the last transmission the last segment goes again
+    // as a probe; its SACK lets RACK find the other loss. Without it: a 200 ms RTO.
+    let mut f = established_sack_rtt_10ms();
+    f.conn.send(&[1u8; 4 * 1460]).expect("send");
+    assert_eq!(f.sent().len(), 4);
+    f.at(20).recv(from_peer(IRS + 1, Some(seg(3)), Flags::NONE), &[]);
+    let at = f.fire_next();
+    assert!(at < 20 + 200, "probe at {at} ms");
+    let probe = f.sent_one();
+    assert_eq!(probe.repr.seq_number, seq(seg(4)), "the last segment");
+    assert_eq!(f.conn.stats().tail_loss_probes, 1);
+    f.at(at + 10).recv(sack_ack(seg(3), &[(seg(4), seg(5))]), &[]);
+    assert_eq!(f.sent_one().repr.seq_number, seq(seg(3)), "RACK found the other loss");
+    f.at(at + 20).recv(from_peer(IRS + 1, Some(seg(5)), Flags::NONE), &[]);
+    assert_eq!(f.conn.send_queue_len(), 0);
+    assert_eq!(f.conn.stats().timeouts, 0);
 }
