@@ -651,6 +651,7 @@ impl Connection {
             self.rcv_shift = 0;
             self.flags.clear(ConnFlags::WSCALE);
         }
+        self.recv.set_window_shift(self.rcv_shift);
         if sack {
             self.flags.set(ConnFlags::SACK);
         }
@@ -940,6 +941,15 @@ impl Connection {
         self.consume(moved)
     }
 
+    /// Drops every out-of-order byte held for reassembly, as Linux's `tcp_prune_ofo_queue`
+    /// does under memory pressure: the peer must send it again even if it was SACKed
+    /// (reneging, RFC 2018 section 8). For tests of a reneging peer; returns how many
+    /// ranges were dropped.
+    #[doc(hidden)]
+    pub fn discard_out_of_order(&mut self) -> usize {
+        self.recv.discard_out_of_order()
+    }
+
     /// Whether the peer's FIN arrived and every byte before it was read: end of stream.
     #[must_use]
     pub fn recv_finished(&self) -> bool {
@@ -1094,6 +1104,10 @@ impl Connection {
             self.irs = repr.seq_number;
             self.rcv_nxt = repr.seq_number + 1;
             self.last_ack_sent = self.rcv_nxt;
+            // The right edge offered so far: none beyond RCV.NXT. (Left at its initial zero,
+            // the modular `max` with the SYN-ACK's edge would keep zero for half of all
+            // initial sequence numbers, offering the peer a window of gigabytes.)
+            self.rcv_adv = self.rcv_nxt;
             let ours = repr.window_scale.map(|_| self.config.window_scale);
             let mss = repr.max_seg_size.unwrap_or_else(|| default_mss(&self.tuple));
             self.negotiate(mss, repr.window_scale, ours, self.config.sack && repr.sack_permitted);

@@ -23,6 +23,10 @@ pub(crate) struct RecvBuffer {
     /// Start of the range that received the most recent segment: its block goes first.
     latest: Option<SeqNumber>,
     capacity: usize,
+    /// Bytes the ring may hold beyond `capacity`: the window scale rounds our offer up to
+    /// its unit (RFC 7323 section 2.4: the right edge never moves left), and what we offered
+    /// is always taken, or a full receiver would keep offering a window it never backs.
+    slack: usize,
 }
 
 impl RecvBuffer {
@@ -39,7 +43,13 @@ impl RecvBuffer {
             out_of_order: Assembler::new(max_ranges),
             latest: None,
             capacity,
+            slack: 0,
         }
+    }
+
+    /// The window scale in use: the ring may hold up to one unit (less a byte) more.
+    pub(crate) fn set_window_shift(&mut self, shift: u8) {
+        self.slack = (1usize << shift.min(14)) - 1;
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -54,6 +64,11 @@ impl RecvBuffer {
     /// Space not taken by readable bytes: the most window we may offer.
     pub(crate) fn free(&self) -> usize {
         self.capacity.saturating_sub(self.readable)
+    }
+
+    /// Space the ring can still take in order: `free` and the scale's rounding slack.
+    pub(crate) fn room(&self) -> usize {
+        (self.capacity + self.slack).saturating_sub(self.readable)
     }
 
     pub(crate) fn has_out_of_order(&self) -> bool {
@@ -77,9 +92,8 @@ impl RecvBuffer {
     }
 
     /// Stores `data` starting at `seq` (with `seq >= rcv_nxt`; the caller trimmed it to the
-    /// window); returns the new `rcv_nxt`. Bytes that would not fit in the buffer (the
-    /// window scale rounds our offer up by less than one unit), and out-of-order bytes the
-    /// cap on ranges turns away, are left for the peer to send again.
+    /// window); returns the new `rcv_nxt`. Out-of-order bytes the cap on ranges turns away
+    /// are left for the peer to send again.
     pub(crate) fn insert(
         &mut self,
         rcv_nxt: SeqNumber,
@@ -88,7 +102,7 @@ impl RecvBuffer {
         copied: &mut u64,
     ) -> SeqNumber {
         let offset = seq.saturating_sub(rcv_nxt);
-        let room = self.free().saturating_sub(offset);
+        let room = (self.capacity + self.slack).saturating_sub(self.readable + offset);
         let data = &data[..data.len().min(room)];
         if data.is_empty() {
             return rcv_nxt;
@@ -100,7 +114,8 @@ impl RecvBuffer {
         let needed = self.readable + offset + data.len();
         if needed > self.ring.allocated() {
             let ooo_end = self.out_of_order.end().map_or(0, |end| end.saturating_sub(rcv_nxt));
-            *copied += self.ring.grow(needed, self.capacity, self.readable + ooo_end) as u64;
+            let limit = self.capacity + self.slack;
+            *copied += self.ring.grow(needed, limit, self.readable + ooo_end) as u64;
         }
         let n = self.ring.write(self.readable + offset, data);
         *copied += n as u64;
@@ -142,6 +157,15 @@ impl RecvBuffer {
     /// Nothing readable and nothing out of order.
     pub(crate) fn is_empty(&self) -> bool {
         self.readable == 0 && self.out_of_order.is_empty()
+    }
+
+    /// Forgets every out-of-order range, as a receiver short of memory may (RFC 2018
+    /// section 8); returns how many there were.
+    pub(crate) fn discard_out_of_order(&mut self) -> usize {
+        let n = self.out_of_order.iter().count();
+        self.out_of_order.clear();
+        self.latest = None;
+        n
     }
 
     /// Frees the ring if it holds nothing; returns whether memory was given back.

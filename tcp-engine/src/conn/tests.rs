@@ -1598,3 +1598,28 @@ fn tail_loss_probe_repairs_a_lost_tail_before_the_rto() {
     assert_eq!(f.conn.send_queue_len(), 0);
     assert_eq!(f.conn.stats().timeouts, 0);
 }
+
+#[test]
+fn a_full_receiver_never_offers_room_it_does_not_have() {
+    // With a window scale of 7 an offer is a multiple of 128 bytes, and the right edge may
+    // not move left, so offers are rounded up. A peer filling the window in 100-byte pieces
+    // while nobody reads must find every offered byte taken, and end at a zero window, not
+    // at a phantom one it keeps filling in vain (which once ended a stalled transfer after
+    // tcp_retries2 timeouts).
+    let mut hs = handshake();
+    hs.peer_wscale = Some(7);
+    hs.our_wscale = Some(7);
+    let config = Config { recv_buffer_size: 4000, delayed_ack: Duration::ZERO, ..config() };
+    let mut f = fixture(Connection::from_cookie(Instant::ZERO, &hs, Arc::new(config)));
+    let _ = f.events();
+    let (mut next, mut edge) = (IRS + 1, IRS + 1 + 4000);
+    while edge > next {
+        let n = (edge - next).min(100);
+        f.recv(from_peer(next, Some(ISS + 1), Flags::NONE), &vec![7u8; n as usize]);
+        let ack = f.sent().pop().expect("an ACK").repr;
+        assert_eq!(ack.ack_number, Some(seq(next + n)), "offered bytes taken");
+        next += n;
+        edge = edge.max(next + (u32::from(ack.window_len) << 7));
+    }
+    assert!(f.conn.recv_queue_len() <= 4000 + 127, "{}", f.conn.recv_queue_len());
+}

@@ -408,6 +408,13 @@ impl Connection {
     /// The window field: the free buffer space, with receiver-side silly window avoidance
     /// (RFC 9293 section 3.8.6.2.2), never moving the right edge left (RFC 7323 section
     /// 2.4), scaled by our shift.
+    ///
+    /// Keeping the edge where it was can take rounding the offer up to the scale's unit,
+    /// and since the peer fills what was offered in pieces that are not whole units, each
+    /// such rounding could push the edge a little further than the buffer reaches. So the
+    /// offer is rounded up only as far as the buffer, with its one unit of slack, takes it;
+    /// beyond that the edge moves left by less than one unit (the truncation of RFC 7323
+    /// section 2.3), rather than offering room that is not there.
     fn window_field(&self) -> u16 {
         let shift = self.rcv_shift;
         let free = self.recv.free();
@@ -417,7 +424,10 @@ impl Connection {
         let window = window.min(usize::from(u16::MAX) << shift);
         let mut field = window >> shift;
         if field << shift < offered {
-            field = offered.div_ceil(1 << shift);
+            let up = offered.div_ceil(1 << shift);
+            if up << shift <= self.recv.room() {
+                field = up;
+            }
         }
         u16::try_from(field).unwrap_or(u16::MAX)
     }
