@@ -340,14 +340,16 @@ impl Connection {
     }
 
     /// RFC 8985 section 7.2 (Linux `tcp_schedule_loss_probe`): with SACK, outside recovery,
-    /// in ESTABLISHED or CLOSE-WAIT, one probe per episode, armed two RTTs after the last
-    /// transmission (plus a delayed ACK's worst case when one segment is in flight), never
-    /// later than the RTO. Returns whether it was armed.
+    /// one probe per episode, armed two RTTs after the last transmission (plus a delayed
+    /// ACK's worst case when one segment is in flight), never later than the RTO. In any
+    /// state with data in flight: the tail of a response often goes out after the
+    /// application's close, in LAST-ACK or FIN-WAIT-1. Returns whether it was armed.
     pub(super) fn schedule_loss_probe(&mut self, now: Instant) -> bool {
         let eligible = self.sack()
             && self.recovery == Recovery::Open
             && self.tlp.is_none()
-            && matches!(self.state, State::Established | State::CloseWait)
+            && self.state.is_synchronized()
+            && self.state != State::TimeWait
             && self.snd_una != self.snd_max
             && self.rtx_timer != RtxTimer::Reorder;
         if !eligible {
@@ -401,7 +403,10 @@ impl Connection {
     }
 
     /// The tail loss probe timer (RFC 8985 section 7.3): the next `poll_transmit` sends one
-    /// new segment if the peer's window allows, else the last segment again; then the RTO.
+    /// new segment if the peer's window allows, else the last segment again; then a full RTO
+    /// from now (Linux `tcp_send_loss_probe` restarts it from the probe: with one segment in
+    /// flight the probe is due no earlier than the RTO, and an RTO right behind it would
+    /// undo what the probe is for).
     fn on_loss_probe_timeout(&mut self, now: Instant) {
         if self.snd_una == self.snd_max {
             return;
@@ -409,8 +414,7 @@ impl Connection {
         if self.tlp.is_none() {
             self.flags.set(ConnFlags::LOSS_PROBE);
         }
-        let at = self.rto_deadline(now);
-        self.arm_rtx_timer(RtxTimer::Rto, at);
+        self.arm_rtx_timer(RtxTimer::Rto, now + self.rto());
     }
 
     /// RFC 6298 sections 5.4 to 5.7, RFC 5681 section 3.1, RFC 8985 section 6.3, and the

@@ -628,7 +628,9 @@ impl Prr {
         };
         // The first retransmission goes whatever the arithmetic says (RFC 6937 section 3).
         let sndcnt = if self.out == 0 { sndcnt.max(mss) } else { sndcnt };
-        pipe + sndcnt
+        // Whole segments, as Linux counts them: a delivered segment a few bytes short of a
+        // full one (its options were longer) must still let a full one go.
+        pipe + sndcnt.div_ceil(mss) * mss
     }
 }
 
@@ -765,15 +767,16 @@ mod tests {
         let mss = 100;
         let mut prr = Prr::start(20 * mss);
         // Each ACK delivers one segment: while pipe > ssthresh, one goes out per two ACKs.
-        let mut sent = 0;
+        let mut sent = Vec::new();
         let mut pipe = 19 * mss;
         for _ in 0..8 {
             let cwnd = prr.window(mss, pipe, 10 * mss, mss, false);
-            let n = cwnd.saturating_sub(pipe);
+            // Whole segments only.
+            let n = (cwnd.saturating_sub(pipe) / mss) * mss;
             prr.on_sent(n);
-            sent += n;
+            sent.push(n / mss);
             pipe = pipe - mss + n;
         }
-        assert_eq!(sent, 4 * mss);
+        assert_eq!(sent, [1, 0, 1, 0, 1, 0, 1, 0]);
     }
 }
