@@ -33,6 +33,17 @@ pub(crate) const DEFAULT_MAX_RANGES: usize = 256;
 /// How far below the first range the base is put: more than any window (RFC 7323: 2^30).
 const SPAN: u32 = 1 << 30;
 
+/// What [`Assembler::make_room`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Room {
+    /// The range can be added as it is.
+    Fits,
+    /// The highest range, `[start, end)`, was dropped to make room.
+    Dropped(SeqNumber, SeqNumber),
+    /// No room: the range would have been the highest.
+    Refused,
+}
+
 /// Out-of-order ranges `[start, end)`.
 #[derive(Debug)]
 pub(crate) struct Assembler {
@@ -106,36 +117,52 @@ impl Assembler {
         self.ranges.last_key_value().map(|(_, &end)| self.seq(end))
     }
 
-    /// Makes room for `[start, end)` under the cap on ranges: true if it can be added (it
-    /// touches a range, there is room, or the highest range was dropped for it), false if it
-    /// is refused (it would be the highest range of a full assembler).
-    pub(crate) fn make_room(&mut self, start: SeqNumber, end: SeqNumber) -> bool {
+    /// Makes room for `[start, end)` under the cap on ranges: it fits (it touches a range,
+    /// or there is room), the highest range was dropped for it, or it is refused (it would be
+    /// the highest range of a full assembler).
+    pub(crate) fn make_room(&mut self, start: SeqNumber, end: SeqNumber) -> Room {
         if self.ranges.len() < self.max_ranges {
-            return true;
+            return Room::Fits;
         }
         self.rebase_for(start);
         let (s, e) = (self.key(start), self.key(end));
         // The last range starting at or before `end` is the only one that can reach it.
         let touches = self.ranges.range(..=e).next_back().is_some_and(|(_, &re)| re >= s);
         if touches {
-            return true;
+            return Room::Fits;
         }
         self.dropped += 1;
         match self.ranges.last_key_value() {
-            Some((&highest, _)) if s < highest => {
-                self.ranges.pop_last();
-                true
-            }
-            _ => false,
+            Some((&highest, _)) if s < highest => match self.ranges.pop_last() {
+                Some((hs, he)) => Room::Dropped(self.seq(hs), self.seq(he)),
+                None => Room::Fits,
+            },
+            _ => Room::Refused,
         }
     }
 
     /// Records `[start, end)` as present, merged with every range it overlaps or touches;
     /// returns the start of the merged range. Call [`Assembler::make_room`] first to keep
     /// within the cap.
+    #[cfg(test)]
     pub(crate) fn add(&mut self, start: SeqNumber, end: SeqNumber) -> SeqNumber {
+        self.add_range(start, end).0
+    }
+
+    /// As [`Assembler::add`], returning the whole merged range.
+    pub(crate) fn add_range(&mut self, start: SeqNumber, end: SeqNumber) -> (SeqNumber, SeqNumber) {
         self.rebase_for(start);
         let (s, e) = (self.key(start), self.key(end));
+        // The last range starting at or before `end` is the only one that can reach the new
+        // one (ranges are disjoint and do not touch): if it does not, the new range stands
+        // alone, the common case, and one search suffices.
+        match self.ranges.range(..=e).next_back() {
+            Some((_, &pe)) if pe >= s => {}
+            _ => {
+                self.ranges.insert(s, e);
+                return (start, end);
+            }
+        }
         let (mut lo, mut hi) = (s, e);
         // The range before, if it reaches `start` (touching counts).
         if let Some((&ps, &pe)) = self.ranges.range(..=s).next_back()
@@ -153,7 +180,7 @@ impl Assembler {
             self.ranges.remove(&ns);
         }
         self.ranges.insert(lo, hi);
-        self.seq(lo)
+        (self.seq(lo), self.seq(hi))
     }
 
     /// Removes and returns the lowest range if it starts at or before `next` (the in-order
@@ -168,6 +195,7 @@ impl Assembler {
     }
 
     /// The range starting at `start`, if there is one.
+    #[cfg(test)]
     pub(crate) fn starting_at(&self, start: SeqNumber) -> Option<(SeqNumber, SeqNumber)> {
         let key = self.key(start);
         self.ranges.get(&key).map(|&end| (start, self.seq(end)))
@@ -221,16 +249,16 @@ mod tests {
     fn a_full_assembler_drops_its_highest_range_or_refuses_a_new_highest() {
         let mut a = Assembler::new(3);
         for start in [100, 200, 300] {
-            assert!(a.make_room(seq(start), seq(start + 10)));
+            assert_eq!(a.make_room(seq(start), seq(start + 10)), Room::Fits);
             a.add(seq(start), seq(start + 10));
         }
         // Above everything: refused.
-        assert!(!a.make_room(seq(400), seq(410)));
+        assert_eq!(a.make_room(seq(400), seq(410)), Room::Refused);
         // Touching a range: merged, no new range needed.
-        assert!(a.make_room(seq(110), seq(120)));
+        assert_eq!(a.make_room(seq(110), seq(120)), Room::Fits);
         a.add(seq(110), seq(120));
         // Below the highest: the highest goes.
-        assert!(a.make_room(seq(150), seq(160)));
+        assert_eq!(a.make_room(seq(150), seq(160)), Room::Dropped(seq(300), seq(310)));
         a.add(seq(150), seq(160));
         assert_eq!(
             a.iter().collect::<Vec<_>>(),

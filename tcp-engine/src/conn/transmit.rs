@@ -41,7 +41,8 @@ impl Connection {
     /// Never writes more than `buf.len()` bytes: the payload is cut to fit (the rest goes in
     /// the next segment). A `buf` shorter than [`MIN_TRANSMIT_BUFFER`] gets nothing.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        if buf.len() < MIN_TRANSMIT_BUFFER {
+        // Nothing pending: no header (with its SACK blocks) built for nothing.
+        if buf.len() < MIN_TRANSMIT_BUFFER || !self.has_output() {
             return None;
         }
         let out = self.next_segment(now, buf.len())?;
