@@ -1623,3 +1623,24 @@ fn a_full_receiver_never_offers_room_it_does_not_have() {
     }
     assert!(f.conn.recv_queue_len() <= 4000 + 127, "{}", f.conn.recv_queue_len());
 }
+
+#[test]
+fn data_retransmissions_give_up_after_about_924_seconds() {
+    // Item 4's reference, Linux with tcp_retries2 = 15 and a 200 ms RTO: fifteen
+    // retransmissions backing off to rto_max (120 s), given up 924.6 s after the send.
+    let mut f = established();
+    f.conn.send(b"x").expect("send");
+    f.sent_one();
+    f.at(1).recv(from_peer(IRS + 1, Some(ISS + 2), Flags::NONE), &[]);
+    assert_eq!(f.conn.rto(), Duration::from_millis(200));
+    f.conn.send(b"y").expect("send");
+    f.sent_one();
+    let mut retransmissions = 0;
+    while f.state() == State::Established {
+        f.fire_next();
+        retransmissions += f.sent().len();
+    }
+    assert_eq!(retransmissions, 15);
+    assert_eq!(f.now, at_ms(1 + 924_600));
+    assert_eq!(f.events(), [Event::Closed(CloseReason::TimedOut)]);
+}
