@@ -26,6 +26,19 @@
 //! receive ring (out-of-order ones at their offset); the application reads them in place
 //! with `recv_slices`. Bytes to send are written in place with `send_with` (or copied in by
 //! `send`) and copied once more, into the caller's buffer by `poll_transmit`.
+//!
+//! # Where things are
+//!
+//! - this file: the state machine of RFC 9293 section 3.10 (segment arrival, application
+//!   calls, timers' dispatch);
+//! - `transmit.rs`: what to send next (retransmissions, loss probes, new data under the
+//!   windows, Nagle in Minshall's variant, probes, ACKs) and the header fields;
+//! - `ack.rs`: the sender's side of an ACK and of the retransmission, loss-probe and persist
+//!   timers; the recovery state machine;
+//! - `recovery.rs`: the per-segment scoreboard, RACK (RFC 8985) and PRR (RFC 6937);
+//!   `congestion.rs` and `hystart.rs`: the window (RFC 5681, 6582, 9438, 9406);
+//! - `recv.rs`, `assembler.rs`, `ring.rs`, `send.rs`: the buffers and reassembly;
+//!   `timers.rs`: the timer table and the RTO estimator (RFC 6298).
 
 mod ack;
 mod assembler;
