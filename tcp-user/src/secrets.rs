@@ -107,6 +107,8 @@ impl SecretKeeper {
             keys: [random_key()?, random_key()?],
             current: 0,
             counter: counter_at(now_secs, schedule.counter_period.as_secs()),
+            ts_base: 0,
+            schedule: CookieSecrets::HOST,
         };
         Ok(SecretKeeper { secrets, schedule, last_rotation: now_secs, activate_pending: false })
     }
