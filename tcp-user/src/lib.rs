@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod config_file;
 pub mod datapath;
+pub mod keyfile;
 pub mod lab;
 pub mod loader;
 pub mod logging;
