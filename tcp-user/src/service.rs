@@ -14,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::app::{App, AppKind, HttpConfig};
 use crate::datapath::run::{DataPath, DataPathConfig, StatsHandle};
 use crate::loader::{CounterReader, Shield, XdpModeChoice};
-use crate::secrets::{SecretKeeper, SecretsSchedule};
+use crate::secrets::{FleetArgs, Keeper, SecretsSchedule};
 use crate::xsk::{XskConfig, XskMode};
 
 /// Options of `synshield serve`.
@@ -88,6 +88,9 @@ pub struct ServeArgs {
     /// Do not print the status line every second.
     #[arg(long)]
     pub quiet: bool,
+    /// The fleet's shared cookie keys (`--key-file`).
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 /// Runs `synshield serve` until SIGINT or SIGTERM.
@@ -116,9 +119,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         counter_period: Duration::from_secs(args.cookie_period),
         key_rotation: Duration::from_secs(args.key_rotation),
     };
-    schedule.validate()?;
-    let keeper = SecretKeeper::new(schedule, crate::secrets::monotonic_secs())
-        .context("reading the OS random source for the cookie key")?;
+    let keeper = Keeper::start(&args.fleet, schedule)?;
     let mut config = xdp_config(&args)?;
     config.secrets = keeper.secrets();
     let shield = Shield::attach(&args.iface, args.xdp_mode, &config)?;
@@ -135,7 +136,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         },
     )?;
     let mut writer = shield.config_writer()?;
-    let mut secrets = tokio::spawn(crate::secrets::run(keeper, move |s| {
+    let mut secrets = tokio::spawn(keeper.run(move |s| {
         config.secrets = *s;
         writer.write(&config).map_err(std::io::Error::other)
     }));
