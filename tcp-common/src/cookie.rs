@@ -70,9 +70,10 @@
 //!
 //! # Fleet schedule
 //!
-//! Hosts behind ECMP share one key schedule (`synshield serve --key-file`, see
-//! `tcp-user/src/fleet.rs`), so any of them checks a cookie any other made, and they agree
-//! without talking only through their wall clocks, which may disagree by some skew. With
+//! Hosts behind ECMP share one key schedule (`synshield serve --key-file`; `FleetKeeper` in
+//! `tcp-user/src/secrets.rs`, the key file in `keyfile.rs`), so any of them checks a cookie any
+//! other made; they agree without talking, through their wall clocks, which may disagree by
+//! some skew. With
 //! [`CookieSecrets::schedule`] = [`CookieSecrets::FLEET`], userspace keeps:
 //!
 //! ```text
