@@ -399,14 +399,12 @@ pub enum Keeper {
         key_file: PathBuf,
         /// The wall clock.
         clock: WallClock,
-        /// SIGHUP, installed before the caller says it is ready (the default action ends
-        /// the process).
-        hangup: tokio::signal::unix::Signal,
     },
 }
 
 impl Keeper {
-    /// The schedule the options ask for. In a tokio runtime (for the SIGHUP handler).
+    /// The schedule the options ask for (the key file is read here, during the privileged
+    /// setup; no runtime needed).
     pub fn start(fleet: &FleetArgs, schedule: SecretsSchedule) -> anyhow::Result<Keeper> {
         use anyhow::Context as _;
         let Some(key_file) = &fleet.key_file else {
@@ -424,15 +422,13 @@ impl Keeper {
                 "--cookie-period is not used with --key-file: the cookie counter period is half of --key-rotation"
             );
         }
-        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .context("installing the SIGHUP handler")?;
         tracing::info!(
             key_file = %key_file.display(),
             rotation_s = keeper.rotation_secs,
             clock_offset_s = clock.offset_secs,
             "fleet key schedule: cookie keys from the key file and the wall clock"
         );
-        Ok(Keeper::Fleet { keeper, key_file: key_file.clone(), clock, hangup })
+        Ok(Keeper::Fleet { keeper, key_file: key_file.clone(), clock })
     }
 
     /// The secrets to write into the `Config` map now.
@@ -444,20 +440,27 @@ impl Keeper {
         }
     }
 
-    /// Keeps the secrets current until the task is dropped, calling `write` on every change
-    /// (see [`run`]); the fleet schedule also re-reads its key file on SIGHUP.
-    pub async fn run<F>(self, write: F) -> io::Result<()>
+    /// The task that keeps the secrets current until it is dropped, calling `write` on every
+    /// change (see [`run`]); the fleet schedule also re-reads its key file on SIGHUP. Call it
+    /// in the runtime before saying the process is ready: the SIGHUP handler is installed here,
+    /// at once (SIGHUP's default action ends the process), not when the task first runs.
+    pub fn run<F>(self, write: F) -> io::Result<KeeperTask>
     where
-        F: FnMut(&CookieSecrets) -> io::Result<()>,
+        F: FnMut(&CookieSecrets) -> io::Result<()> + Send + 'static,
     {
-        match self {
-            Keeper::Host(keeper) => run(keeper, write).await,
-            Keeper::Fleet { keeper, key_file, clock, hangup } => {
-                run_fleet(keeper, &key_file, clock, hangup, write).await
+        Ok(match self {
+            Keeper::Host(keeper) => Box::pin(run(keeper, write)),
+            Keeper::Fleet { keeper, key_file, clock } => {
+                let hangup =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+                Box::pin(async move { run_fleet(keeper, &key_file, clock, hangup, write).await })
             }
-        }
+        })
     }
 }
+
+/// What [`Keeper::run`] returns: a future to spawn.
+pub type KeeperTask = std::pin::Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
 /// The fleet schedule's loop: every second `tick`, on SIGHUP re-read the key file.
 async fn run_fleet<F>(

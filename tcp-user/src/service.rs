@@ -136,10 +136,14 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         },
     )?;
     let mut writer = shield.config_writer()?;
-    let mut secrets = tokio::spawn(keeper.run(move |s| {
-        config.secrets = *s;
-        writer.write(&config).map_err(std::io::Error::other)
-    }));
+    let mut secrets = tokio::spawn(
+        keeper
+            .run(move |s| {
+                config.secrets = *s;
+                writer.write(&config).map_err(std::io::Error::other)
+            })
+            .context("installing the SIGHUP handler")?,
+    );
     let stats = data_path.stats_handle();
     let counters = Arc::new(shield.counter_reader()?);
     let info = crate::metrics::Info {
