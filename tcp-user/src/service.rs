@@ -379,6 +379,9 @@ fn engine_config(args: &ServeArgs, xdp: &Config) -> tcp_engine::Config {
         mss: xdp.mss_v4,
         window_scale: xdp.wscale,
         msl: secs(args.msl),
+        // Every application sends without Nagle's delay (see `crate::app`): a whole response,
+        // an echo of what arrived, or what a backend handed over.
+        nagle: false,
         keepalive: tcp_engine::KeepaliveConfig {
             enabled: args.keepalive_idle > 0,
             idle: secs(args.keepalive_idle),
