@@ -1,6 +1,10 @@
 //! `cargo run --release -p tcp-engine --example engine_bench`: throughput between two
 //! connection tables in memory, and memory per idle connection and per TIME-WAIT record with
 //! a million in the table. Prints Markdown.
+//!
+//! `engine_bench reassembly`: the receiver's cost per segment and peak heap under the worst
+//! out-of-order pattern against the same segments in order (the "loss" section of `cargo
+//! xtask bench`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -17,17 +21,23 @@ use tcp_engine::{
 struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(bytes: usize) {
+    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
 
 // SAFETY: forwards to the system allocator and only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        grew(layout.size());
         // SAFETY: same contract as ours.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        grew(layout.size());
         // SAFETY: same contract as ours.
         unsafe { System.alloc_zeroed(layout) }
     }
@@ -39,7 +49,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        grew(new_size);
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: same contract as ours.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -262,7 +272,139 @@ fn memory() -> Memory {
     }
 }
 
+/// CPU time this thread has used: unlike the wall clock, not inflated when the (shared)
+/// machine runs someone else.
+fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    std::time::Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// How a window's worth of segments arrives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pattern {
+    /// In sequence order.
+    InOrder,
+    /// Every other segment, each below all the others (the worst order for a sorted list,
+    /// and past the cap on ranges each one drops the highest range), then each above all the
+    /// others (past the cap, refused), then the whole window in order.
+    Worst,
+}
+
+struct Reassembly {
+    ns_per_segment: f64,
+    segments: u64,
+    peak_heap: usize,
+    dropped_ranges: u64,
+}
+
+/// The receiver alone (one `Connection`, as the table would hold it): `windows` windows'
+/// worth of `size`-byte segments in `pattern`, each answered (its ACK written out) and the
+/// data read in place as it becomes readable.
+fn reassembly(size: usize, pattern: Pattern, windows: usize) -> Reassembly {
+    let config = Arc::new(Config::default());
+    let window = config.recv_buffer_size;
+    let h = handshake(1);
+    let mut conn = Connection::from_cookie(Instant::ZERO, &h, config);
+    let mut wire = vec![0u8; 2048];
+    let now = Instant::from_secs(1);
+    let payload = vec![0x5au8; size];
+    // The third ACK, then our ACK with the full scaled window.
+    conn.handle_segment(now, &from_peer(&h, 0, 0, Flags::NONE), &[]);
+    conn.handle_timeout(Instant::from_secs(2));
+    while conn.poll_transmit(now, &mut wire).is_some() {}
+    let per_window = window / size - 1;
+    let order: Vec<usize> = match pattern {
+        Pattern::InOrder => (0..per_window).collect(),
+        Pattern::Worst => {
+            // Odd segments of the lower half downwards, of the upper half upwards; then the
+            // whole window in order, as the sender resends what was not acknowledged (what
+            // the receiver dropped or refused for the cap included).
+            let half = per_window / 2;
+            let mut o: Vec<usize> = (1..half).filter(|i| i % 2 == 1).rev().collect();
+            o.extend((half..per_window).filter(|i| i % 2 == 1));
+            o.extend(0..per_window);
+            o
+        }
+    };
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let mut segments = 0u64;
+    let start = thread_cpu_time();
+    for w in 0..windows {
+        let base = w * per_window * size;
+        for &i in &order {
+            conn.handle_segment(now, &from_peer(&h, base + i * size, 0, Flags::NONE), &payload);
+            segments += 1;
+            let (a, b) = conn.recv_slices();
+            let n = a.len() + b.len();
+            conn.consume(n);
+            while conn.poll_transmit(now, &mut wire).is_some() {}
+        }
+    }
+    let elapsed = thread_cpu_time().saturating_sub(start);
+    let peak_heap = PEAK.load(Ordering::Relaxed).saturating_sub(before);
+    assert_eq!(conn.recv_queue_len(), 0, "everything delivered");
+    #[expect(clippy::cast_precision_loss, reason = "a rate")]
+    Reassembly {
+        ns_per_segment: elapsed.as_nanos() as f64 / segments as f64,
+        segments,
+        peak_heap,
+        dropped_ranges: conn.stats().out_of_order_dropped,
+    }
+}
+
+fn reassembly_section() {
+    println!("### Reassembly: the worst out-of-order pattern against in-order arrival");
+    println!();
+    println!(
+        "One receiving connection (256 KiB window, at most {} out-of-order ranges), each segment \
+         answered and the data read in place. Worst pattern: every other segment of the window \
+         each below all the others, then each above, then the whole window again in order (the \
+         sender resending what was not acknowledged). Peak heap: the most the \
+         process held beyond the idle connection during the run (ring, ranges, everything; while \
+         the ring doubles, briefly both rings). Thread CPU time, best of five runs each. Goal (issue 9): \
+         out-of-order at most 2x the in-order cost per segment.",
+        tcp_engine::conn::DEFAULT_REASSEMBLY_MAX_RANGES
+    );
+    println!();
+    println!(
+        "| segment | in order, ns per segment | worst pattern, ns per segment | ratio | peak heap in order | peak heap worst | ranges dropped |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    // Best of five, alternating: the machine is shared, and the least disturbed run is the
+    // one that measures the code.
+    let best = |size, pattern, windows| {
+        (0..5)
+            .map(|_| reassembly(size, pattern, windows))
+            .min_by(|a, b| a.ns_per_segment.total_cmp(&b.ns_per_segment))
+            .expect("five runs")
+    };
+    for (size, windows) in [(1448, 200), (1, 2)] {
+        let fine = best(size, Pattern::InOrder, windows);
+        let worst = best(size, Pattern::Worst, windows);
+        println!(
+            "| {size} B ({} segments each) | {:.0} | {:.0} | {:.2}x | {} KiB | {} KiB | {} |",
+            worst.segments,
+            fine.ns_per_segment,
+            worst.ns_per_segment,
+            worst.ns_per_segment / fine.ns_per_segment,
+            fine.peak_heap / 1024,
+            worst.peak_heap / 1024,
+            worst.dropped_ranges,
+        );
+    }
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("reassembly") {
+        reassembly_section();
+        return;
+    }
     let t = throughput();
     let m = memory();
     println!("## TCP engine (tcp-engine)");

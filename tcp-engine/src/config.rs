@@ -46,6 +46,11 @@ pub struct Config {
     pub send_buffer_size: usize,
     /// Bytes of received data we hold (in order and out of order); bounds our window.
     pub recv_buffer_size: usize,
+    /// Most out-of-order ranges (runs of bytes with a gap before each) a connection keeps
+    /// for reassembly; beyond it the highest range is dropped, as Linux prunes its
+    /// out-of-order queue (see `conn/assembler.rs`). With the receive buffer, this bounds a
+    /// connection's receive memory whatever order segments arrive in.
+    pub reassembly_max_ranges: usize,
     /// Our window scale shift when we may choose it (active and ordinary passive open).
     pub window_scale: u8,
     /// Offer and use SACK (RFC 2018).
@@ -61,7 +66,8 @@ pub struct Config {
     /// After `close()`, how long FIN-WAIT-2 may last without the peer's FIN (Linux
     /// `tcp_fin_timeout`, 60 s).
     pub fin_wait_2_timeout: Duration,
-    /// Nagle's algorithm (RFC 9293 section 3.7.4).
+    /// Nagle's algorithm (RFC 9293 section 3.7.4), in Minshall's variant as Linux: the
+    /// default of every connection, which [`crate::Connection::set_nodelay`] changes.
     pub nagle: bool,
     /// Longest an ACK for in-order data is delayed (RFC 9293 section 3.8.6.3: under 500 ms).
     pub delayed_ack: Duration,
@@ -77,8 +83,13 @@ pub struct Config {
     pub rto_initial: Duration,
     /// Retransmissions of SYN or SYN-ACK before giving up (Linux `tcp_synack_retries` 5).
     pub syn_retries: u8,
-    /// Retransmissions of data or FIN before giving up (Linux `tcp_retries2` 15).
+    /// Retransmissions of data or FIN before giving up (Linux `tcp_retries2` 15: about
+    /// 924 s with a 200 ms RTO), and unanswered zero-window probes before giving up.
     pub data_retries: u8,
+    /// The same limits once the application closed the connection (an orphan): Linux
+    /// `tcp_orphan_retries`, whose 0 means 8 (over 100 s with a 200 ms RTO), and no more
+    /// once retransmissions or probes are `rto_max` apart.
+    pub orphan_retries: u8,
     /// Congestion controller.
     pub congestion: CongestionAlgorithm,
     /// How long an emptied send or receive buffer is kept after the connection's last data
@@ -95,6 +106,7 @@ impl Default for Config {
             mss: 1460,
             send_buffer_size: 256 * 1024,
             recv_buffer_size: 256 * 1024,
+            reassembly_max_ranges: crate::conn::DEFAULT_REASSEMBLY_MAX_RANGES,
             window_scale: 7,
             sack: true,
             timestamps: true,
@@ -110,6 +122,7 @@ impl Default for Config {
             rto_initial: Duration::from_secs(1),
             syn_retries: 5,
             data_retries: 15,
+            orphan_retries: 8,
             congestion: CongestionAlgorithm::default(),
             buffer_reclaim_delay: Duration::from_millis(200),
         }

@@ -1,16 +1,25 @@
 //! Two engines over a seeded network that drops, duplicates, reorders and delays: every
-//! byte arrives once and in order both ways, and both ends finish the close.
+//! byte arrives once and in order both ways, and both ends finish the close. Every run also
+//! checks each segment against the path MTU. Beyond a lossy network: a receiver that reneges
+//! on what it SACKed, a reader that stops for twenty minutes, an orphan whose peer goes silent,
+//! and a peer that sends the worst out-of-order pattern.
 
 mod common;
 
-use common::{Impairments, SimNet, stream};
+use common::{Impairments, Pair, SimNet, over_the_wire, stream};
 use proptest::prelude::*;
-use tcp_engine::{CloseReason, Config, CongestionAlgorithm, Duration, Instant, State};
+use tcp_engine::wire::{Flags, TcpRepr};
+use tcp_engine::{
+    CloseReason, Config, CongestionAlgorithm, Duration, Instant, Segment, SeqNumber, State,
+};
 
 fn check(config: Config, net: Impairments, seed: u64, a_len: usize, b_len: usize) {
+    check_with(SimNet::new(config, net, seed), seed, a_len, b_len);
+}
+
+fn check_with(mut sim: SimNet, seed: u64, a_len: usize, b_len: usize) -> SimNet {
     let to_server = stream(seed, a_len);
     let to_client = stream(!seed, b_len);
-    let mut sim = SimNet::new(config, net, seed);
     let out = sim.run(to_server.clone(), to_client.clone(), Instant::from_secs(3_600));
     assert!(
         out.server_received == to_server,
@@ -35,6 +44,7 @@ fn check(config: Config, net: Impairments, seed: u64, a_len: usize, b_len: usize
         );
     }
     assert!(sim.client.is_empty() && sim.server.is_empty());
+    sim
 }
 
 fn lossy() -> Impairments {
@@ -98,6 +108,94 @@ fn regression_simultaneous_close_after_timeout() {
 #[test]
 fn empty_streams_just_handshake_and_close() {
     check(Config::default(), lossy(), 3, 0, 0);
+}
+
+#[test]
+fn loss_both_ways_never_sends_a_segment_over_the_mtu() {
+    // Issue 9, item 1: with holes on both sides, data segments carry SACK blocks and
+    // timestamps; each must still fit the 1500-byte path (the run fails on one that does
+    // not).
+    let config = Config { sack: true, timestamps: true, ..Config::default() };
+    let sim = SimNet::new(config, lossy(), 21);
+    assert_eq!(sim.mtu, 1500);
+    check_with(sim, 21, 400_000, 400_000);
+}
+
+#[test]
+fn a_reneging_receiver_gets_what_it_dropped_again() {
+    // Issue 9, item 2: the server drops its out-of-order queue now and then (Linux prunes
+    // it under memory pressure); the client must resend what had been SACKed.
+    let mut sim = SimNet::new(Config::default(), lossy(), 33);
+    sim.renege = 0.05;
+    let sim = check_with(sim, 33, 400_000, 50_000);
+    assert!(sim.reneged_ranges > 0, "the receiver did renege");
+}
+
+#[test]
+fn a_reader_stopping_for_twenty_minutes_is_waited_for() {
+    // Issue 9, items 3 to 5: the server reads nothing for twenty minutes (longer than the
+    // retransmission timeouts would last): its window closes
+    // with data in flight and stays closed. The client probes (backing off up to rto_max),
+    // the connection survives, and the transfer resumes when the reader does.
+    let config = Config { recv_buffer_size: 16 * 1024, ..Config::default() };
+    let mut sim = SimNet::new(config, lossy(), 44);
+    sim.server_stall = Some((Instant::from_millis(200), Instant::from_secs(1_200)));
+    let sim = check_with(sim, 44, 200_000, 20_000);
+    assert!(sim.now > Instant::from_secs(1_200));
+}
+
+#[test]
+fn an_orphan_whose_peer_goes_silent_gives_up() {
+    // Issue 9, item 4: the client queues data and closes at once; the server never reads,
+    // so the window closes; then the network goes silent. The orphan in FIN-WAIT-1 stops
+    // probing after tcp_orphan_retries, within minutes, not never.
+    let config = Config { recv_buffer_size: 16 * 1024, ..Config::default() };
+    let mut sim = SimNet::new(config, Impairments::PERFECT, 55);
+    sim.client_closes_early = true;
+    sim.server_stall = Some((Instant::ZERO, Instant::from_secs(1_000_000)));
+    sim.blackhole_from = Some(Instant::from_secs(1));
+    let out = sim.run(stream(55, 100_000), Vec::new(), Instant::from_secs(600));
+    assert_eq!(out.client_closed, Some(CloseReason::TimedOut), "{out:?}");
+    assert!(sim.client.is_empty(), "gone within 10 minutes");
+}
+
+#[test]
+fn a_peer_sending_the_worst_out_of_order_pattern_gets_its_stream_through() {
+    // Issue 9, item 12: after the handshake, the "client" turns into a raw segment source:
+    // one-byte runs at every other byte of the window, each below all the others, then each
+    // above, then the whole stream in order. The server keeps its reassembly within the cap
+    // and delivers the stream intact.
+    let config = Config { timestamps: false, recv_buffer_size: 64 * 1024, ..Config::default() };
+    let mut p = Pair::established(config);
+    let data = stream(77, 60_000);
+    // Pair's fixed initial sequence numbers: the client's is 1000, the server's 9000.
+    let (client_seq, server_seq) = (SeqNumber::new(1_001), SeqNumber::new(9_001));
+    let tuple = *p.client.tuple();
+    let segment = |offset: usize, bytes: &[u8]| {
+        let repr = TcpRepr {
+            ack_number: Some(server_seq),
+            window_len: 65_535,
+            flags: Flags::NONE,
+            ..TcpRepr::new(tuple.local.port(), tuple.remote.port(), client_seq + offset)
+        };
+        over_the_wire(&tuple, &Segment { repr, payload: bytes.to_vec() })
+    };
+    let half = data.len() / 2;
+    let runs = (1..half).rev().step_by(2).chain((half + 1..data.len()).step_by(2));
+    for i in runs {
+        p.deliver_to_server(&[segment(i, &data[i..=i])]);
+        let _ = p.server_out();
+    }
+    assert!(p.server.stats().out_of_order_dropped > 0, "the cap was reached");
+    assert!(p.server.buffer_bytes() <= 64 * 1024 + 4096);
+    let mut got = Vec::new();
+    for (n, chunk) in data.chunks(1400).enumerate() {
+        p.deliver_to_server(&[segment(n * 1400, chunk)]);
+        let _ = p.server_out();
+        got.extend(p.read_server());
+    }
+    assert!(got == data, "stream intact ({} of {} bytes)", got.len(), data.len());
+    assert_eq!(p.server.state(), State::Established);
 }
 
 /// 24 cases by default (a few seconds in debug); `SELF_PLAY_CASES=1000` for a soak.

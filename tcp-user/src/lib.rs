@@ -1,5 +1,6 @@
 //! synshield userspace: the XDP loader, the counters, the lab used by tests and `cargo xtask
-//! run`, and (to come) the AF_XDP data path, connection manager and applications.
+//! run` (with its link impairments, `impair`), and (to come) the AF_XDP data path,
+//! connection manager and applications.
 
 pub mod app;
 pub mod bench;
@@ -7,11 +8,13 @@ pub mod check;
 pub mod cli;
 pub mod config_file;
 pub mod datapath;
+pub mod impair;
 pub mod keyfile;
 pub mod lab;
 pub mod loader;
 pub mod logging;
 pub mod metrics;
+pub mod privileges;
 pub mod secrets;
 pub mod service;
 pub mod stats;

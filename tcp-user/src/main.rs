@@ -17,13 +17,8 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => {
-            match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
-            {
-                Ok(runtime) => runtime.block_on(serve(*args)),
-                Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
-            }
-        }
+        // serve starts its own threads, after it has given up its privileges.
+        Command::Serve(args) => serve(*args),
         Command::Check(args) => tcp_user::check::check(&args),
         Command::Top(args) => tcp_user::top::top(&args),
         Command::Keygen { path, force } => tcp_user::keyfile::generate(&path, force)

@@ -135,6 +135,8 @@ pub const METRICS: &[Metric] = &[
     counter("synshield_connections_closed_total", "Connections and TIME-WAIT records that ended, any reason.", |s| s.data.table.closed),
     counter("synshield_connections_reopened_total", "Tuples in TIME-WAIT reopened by a new handshake (RFC 6191).", |s| s.data.shard.reopened),
     counter("synshield_connections_refused_total", "New connections refused with RST because --max-conns were held.", |s| s.data.shard.refused_full),
+    counter("synshield_connections_refused_per_source_total", "New connections refused with RST because their source address held --max-conns-per-source.", |s| s.data.shard.refused_per_source),
+    counter("synshield_connections_admitted_late_total", "Connections admitted from a later segment because the frame of their third ACK was lost (a full AF_XDP ring).", |s| s.data.shard.admitted_late),
     counter("synshield_time_wait_entered_total", "Connections that became TIME-WAIT records.", |s| s.data.table.time_wait_entered),
     counter("synshield_frames_malformed_total", "Frames from AF_XDP that were not a whole TCP segment or failed its checksum.", |s| s.data.shard.frames_malformed),
     counter("synshield_frames_forwarded_total", "Frames handed to the shard (RX queue) that owns their connection.", |s| s.data.shard.frames_forwarded),
@@ -180,30 +182,79 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// How the metrics server bounds its clients: an idle or slow client cannot pin more than
+/// one slot, for longer than the request timeout.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// Clients served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A client must send its request and take the whole response within this time.
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> ServeLimits {
+        ServeLimits { max_connections: 32, request_timeout: std::time::Duration::from_secs(5) }
+    }
+}
+
 /// Serves `GET /metrics` on `listener` with what `source` renders, until the task is
-/// dropped. The caller binds, so a taken address is an error at startup.
-pub async fn serve<F>(listener: tokio::net::TcpListener, source: Arc<F>) -> std::io::Result<()>
+/// dropped. The caller binds, so a taken address is an error at startup. Accept errors that
+/// pass (no file descriptor or memory left for a moment) are waited out, not fatal; any other
+/// ends the server with the error (the caller restarts it on the same listener).
+pub async fn serve<F>(
+    listener: Arc<tokio::net::TcpListener>,
+    source: Arc<F>,
+    limits: ServeLimits,
+) -> std::io::Result<()>
 where
     F: Fn() -> String + Send + Sync + 'static,
 {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     loop {
-        let (mut s, _) = listener.accept().await?;
+        // A free slot before accepting: beyond the limit, clients wait in the backlog.
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return Ok(()) };
+        let mut s = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) if is_transient(&e) => {
+                tracing::warn!(error = %e, "metrics: cannot accept now, retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let source = Arc::clone(&source);
         tokio::spawn(async move {
-            let mut req = [0u8; 1024];
-            let n = s.read(&mut req).await.unwrap_or(0);
-            let ok = req[..n].starts_with(b"GET /metrics ") || req[..n].starts_with(b"GET / ");
-            let (status, body) =
-                if ok { ("200 OK", source()) } else { ("404 Not Found", "not found\n".to_owned()) };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(head.as_bytes()).await;
-            let _ = s.write_all(body.as_bytes()).await;
-            let _ = s.shutdown().await;
+            let answer = async {
+                let mut req = [0u8; 1024];
+                let n = s.read(&mut req).await.unwrap_or(0);
+                let ok = req[..n].starts_with(b"GET /metrics ") || req[..n].starts_with(b"GET / ");
+                let (status, body) = if ok {
+                    ("200 OK", source())
+                } else {
+                    ("404 Not Found", "not found\n".to_owned())
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+                let _ = s.shutdown().await;
+            };
+            let _ = tokio::time::timeout(limits.request_timeout, answer).await;
+            drop(permit);
         });
     }
+}
+
+/// Accept errors that say "not now" (descriptors, memory, a connection aborted before it was
+/// accepted) rather than "never".
+fn is_transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED)
+    ) || e.kind() == std::io::ErrorKind::Interrupted
 }
 
 #[cfg(test)]
@@ -320,13 +371,45 @@ mod tests {
     async fn serves_metrics_over_http() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(serve(listener, Arc::new(|| "x 1\n".to_owned())));
+        let source = Arc::new(|| "x 1\n".to_owned());
+        let task = tokio::spawn(serve(Arc::new(listener), source, ServeLimits::default()));
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         assert!(out.starts_with("HTTP/1.1 200 OK"));
         assert!(out.ends_with("\r\n\r\nx 1\n"));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn idle_clients_cannot_pin_the_metrics_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ServeLimits {
+            max_connections: 4,
+            request_timeout: std::time::Duration::from_millis(300),
+        };
+        let task = tokio::spawn(serve(Arc::new(listener), Arc::new(|| "x 1\n".to_owned()), limits));
+        // Ten clients connect and say nothing: four hold the slots, six wait in the backlog.
+        let mut idle = Vec::new();
+        for _ in 0..10 {
+            idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        // A real scrape is still answered: the idle ones time out and give their slots up.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_string(&mut out));
+        read.await.expect("answered despite idle clients").unwrap();
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        // And the idle clients were closed by the server, not left open.
+        for mut c in idle {
+            let mut b = [0u8; 1];
+            let n = tokio::time::timeout(std::time::Duration::from_secs(10), c.read(&mut b));
+            assert_eq!(n.await.expect("closed by the server").unwrap_or(0), 0);
+        }
         task.abort();
     }
 }

@@ -12,7 +12,7 @@ use tcp_common::{Config, ConfigFlags, PortSet};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::app::{App, AppKind, HttpConfig};
-use crate::datapath::run::{DataPath, DataPathConfig, StatsHandle};
+use crate::datapath::run::{DataPath, DataPathConfig, OpenDataPath, StatsHandle};
 use crate::loader::{CounterReader, Shield, XdpModeChoice};
 use crate::secrets::{FleetArgs, Keeper, SecretsSchedule};
 use crate::xsk::{XskConfig, XskMode};
@@ -88,13 +88,29 @@ pub struct ServeArgs {
     /// Do not print the status line every second.
     #[arg(long)]
     pub quiet: bool,
+    /// Most open connections one source address may hold (default: no limit beyond
+    /// --max-conns); beyond it, its new connections are refused with RST.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_conns_per_source: Option<u32>,
+    /// Test only: seconds between walks of the flow map for orphan entries (30).
+    #[arg(long, hide = true)]
+    pub test_reconcile_every: Option<u64>,
+    /// Test only: the first shard panics after this many frames (how a failed data path
+    /// ends the process is tested with it).
+    #[arg(long, hide = true)]
+    pub test_fail_after_frames: Option<u64>,
     /// The fleet's shared cookie keys (`--key-file`).
     #[command(flatten)]
     pub fleet: FleetArgs,
 }
 
 /// Runs `synshield serve` until SIGINT or SIGTERM.
-pub async fn serve(args: ServeArgs) -> Result<()> {
+///
+/// In three steps: the privileged setup (ports, metrics listener, XDP program, AF_XDP
+/// sockets) on this, the only thread; then every capability is dropped
+/// ([`crate::privileges`]); then the shard threads and the async runtime start, and inherit
+/// the empty set.
+pub fn serve(args: ServeArgs) -> Result<()> {
     let started = std::time::SystemTime::now();
     let http = HttpConfig {
         body: Arc::from(args.http_body.as_bytes()),
@@ -108,11 +124,15 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     }
     // Bound before anything is attached: a taken address fails with nothing to undo.
     let metrics_listener = match args.metrics {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
-            format!(
-                "--metrics {addr}: cannot listen there (in use, or not an address of this host)"
-            )
-        })?),
+        Some(addr) => {
+            let l = TcpListener::bind(addr).with_context(|| {
+                format!(
+                    "--metrics {addr}: cannot listen there (in use, or not an address of this host)"
+                )
+            })?;
+            l.set_nonblocking(true).context("making the metrics listener non-blocking")?;
+            Some(l)
+        }
         None => None,
     };
     let schedule = SecretsSchedule {
@@ -124,7 +144,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     config.secrets = keeper.secrets();
     let shield = Shield::attach(&args.iface, args.xdp_mode, &config)?;
     let engine = Arc::new(engine_config(&args, &config));
-    let data_path = DataPath::start(
+    let open = OpenDataPath::open(
         shield.ebpf(),
         &DataPathConfig {
             iface: args.iface.clone(),
@@ -133,66 +153,131 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             xsk: XskConfig { mode: args.xsk_mode, ..XskConfig::default() },
             grace: tcp_engine::Duration::from_secs(args.grace),
             max_conns: args.max_conns,
+            max_conns_per_source: args.max_conns_per_source,
+            reconcile_every: Duration::from_secs(args.test_reconcile_every.unwrap_or(30)),
+            fail_after_frames: args.test_fail_after_frames,
         },
     )?;
-    let mut writer = shield.config_writer()?;
-    let mut secrets = tokio::spawn(
-        keeper
-            .run(move |s| {
-                config.secrets = *s;
-                writer.write(&config).map_err(std::io::Error::other)
-            })
-            .context("installing the SIGHUP handler")?,
-    );
-    let stats = data_path.stats_handle();
+    let writer = shield.config_writer()?;
     let counters = Arc::new(shield.counter_reader()?);
-    let info = crate::metrics::Info {
-        iface: shield.iface().to_owned(),
-        xdp_mode: shield.mode().to_string(),
-        defense: "cookies".to_owned(),
-        start_time_seconds: started
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
-    };
-    let metrics = metrics_listener.map(|l| spawn_metrics(l, &counters, &stats, info));
-    // Before the readiness line: a SIGTERM sent as soon as it appears must stop cleanly.
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    // One line that scripts and tests wait for, printed last: from here on SYNs are
-    // answered, connections served and metrics listening.
-    println!(
-        "synshield: attached to {} ({} XDP), protecting ports {:?}, serving {:?}",
-        shield.iface(),
-        shield.mode(),
-        config.ports,
-        args.app
-    );
-    tracing::info!(
-        iface = shield.iface(),
-        xdp_mode = %shield.mode(),
-        ports = ?config.ports,
-        app = ?args.app,
-        metrics = ?args.metrics,
-        "attached"
-    );
 
-    let signals = (&mut sigint, &mut sigterm);
-    show_status_until_signal(args.quiet, &counters, &stats, &mut secrets, signals).await?;
-    // Close the open connections with FIN (RST after the grace period), then detach.
-    println!("synshield: stopping: closing connections (up to {} s)", args.grace);
-    tracing::info!(grace_s = args.grace, "stopping");
-    tokio::task::spawn_blocking(move || data_path.stop())
-        .await
-        .context("stopping the data path")?;
-    secrets.abort();
-    if let Some(m) = metrics {
-        m.abort();
+    let keep = crate::privileges::capabilities_to_keep();
+    let effective = crate::privileges::drop_capabilities(&keep)
+        .context("dropping capabilities after the setup")?;
+    tracing::info!(effective = format_args!("{effective:#x}"), kept = ?keep, "capabilities dropped");
+
+    let data_path = open.start()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let running = Running { args, shield, config, keeper, writer, counters, started };
+    runtime.block_on(running.run(data_path, metrics_listener))
+}
+
+/// What `serve` holds once set up.
+struct Running {
+    args: ServeArgs,
+    shield: Shield,
+    config: Config,
+    keeper: Keeper,
+    writer: crate::loader::ConfigWriter,
+    counters: Arc<CounterReader>,
+    started: std::time::SystemTime,
+}
+
+impl Running {
+    async fn run(self, data_path: DataPath, metrics_listener: Option<TcpListener>) -> Result<()> {
+        let Running { args, shield, mut config, keeper, mut writer, counters, started } = self;
+        let mut secrets = tokio::spawn(
+            keeper
+                .run(move |s| {
+                    config.secrets = *s;
+                    writer.write(&config).map_err(std::io::Error::other)
+                })
+                .context("installing the SIGHUP handler")?,
+        );
+        let stats = data_path.stats_handle();
+        let info = crate::metrics::Info {
+            iface: shield.iface().to_owned(),
+            xdp_mode: shield.mode().to_string(),
+            defense: "cookies".to_owned(),
+            start_time_seconds: started
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        let metrics = match metrics_listener {
+            Some(l) => Some(spawn_metrics(
+                tokio::net::TcpListener::from_std(l)
+                    .context("serving metrics on the async runtime")?,
+                &counters,
+                &stats,
+                info,
+            )),
+            None => None,
+        };
+        // Before the readiness line: a SIGTERM sent as soon as it appears must stop cleanly.
+        let mut sigint =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut sigterm =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        // One line that scripts and tests wait for, printed last: from here on SYNs are
+        // answered, connections served and metrics listening.
+        println!(
+            "synshield: attached to {} ({} XDP), protecting ports {:?}, serving {:?}",
+            shield.iface(),
+            shield.mode(),
+            config.ports,
+            args.app
+        );
+        tracing::info!(
+            iface = shield.iface(),
+            xdp_mode = %shield.mode(),
+            ports = ?config.ports,
+            app = ?args.app,
+            metrics = ?args.metrics,
+            "attached"
+        );
+
+        let failure = data_path.failure();
+        let signals = (&mut sigint, &mut sigterm);
+        let watched = Watched { counters: &counters, stats: &stats, secrets: &mut secrets };
+        tokio::select! {
+            r = show_status_until_signal(args.quiet, watched, signals) => r?,
+            (queue, why) = failure.wait() => {
+                // The process exits: its BPF link goes with it, so the XDP program is detached
+                // and no SYN is answered for connections nobody would serve.
+                bail!(
+                    "the data path of RX queue {queue} stopped ({why}); synshield exits rather \
+                     than answer SYNs for connections nobody would serve: restart it (the \
+                     systemd unit does)"
+                );
+            }
+        }
+        // Close the open connections with FIN (RST after the grace period), then detach.
+        println!("synshield: stopping: closing connections (up to {} s)", args.grace);
+        tracing::info!(grace_s = args.grace, "stopping");
+        tokio::task::spawn_blocking(move || data_path.stop())
+            .await
+            .context("stopping the data path")?;
+        secrets.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
+        let iface = shield.iface().to_owned();
+        drop(shield);
+        println!("synshield: detached from {iface}");
+        tracing::info!(iface, "detached");
+        Ok(())
     }
-    let iface = shield.iface().to_owned();
-    drop(shield);
-    println!("synshield: detached from {iface}");
-    tracing::info!(iface, "detached");
-    Ok(())
+}
+
+/// What the status loop watches besides the signals.
+struct Watched<'a> {
+    counters: &'a CounterReader,
+    stats: &'a StatsHandle,
+    secrets: &'a mut tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 /// Serves the metrics on `listener` until the task is aborted.
@@ -213,16 +298,26 @@ fn spawn_metrics(
             info: &info,
         })
     };
-    tokio::spawn(crate::metrics::serve(listener, Arc::new(source)))
+    let (listener, source) = (Arc::new(listener), Arc::new(source));
+    // Supervised: a server that ends (an accept error that does not pass) starts again on the
+    // same listener, so the port is never given up.
+    tokio::spawn(async move {
+        loop {
+            let limits = crate::metrics::ServeLimits::default();
+            let ended = crate::metrics::serve(Arc::clone(&listener), Arc::clone(&source), limits);
+            if let Err(e) = ended.await {
+                tracing::error!(error = %e, "metrics server failed; restarting it in 1 s");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
 }
 
 /// Prints the status line every second (unless `quiet`) until SIGINT or SIGTERM; fails if
 /// the key rotation task stops.
 async fn show_status_until_signal(
     quiet: bool,
-    counters: &CounterReader,
-    stats: &StatsHandle,
-    secrets: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+    Watched { counters, stats, secrets }: Watched<'_>,
     (sigint, sigterm): (&mut tokio::signal::unix::Signal, &mut tokio::signal::unix::Signal),
 ) -> Result<()> {
     let terminal = std::io::stdout().is_terminal();
@@ -289,6 +384,9 @@ fn engine_config(args: &ServeArgs, xdp: &Config) -> tcp_engine::Config {
         mss: xdp.mss_v4,
         window_scale: xdp.wscale,
         msl: secs(args.msl),
+        // Every application sends without Nagle's delay (see `crate::app`): a whole response,
+        // an echo of what arrived, or what a backend handed over.
+        nagle: false,
         keepalive: tcp_engine::KeepaliveConfig {
             enabled: args.keepalive_idle > 0,
             idle: secs(args.keepalive_idle),

@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod build;
+#[path = "../../tcp-user/src/impair.rs"]
+mod impair;
 #[path = "../../tcp-user/src/lab.rs"]
 #[expect(dead_code, reason = "shared with tcp-user; xtask uses only part of it")]
 mod lab;
@@ -56,7 +58,7 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
         /// Run only the sections whose name or title contains WORD (engine, xdp, flood,
-        /// datapath, load); the report goes to target/bench-WORD.md and BENCHMARKS.md is left
+        /// datapath, load, loss); the report goes to target/bench-WORD.md and BENCHMARKS.md is left
         /// as it was. For development.
         #[arg(long, value_name = "WORD")]
         only: Option<String>,

@@ -1,8 +1,12 @@
 //! Congestion control: slow start and congestion avoidance (RFC 5681), NewReno fast
-//! recovery (RFC 6582), and CUBIC window growth (RFC 9438). Loss detection lives in the
-//! connection; this module only answers "how large may the window be".
+//! recovery (RFC 6582), CUBIC window growth (RFC 9438) with HyStart++ (RFC 9406) in its
+//! slow start, and the restart after idle (RFC 5681 section 4.1). Loss detection lives in
+//! `recovery.rs` and the connection; this module only answers "how large may the window
+//! be".
 
+use super::hystart::{CSS_GROWTH_DIVISOR, HyStart, Phase};
 use crate::config::CongestionAlgorithm;
+use crate::seq::SeqNumber;
 use crate::time::{Duration, Instant};
 
 /// CUBIC's multiplicative decrease factor (RFC 9438 section 4.6).
@@ -20,6 +24,8 @@ pub(crate) struct Congestion {
     /// section 3.1, byte counting).
     acked_in_ca: u32,
     cubic: Cubic,
+    /// HyStart++ for CUBIC's slow start.
+    hystart: HyStart,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -39,10 +45,38 @@ impl Congestion {
     pub(crate) fn new(algorithm: CongestionAlgorithm, mss: u32) -> Congestion {
         Congestion {
             algorithm,
-            cwnd: (10 * mss).min((2 * mss).max(14_600)),
+            cwnd: Congestion::initial_window(mss),
             ssthresh: u32::MAX,
             acked_in_ca: 0,
             cubic: Cubic::default(),
+            hystart: HyStart::default(),
+        }
+    }
+
+    /// The initial window of RFC 6928 for `mss`.
+    fn initial_window(mss: u32) -> u32 {
+        (10 * mss).min((2 * mss).max(14_600))
+    }
+
+    /// Whether the window grows in slow start.
+    pub(crate) fn in_slow_start(&self) -> bool {
+        self.cwnd < self.ssthresh
+    }
+
+    /// Sets the window (PRR's per-ACK window during recovery), at least one MSS.
+    pub(crate) fn set_window(&mut self, cwnd: u32, mss: u32) {
+        self.cwnd = cwnd.max(mss);
+    }
+
+    /// An RTT sample from an ACK of `ack` (while `snd_nxt` is the next sequence number to
+    /// send), for HyStart++ (RFC 9406) during CUBIC's slow start.
+    pub(crate) fn on_rtt_sample(&mut self, ack: SeqNumber, snd_nxt: SeqNumber, rtt: Duration) {
+        if self.algorithm != CongestionAlgorithm::Cubic || !self.in_slow_start() {
+            return;
+        }
+        if self.hystart.on_ack(ack, snd_nxt, rtt) == Phase::Done {
+            // RFC 9406 section 4.2: CSS ran its rounds: congestion avoidance from here.
+            self.ssthresh = self.cwnd;
         }
     }
 
@@ -57,8 +91,13 @@ impl Congestion {
     /// New data was acknowledged outside loss recovery.
     pub(crate) fn on_ack(&mut self, now: Instant, acked: u32, mss: u32, srtt: Option<Duration>) {
         if self.cwnd < self.ssthresh {
-            // Slow start (RFC 5681 section 3.1), with the L = 2 SMSS limit of RFC 3465.
-            self.cwnd = self.cwnd.saturating_add(acked.min(2 * mss));
+            // Slow start (RFC 5681 section 3.1), with the L = 2 SMSS limit of RFC 3465; a
+            // quarter of that in HyStart++'s Conservative Slow Start (RFC 9406 section 4.2).
+            let mut grow = acked.min(2 * mss);
+            if matches!(self.hystart.phase(), Phase::Conservative { .. }) {
+                grow = grow.div_ceil(CSS_GROWTH_DIVISOR);
+            }
+            self.cwnd = self.cwnd.saturating_add(grow);
             return;
         }
         match self.algorithm {
@@ -140,10 +179,49 @@ impl Congestion {
         self.cwnd = self.ssthresh.min(flight.max(mss).saturating_add(mss));
     }
 
+    /// A loss was detected (fast recovery with SACK, or a loss repaired by a tail loss
+    /// probe): ssthresh and CUBIC's state take the reduction; the window itself follows
+    /// PRR during recovery ([`Congestion::set_window`]) and ends at ssthresh.
+    pub(crate) fn on_congestion_event(&mut self, flight: u32, mss: u32) {
+        self.reduce(flight, mss);
+    }
+
+    /// Fast recovery (with SACK) ended: the window is ssthresh (RFC 6675 section 5, RFC
+    /// 6937; Linux `tcp_end_cwnd_reduction`), and a new CUBIC epoch starts with the next ACK.
+    pub(crate) fn on_reduction_end(&mut self) {
+        self.cwnd = self.ssthresh;
+        self.cubic.epoch_start = None;
+    }
+
     /// Retransmission timeout: loss window of one segment (RFC 5681 section 3.1).
     pub(crate) fn on_timeout(&mut self, flight: u32, mss: u32) {
         self.reduce(flight, mss);
         self.cwnd = mss;
+    }
+
+    /// A timeout of a segment the timer already resent: RFC 5681 section 3.1 holds ssthresh
+    /// ("the value of ssthresh is held constant"); the window is one segment again.
+    pub(crate) fn on_repeated_timeout(&mut self, mss: u32) {
+        self.cwnd = mss;
+    }
+
+    /// Nothing was sent for `idle`, longer than `rto`: RFC 5681 section 4.1 restarts from
+    /// min(IW, cwnd). As Linux's `tcp_cwnd_restart`, ssthresh first keeps three quarters of
+    /// the window (`tcp_current_ssthresh`), and the window halves per RTO of idleness down to
+    /// that restart window rather than dropping to it at once.
+    pub(crate) fn restart_after_idle(&mut self, idle: Duration, rto: Duration, mss: u32) {
+        self.ssthresh = self.ssthresh.max(self.cwnd / 4 * 3);
+        let restart = Congestion::initial_window(mss).min(self.cwnd);
+        let mut cwnd = self.cwnd;
+        let mut left = idle.total_micros();
+        let rto = rto.total_micros().max(1);
+        while left > rto && cwnd > restart {
+            left -= rto;
+            cwnd /= 2;
+        }
+        self.cwnd = cwnd.max(restart);
+        self.acked_in_ca = 0;
+        self.cubic.epoch_start = None;
     }
 
     #[expect(
@@ -153,6 +231,8 @@ impl Congestion {
     )]
     fn reduce(&mut self, flight: u32, mss: u32) {
         self.acked_in_ca = 0;
+        // RFC 9406 section 4.2: a loss in slow start ends HyStart++ too.
+        self.hystart.finish();
         match self.algorithm {
             // RFC 5681 equation (4).
             CongestionAlgorithm::NewReno => self.ssthresh = (flight / 2).max(2 * mss),
@@ -224,5 +304,42 @@ mod tests {
         }
         let w = cc.window() / MSS;
         assert!((95..=140).contains(&w), "window {w} segments");
+    }
+}
+
+#[cfg(test)]
+mod hystart_tests {
+    use super::*;
+
+    const MSS: u32 = 1000;
+
+    #[test]
+    fn hystart_leaves_slow_start_when_the_rtt_rises() {
+        // Issue 9, item 15, RFC 9406: CUBIC's slow start ends when the RTT rises by more
+        // than the threshold, through five rounds of Conservative Slow Start, with ssthresh
+        // at the window and no loss.
+        let mut cc = Congestion::new(CongestionAlgorithm::Cubic, MSS);
+        let mut at = SeqNumber::new(0);
+        let mut grown: Vec<f64> = Vec::new();
+        for round in 0..12u64 {
+            // The RTT rises from the third round on (a queue builds).
+            let rtt = Duration::from_millis(if round < 2 { 20 } else { 30 + round });
+            let before = cc.window();
+            let segments = cc.window() / MSS;
+            let end = at + (segments * MSS) as usize;
+            for i in 0..segments {
+                let ack = at + ((i + 1) * MSS) as usize;
+                cc.on_rtt_sample(ack, end, rtt);
+                cc.on_ack(Instant::ZERO, MSS, MSS, Some(rtt));
+            }
+            at = end;
+            grown.push(f64::from(cc.window() - before) / f64::from(before));
+        }
+        assert!(cc.ssthresh() < u32::MAX, "left slow start without a loss");
+        // Doubling per round at first, a quarter of that in CSS, then congestion avoidance.
+        assert!((grown[1] - 1.0).abs() < 0.01, "{grown:?}");
+        assert!((grown[4] - 0.25).abs() < 0.01, "{grown:?}");
+        assert!(grown[11] < 0.1, "{grown:?}");
+        assert!(!cc.in_slow_start());
     }
 }

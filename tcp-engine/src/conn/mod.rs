@@ -26,9 +26,25 @@
 //! receive ring (out-of-order ones at their offset); the application reads them in place
 //! with `recv_slices`. Bytes to send are written in place with `send_with` (or copied in by
 //! `send`) and copied once more, into the caller's buffer by `poll_transmit`.
+//!
+//! # Where things are
+//!
+//! - this file: the state machine of RFC 9293 section 3.10 (segment arrival, application
+//!   calls, timers' dispatch);
+//! - `transmit.rs`: what to send next (retransmissions, loss probes, new data under the
+//!   windows, Nagle in Minshall's variant, probes, ACKs) and the header fields;
+//! - `ack.rs`: the sender's side of an ACK and of the retransmission, loss-probe and persist
+//!   timers; the recovery state machine;
+//! - `recovery.rs`: the per-segment scoreboard, RACK (RFC 8985) and PRR (RFC 6937);
+//!   `congestion.rs` and `hystart.rs`: the window (RFC 5681, 6582, 9438, 9406);
+//! - `recv.rs`, `assembler.rs`, `ring.rs`, `send.rs`: the buffers and reassembly;
+//!   `timers.rs`: the timer table and the RTO estimator (RFC 6298).
 
+mod ack;
 mod assembler;
 mod congestion;
+mod hystart;
+mod recovery;
 mod recv;
 mod ring;
 mod send;
@@ -49,12 +65,17 @@ use crate::tuple::FourTuple;
 use crate::wire::EmitSegment as _;
 use crate::wire::{Flags, Packet, PseudoHeader, TcpRepr, WireError};
 
+use ack::{Recovery, RtxTimer};
 use congestion::Congestion;
+use recovery::{Prr, Rack, Scoreboard};
 use recv::RecvBuffer;
 use send::SendBuffer;
 use timers::{RttEstimator, Timer, TimerTable};
 
 pub use transmit::MIN_TRANSMIT_BUFFER;
+
+/// The default of [`Config::reassembly_max_ranges`].
+pub const DEFAULT_REASSEMBLY_MAX_RANGES: usize = assembler::DEFAULT_MAX_RANGES;
 
 /// An owned outgoing (or parsed incoming) segment: header and payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +124,10 @@ pub enum Event {
     Connected,
     /// New in-order data can be read.
     Readable,
+    /// The peer's urgent pointer arrived or advanced (RFC 9293 section 3.8.5, MUST-32): urgent
+    /// data lies ahead in the stream. It is delivered inline, in order, like all data;
+    /// [`Connection::urgent_remaining`] says how much of what is unread is urgent (MUST-33).
+    Urgent,
     /// Send buffer space opened after a short `send`.
     Writable,
     /// The peer sent FIN: it will send no more (half-close); we may still send.
@@ -204,14 +229,27 @@ pub struct ConnStats {
     pub retransmits: u64,
     /// Retransmission timer expiries.
     pub timeouts: u64,
-    /// Fast retransmits (third duplicate ACK).
+    /// Fast recoveries entered (a loss found by RACK, or the third duplicate ACK without
+    /// SACK).
     pub fast_retransmits: u64,
+    /// Tail loss probes sent (RFC 8985 section 7).
+    pub tail_loss_probes: u64,
+    /// Losses a tail loss probe repaired (RFC 8985 section 7.4).
+    pub tail_loss_probe_recoveries: u64,
+    /// Times the peer dropped data it had SACKed (RFC 2018 section 8).
+    pub renegings: u64,
     /// Challenge ACKs sent (RFC 5961).
     pub challenge_acks: u64,
+    /// ACKs not sent to unacceptable segments without data, held back by the rate limit of
+    /// RFC 5961 section 7 (out of window, PAWS, ACK of unsent data).
+    pub acks_rate_limited: u64,
     /// Segments dropped as unacceptable, out of window or invalid for the state.
     pub dropped: u64,
     /// Segments that arrived out of order.
     pub out_of_order: u64,
+    /// Out-of-order ranges dropped or refused because the connection held
+    /// [`Config::reassembly_max_ranges`] of them already.
+    pub out_of_order_dropped: u64,
     /// Payload bytes the engine copied: into the receive buffer, out of the send buffer into
     /// segments, through `send` and `recv`, and when a buffer grew.
     pub bytes_copied: u64,
@@ -227,9 +265,14 @@ impl ConnStats {
         self.retransmits += other.retransmits;
         self.timeouts += other.timeouts;
         self.fast_retransmits += other.fast_retransmits;
+        self.tail_loss_probes += other.tail_loss_probes;
+        self.tail_loss_probe_recoveries += other.tail_loss_probe_recoveries;
+        self.renegings += other.renegings;
         self.challenge_acks += other.challenge_acks;
+        self.acks_rate_limited += other.acks_rate_limited;
         self.dropped += other.dropped;
         self.out_of_order += other.out_of_order;
+        self.out_of_order_dropped += other.out_of_order_dropped;
         self.bytes_copied += other.bytes_copied;
     }
 
@@ -244,9 +287,15 @@ impl ConnStats {
         self.retransmits += grew(before.retransmits, after.retransmits);
         self.timeouts += grew(before.timeouts, after.timeouts);
         self.fast_retransmits += grew(before.fast_retransmits, after.fast_retransmits);
+        self.tail_loss_probes += grew(before.tail_loss_probes, after.tail_loss_probes);
+        self.tail_loss_probe_recoveries +=
+            grew(before.tail_loss_probe_recoveries, after.tail_loss_probe_recoveries);
+        self.renegings += grew(before.renegings, after.renegings);
         self.challenge_acks += grew(before.challenge_acks, after.challenge_acks);
+        self.acks_rate_limited += grew(before.acks_rate_limited, after.acks_rate_limited);
         self.dropped += grew(before.dropped, after.dropped);
         self.out_of_order += grew(before.out_of_order, after.out_of_order);
+        self.out_of_order_dropped += grew(before.out_of_order_dropped, after.out_of_order_dropped);
         self.bytes_copied += grew(before.bytes_copied, after.bytes_copied);
     }
 }
@@ -274,6 +323,10 @@ impl ConnFlags {
     const FIN_RECEIVED: u16 = 1 << 7;
     /// Window scaling was negotiated.
     const WSCALE: u16 = 1 << 8;
+    /// Nagle's algorithm is off for this connection (`TCP_NODELAY`).
+    const NODELAY: u16 = 1 << 9;
+    /// Send a tail loss probe (RFC 8985 section 7.3).
+    const LOSS_PROBE: u16 = 1 << 10;
 
     fn has(self, bit: u16) -> bool {
         self.0 & bit != 0
@@ -303,6 +356,7 @@ mod pending {
     pub const PEER_CLOSED: u8 = 1 << 3;
     /// `close_reason` is set and not yet reported.
     pub const CLOSED: u8 = 1 << 4;
+    pub const URGENT: u8 = 1 << 5;
 }
 
 /// Our timestamp clock and the peer's latest (RFC 7323 section 4.3 and 5.3).
@@ -310,7 +364,13 @@ mod pending {
 struct Timestamps {
     recent: u32,
     offset: u32,
+    /// When `recent` was last set: it is invalid after 24 days (RFC 7323 section 5.5).
+    recent_at: Instant,
 }
+
+/// RFC 7323 section 5.5: TS.Recent of a connection idle this long is no longer valid
+/// (Linux `TCP_PAWS_24DAYS`).
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 60 * 60);
 
 /// A TCP connection.
 #[derive(Debug)]
@@ -350,26 +410,46 @@ pub struct Connection {
     recv: RecvBuffer,
     /// Sequence number of a FIN that arrived before all data preceding it.
     fin_at: Option<SeqNumber>,
-    /// Full-sized segments received since our last ACK (delayed ACK).
+    /// Estimate of the peer's segment size: the largest payload it sent, at most our MSS
+    /// (Linux `icsk_ack.rcv_mss`).
+    rcv_mss: u16,
+    /// Segments of at least `rcv_mss` received since our last ACK (delayed ACK).
     unacked_segments: u8,
+    /// The peer's urgent pointer (RCV.UP of RFC 9293), while urgent data lies ahead.
+    rcv_up: Option<SeqNumber>,
+    /// Our urgent pointer (SND.UP): the byte after the last urgent one, until acknowledged.
+    snd_up: Option<SeqNumber>,
+    /// End of the last segment sent shorter than a full one (Minshall's `snd_sml`).
+    snd_sml: SeqNumber,
     ts: Option<Timestamps>,
 
     // Loss recovery.
     rtt: RttEstimator,
-    /// Karn's algorithm without timestamps: the sequence number whose ACK times a round trip.
+    /// The SYN's round trip without timestamps (data segments are timed by the scoreboard).
     rtt_probe: Option<(SeqNumber, Instant)>,
     cc: Congestion,
+    /// Consecutive retransmission timeouts.
     retries: u8,
+    /// Duplicate ACKs in a row (NewReno, without SACK).
     dupacks: u8,
-    /// `recover` of RFC 6582 while in fast recovery.
-    recovery: Option<SeqNumber>,
-    /// One segment to retransmit at the next `poll_transmit` (fast retransmit, partial ACK,
-    /// SACK hole).
-    rtx_next: Option<SeqNumber>,
-    /// Highest sequence number retransmitted in this recovery (RFC 6675 `HighRxt`).
-    high_rxt: SeqNumber,
-    /// Ranges the peer SACKed, above `snd_una`, sorted and disjoint.
-    scoreboard: Vec<(SeqNumber, SeqNumber)>,
+    /// Segments in flight with their SACK, lost and retransmitted marks and send times.
+    sb: Scoreboard,
+    rack: Rack,
+    recovery: Recovery,
+    prr: Prr,
+    /// While a tail loss probe is unanswered: SND.MAX after it (`TLP.end_seq`), and
+    /// whether it resent old data (RFC 8985 section 7.4).
+    tlp: Option<(SeqNumber, bool)>,
+    /// What the retransmission timer is armed for.
+    rtx_timer: RtxTimer,
+    /// When the peer last sent an acceptable ACK (Linux `rcv_tstamp`).
+    last_heard: Instant,
+    /// When data was last sent (Linux `lsndtime`), for the restart after idle.
+    last_sent: Instant,
+    /// Exponent of the zero-window probe interval; zero once the window opens.
+    persist_backoff: u8,
+    /// Zero-window probes in a row the peer has not answered.
+    probes_out: u8,
 
     /// A RST to send (abort, reply to an invalid segment): its sequence number and, for a
     /// RST+ACK, acknowledgment number. Kept compact; the header is built when sent.
@@ -378,8 +458,10 @@ pub struct Connection {
     keepalive_probes: u8,
     /// Last time data moved either way (idle timeout).
     last_activity: Instant,
-    /// When the last challenge ACK went out (RFC 5961 section 7 rate limit).
-    last_challenge_ack: Option<Instant>,
+    /// When the last ACK answering an unacceptable segment went out: challenge ACKs, and
+    /// ACKs of out-of-window segments, of PAWS failures and of unsent data share one limit
+    /// (RFC 5961 section 7; Linux `last_oow_ack_time`).
+    last_oow_ack: Option<Instant>,
     stats: ConnStats,
 }
 
@@ -436,10 +518,14 @@ impl Connection {
         state: State,
     ) -> Connection {
         let send_mss = config.mss;
+        let mut flags = ConnFlags::default();
+        if !config.nagle {
+            flags.set(ConnFlags::NODELAY);
+        }
         Connection {
             tuple,
             state,
-            flags: ConnFlags::default(),
+            flags,
             events: 0,
             close_reason: None,
             iss,
@@ -459,24 +545,37 @@ impl Connection {
             rcv_nxt: SeqNumber::new(0),
             rcv_adv: SeqNumber::new(0),
             last_ack_sent: SeqNumber::new(0),
-            recv: RecvBuffer::new(config.recv_buffer_size),
+            recv: RecvBuffer::with_max_ranges(
+                config.recv_buffer_size,
+                config.reassembly_max_ranges,
+            ),
             fin_at: None,
+            rcv_mss: config.mss.min(536),
             unacked_segments: 0,
+            rcv_up: None,
+            snd_up: None,
+            snd_sml: iss,
             ts: None,
             rtt: RttEstimator::new(config.rto_initial),
             rtt_probe: None,
             cc: Congestion::new(config.congestion, u32::from(send_mss)),
             retries: 0,
             dupacks: 0,
-            recovery: None,
-            rtx_next: None,
-            high_rxt: iss,
-            scoreboard: Vec::new(),
+            sb: Scoreboard::default(),
+            rack: Rack::new(iss),
+            recovery: Recovery::Open,
+            prr: Prr::default(),
+            tlp: None,
+            rtx_timer: RtxTimer::Rto,
+            last_heard: now,
+            last_sent: now,
+            persist_backoff: 0,
+            probes_out: 0,
             pending_rst: None,
             timers: TimerTable::new(),
             keepalive_probes: 0,
             last_activity: now,
-            last_challenge_ack: None,
+            last_oow_ack: None,
             stats: ConnStats::default(),
             config,
         }
@@ -493,7 +592,7 @@ impl Connection {
     ) -> Connection {
         let mut conn = Connection::new(now, tuple, iss, config, State::SynSent);
         if conn.config.timestamps {
-            conn.ts = Some(Timestamps { recent: 0, offset: iss.raw() });
+            conn.ts = Some(Timestamps { recent: 0, offset: iss.raw(), recent_at: now });
         }
         conn.rcv_shift = conn.config.window_scale.min(14);
         conn
@@ -523,8 +622,11 @@ impl Connection {
         let h = handshake;
         let mut conn = Connection::new(now, h.tuple, h.iss, config, State::Established);
         conn.negotiate(h.peer_mss, h.peer_wscale, h.our_wscale, h.sack_permitted);
-        conn.ts =
-            h.timestamps.map(|t| Timestamps { recent: t.ts_recent, offset: t.our_tsval_offset });
+        conn.ts = h.timestamps.map(|t| Timestamps {
+            recent: t.ts_recent,
+            offset: t.our_tsval_offset,
+            recent_at: now,
+        });
         conn.irs = h.irs;
         conn.rcv_nxt = h.irs + 1;
         conn.last_ack_sent = conn.rcv_nxt;
@@ -562,6 +664,7 @@ impl Connection {
             self.rcv_shift = 0;
             self.flags.clear(ConnFlags::WSCALE);
         }
+        self.recv.set_window_shift(self.rcv_shift);
         if sack {
             self.flags.set(ConnFlags::SACK);
         }
@@ -645,7 +748,7 @@ impl Connection {
                 .timers
                 .deadline(Timer::Linger)
                 .unwrap_or_else(|| now + self.config.time_wait()),
-            last_ack: self.last_challenge_ack,
+            last_ack: self.last_oow_ack,
             rcv_nxt: self.rcv_nxt,
             snd_nxt: self.snd_max,
             ts_recent: self.ts.map_or(0, |ts| ts.recent),
@@ -666,6 +769,7 @@ impl Connection {
         let order = [
             (pending::CONNECTED, Event::Connected),
             (pending::READABLE, Event::Readable),
+            (pending::URGENT, Event::Urgent),
             (pending::WRITABLE, Event::Writable),
             (pending::PEER_CLOSED, Event::PeerClosed),
         ];
@@ -720,6 +824,47 @@ impl Connection {
         let n = fill(spare).min(room);
         self.send.commit(n);
         Ok(n)
+    }
+
+    /// Queues urgent data (RFC 9293 section 3.8.5): like [`Connection::send`], and the urgent
+    /// pointer moves to the byte after the last one taken (MUST-31). Segments up to it carry
+    /// URG; the data goes out at once, whatever Nagle's algorithm would say.
+    pub fn send_urgent(&mut self, data: &[u8]) -> Result<usize, SendError> {
+        let n = self.send(data)?;
+        if n > 0 {
+            self.snd_up = Some(self.send.end());
+        }
+        Ok(n)
+    }
+
+    /// How many of the bytes not yet read are urgent: up to the peer's urgent pointer
+    /// (RFC 9293 MUST-33). The bytes are read in order with the rest; zero once the
+    /// application has read past the pointer.
+    #[must_use]
+    pub fn urgent_remaining(&self) -> usize {
+        self.rcv_up.map_or(0, |up| up.saturating_sub(self.read_seq()))
+    }
+
+    /// Turns Nagle's algorithm off (`true`: small segments go out at once, as
+    /// `TCP_NODELAY`) or on. The default is [`Config::nagle`]'s opposite.
+    ///
+    /// With Nagle on, this engine follows Minshall's variant as Linux does
+    /// (`tcp_minshall_check`): a segment shorter than a full one waits only while an earlier
+    /// short segment is unacknowledged, so the tail of each write goes out at once and only
+    /// a stream of small writes is coalesced. An interactive application, a proxy or a
+    /// request/response protocol that writes whole messages wants no delay at all.
+    pub fn set_nodelay(&mut self, nodelay: bool) {
+        if nodelay {
+            self.flags.set(ConnFlags::NODELAY);
+        } else {
+            self.flags.clear(ConnFlags::NODELAY);
+        }
+    }
+
+    /// Whether Nagle's algorithm is off for this connection.
+    #[must_use]
+    pub fn nodelay(&self) -> bool {
+        self.flags.has(ConnFlags::NODELAY)
     }
 
     fn check_may_send(&self) -> Result<(), SendError> {
@@ -809,17 +954,26 @@ impl Connection {
         self.consume(moved)
     }
 
+    /// Drops every out-of-order byte held for reassembly, as Linux's `tcp_prune_ofo_queue`
+    /// does under memory pressure: the peer must send it again even if it was SACKed
+    /// (reneging, RFC 2018 section 8). For tests of a reneging peer; returns how many
+    /// ranges were dropped.
+    #[doc(hidden)]
+    pub fn discard_out_of_order(&mut self) -> usize {
+        self.recv.discard_out_of_order()
+    }
+
     /// Whether the peer's FIN arrived and every byte before it was read: end of stream.
     #[must_use]
     pub fn recv_finished(&self) -> bool {
         self.flags.has(ConnFlags::FIN_RECEIVED) && self.recv.readable_len() == 0
     }
 
-    /// Bytes of memory the send and receive buffers hold now (zero for an idle connection
-    /// once `buffer_reclaim_delay` has passed).
+    /// Bytes of memory the send and receive buffers hold now, with the record of segments in
+    /// flight (zero for an idle connection once `buffer_reclaim_delay` has passed).
     #[must_use]
     pub fn buffer_bytes(&self) -> usize {
-        self.send.allocated() + self.recv.allocated()
+        self.send.allocated() + self.recv.allocated() + self.sb.allocated()
     }
 
     /// A buffer just emptied: give its memory back now, or once the connection has been
@@ -834,12 +988,14 @@ impl Connection {
     }
 
     fn release_empty_buffers(&mut self) {
-        self.send.release_if_empty();
+        if self.send.release_if_empty() && self.sb.is_empty() {
+            self.sb.release();
+        }
         self.recv.release_if_empty();
     }
 
     fn holds_empty_buffer(&self) -> bool {
-        (self.send.is_empty() && self.send.allocated() > 0)
+        (self.send.is_empty() && self.send.allocated() + self.sb.allocated() > 0)
             || (self.recv.is_empty() && self.recv.allocated() > 0)
     }
 
@@ -926,7 +1082,7 @@ impl Connection {
         // Unread data stays readable.
         self.send = SendBuffer::new(self.send.start(), 0);
         self.recv.release_if_empty();
-        self.scoreboard = Vec::new();
+        self.sb.release();
     }
 
     // ---- segment arrival (RFC 9293 section 3.10.7) ----
@@ -961,11 +1117,16 @@ impl Connection {
             self.irs = repr.seq_number;
             self.rcv_nxt = repr.seq_number + 1;
             self.last_ack_sent = self.rcv_nxt;
+            // The right edge offered so far: none beyond RCV.NXT. (Left at its initial zero,
+            // the modular `max` with the SYN-ACK's edge would keep zero for half of all
+            // initial sequence numbers, offering the peer a window of gigabytes.)
+            self.rcv_adv = self.rcv_nxt;
             let ours = repr.window_scale.map(|_| self.config.window_scale);
             let mss = repr.max_seg_size.unwrap_or_else(|| default_mss(&self.tuple));
             self.negotiate(mss, repr.window_scale, ours, self.config.sack && repr.sack_permitted);
             if let (true, Some(ts)) = (self.config.timestamps, repr.timestamp) {
-                self.ts = Some(Timestamps { recent: ts.tsval, offset: self.iss.raw() });
+                self.ts =
+                    Some(Timestamps { recent: ts.tsval, offset: self.iss.raw(), recent_at: now });
             }
             // RFC 7323 section 2.2: the window of a SYN is never scaled.
             self.snd_wnd = u32::from(repr.window_len);
@@ -1015,7 +1176,9 @@ impl Connection {
         let ours = Some(self.rcv_shift);
         self.negotiate(mss, repr.window_scale, ours, self.config.sack && repr.sack_permitted);
         self.ts = match (self.ts, repr.timestamp) {
-            (Some(ts), Some(theirs)) => Some(Timestamps { recent: theirs.tsval, ..ts }),
+            (Some(ts), Some(theirs)) => {
+                Some(Timestamps { recent: theirs.tsval, recent_at: now, ..ts })
+            }
             _ => None,
         };
         self.rcv_adv = self.rcv_nxt + self.recv.free().min(usize::from(u16::MAX));
@@ -1046,7 +1209,15 @@ impl Connection {
         if self.snd_nxt < ack {
             self.snd_nxt = ack;
         }
-        self.sample_rtt(now, repr, ack);
+        // The handshake's round trip: from the timestamps, or (Karn) from a SYN sent once.
+        let sample = self.timestamp_rtt(now, repr).or_else(|| {
+            self.rtt_probe.take().filter(|&(seq, _)| ack >= seq).map(|(_, sent)| now - sent)
+        });
+        if let Some(rtt) = sample {
+            self.rtt.on_sample(rtt, self.config.rto_min, self.config.rto_max);
+            self.rack.on_rtt_sample(rtt, now);
+        }
+        self.last_heard = now;
         self.retries = 0;
         self.rtt.reset_backoff();
         self.timers.stop(Timer::Retransmit);
@@ -1086,10 +1257,19 @@ impl Connection {
             repr.seq_number.in_range(self.rcv_nxt, self.rcv_adv)
                 || last.in_range(self.rcv_nxt, self.rcv_adv)
         };
-        // RFC 7323 section 5.3: PAWS rejects old timestamps (never a RST).
+        // RFC 7323 section 3.2: once timestamps are in use, a segment without one is
+        // silently dropped, except a RST, which is processed regardless.
+        if self.ts.is_some() && repr.timestamp.is_none() && !repr.flags.rst() {
+            self.stats.dropped += 1;
+            return;
+        }
+        // RFC 7323 section 5.3: PAWS rejects old timestamps (never a RST), unless TS.Recent
+        // is older than 24 days and so no longer valid (section 5.5; Linux tcp_paws_check).
         let paws_reject = match (self.ts, repr.timestamp) {
             (Some(ts), Some(theirs)) => {
-                !repr.flags.rst() && theirs.tsval.wrapping_sub(ts.recent).cast_signed() < 0
+                !repr.flags.rst()
+                    && theirs.tsval.wrapping_sub(ts.recent).cast_signed() < 0
+                    && now.saturating_duration_since(ts.recent_at) <= PAWS_IDLE
             }
             _ => false,
         };
@@ -1105,7 +1285,7 @@ impl Connection {
             if self.state == State::TimeWait && fin {
                 self.timers.set(Timer::Linger, now + self.config.time_wait());
             }
-            self.flags.set(ConnFlags::ACK_NOW);
+            self.send_oow_ack(now, seg_len > 0 && !repr.flags.syn());
             // A zero window still takes ACKs: process the ACK field, drop the text.
             let zero_window_ack = rcv_wnd == 0 && repr.seq_number == self.rcv_nxt && !paws_reject;
             if !zero_window_ack {
@@ -1164,17 +1344,18 @@ impl Connection {
                 return;
             }
         }
-        // RFC 5961 section 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
+        // RFC 5961 section 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT]; one
+        // of unsent data is answered with an ACK (rate-limited, section 7) and dropped.
         if ack > self.snd_max {
-            self.flags.set(ConnFlags::ACK_NOW);
             self.stats.dropped += 1;
+            self.send_oow_ack(now, seg_len > 0);
             return;
         }
         if ack < self.snd_una - self.max_snd_wnd as usize {
             self.send_challenge_ack(now);
             return;
         }
-        self.update_ts_recent(repr, seg_len);
+        self.update_ts_recent(now, repr, seg_len);
         self.keepalive_heard(now);
         self.process_ack(now, repr, ack, payload.is_empty() && !fin);
 
@@ -1196,6 +1377,13 @@ impl Connection {
                 return;
             }
             _ => {}
+        }
+
+        // Sixth: the urgent pointer (RFC 9293 section 3.10.7.4): RCV.UP <- max(RCV.UP,
+        // SEG.UP), and the application learns of every advance (MUST-32). The data itself
+        // stays inline (RFC 6093 section 3), so none of it is ever lost.
+        if repr.flags.contains(Flags::URG) && self.state.may_receive() {
+            self.receive_urgent_pointer(repr.seq_number + usize::from(repr.urgent_at));
         }
 
         // Seventh: segment text; eighth: FIN.
@@ -1235,6 +1423,7 @@ impl Connection {
             let had_gap = self.recv.has_out_of_order();
             self.rcv_nxt =
                 self.recv.insert(self.rcv_nxt, seq, payload, &mut self.stats.bytes_copied);
+            self.stats.out_of_order_dropped = self.recv.out_of_order_dropped();
             if self.rcv_nxt == before {
                 // Out of order: duplicate ACK at once, with SACK (RFC 5681 section 4.2).
                 self.stats.out_of_order += 1;
@@ -1285,14 +1474,20 @@ impl Connection {
         self.timers.stop_all();
         self.timers.set(Timer::Linger, now + self.config.time_wait());
         // Unread data stays readable during TIME-WAIT; everything else is given back.
-        self.scoreboard = Vec::new();
+        self.sb.release();
         self.release_empty_buffers();
     }
 
     /// Delayed ACK (RFC 9293 section 3.8.6.3): at least every second full segment, and
-    /// within the delayed-ACK timeout.
+    /// within the delayed-ACK timeout. "Full" is measured against the peer's segment size
+    /// as seen so far, as Linux does (`tcp_measure_rcv_mss` for the estimate,
+    /// `__tcp_ack_snd_check` for the rule), not against our MSS: segments a little short of
+    /// it (the peer's options, a smaller path MTU) count as full ones.
     fn schedule_ack(&mut self, now: Instant, len: usize) {
-        if len >= self.payload_mss() {
+        if len > usize::from(self.rcv_mss) {
+            self.rcv_mss = u16::try_from(len).unwrap_or(u16::MAX).min(self.config.mss);
+        }
+        if len >= usize::from(self.rcv_mss) {
             self.unacked_segments = self.unacked_segments.saturating_add(1);
         }
         if self.unacked_segments >= 2 || self.config.delayed_ack == Duration::ZERO {
@@ -1307,22 +1502,60 @@ impl Connection {
     /// ACK each.
     fn send_challenge_ack(&mut self, now: Instant) {
         self.stats.dropped += 1;
-        let interval = self.config.challenge_ack_interval;
-        if self.last_challenge_ack.is_some_and(|t| now.saturating_duration_since(t) < interval) {
-            return;
+        if self.oow_ack_allowed(now) {
+            self.stats.challenge_acks += 1;
+            self.flags.set(ConnFlags::ACK_NOW);
         }
-        self.last_challenge_ack = Some(now);
-        self.stats.challenge_acks += 1;
-        self.flags.set(ConnFlags::ACK_NOW);
+    }
+
+    /// Answers an out-of-window segment, a PAWS failure or an ACK of unsent data with an
+    /// ACK (RFC 9293 section 3.10.7.4, RFC 7323 section 5.3, RFC 5961 section 5.2). One
+    /// without data shares the challenge-ACK limit (RFC 5961 section 7), as Linux's
+    /// `tcp_oow_rate_limited`: two endpoints that disagree about the window would otherwise
+    /// ACK each other's ACKs forever, and a spoofer could have us reflect one ACK per
+    /// packet. One with data is always answered: it is likely a retransmission whose ACK was
+    /// lost, and data is not part of an ACK loop.
+    fn send_oow_ack(&mut self, now: Instant, has_data: bool) {
+        if has_data || self.oow_ack_allowed(now) {
+            self.flags.set(ConnFlags::ACK_NOW);
+        } else {
+            self.stats.acks_rate_limited += 1;
+        }
+    }
+
+    /// Whether an ACK to an unacceptable segment may go out now, and if so records it.
+    fn oow_ack_allowed(&mut self, now: Instant) -> bool {
+        let interval = self.config.challenge_ack_interval;
+        if self.last_oow_ack.is_some_and(|t| now.saturating_duration_since(t) < interval) {
+            return false;
+        }
+        self.last_oow_ack = Some(now);
+        true
+    }
+
+    /// RFC 9293 section 3.10.7.4, sixth step: the urgent pointer `up` arrived.
+    fn receive_urgent_pointer(&mut self, up: SeqNumber) {
+        let advanced = self.rcv_up.is_none_or(|old| up > old);
+        if advanced && up > self.read_seq() {
+            self.rcv_up = Some(up);
+            self.events |= pending::URGENT;
+        }
+    }
+
+    /// Sequence number of the next byte the application reads.
+    fn read_seq(&self) -> SeqNumber {
+        let fin = usize::from(self.flags.has(ConnFlags::FIN_RECEIVED));
+        self.rcv_nxt - (self.recv.readable_len() + fin)
     }
 
     /// RFC 7323 section 4.3: remember the peer's TSval when the segment covers
     /// `Last.ACK.sent`.
-    fn update_ts_recent(&mut self, repr: &TcpRepr, seg_len: usize) {
+    fn update_ts_recent(&mut self, now: Instant, repr: &TcpRepr, seg_len: usize) {
         if let (Some(ts), Some(theirs)) = (self.ts.as_mut(), repr.timestamp) {
             let end = repr.seq_number + seg_len;
             if repr.seq_number <= self.last_ack_sent && self.last_ack_sent <= end {
                 ts.recent = theirs.tsval;
+                ts.recent_at = now;
             }
         }
     }
@@ -1345,187 +1578,6 @@ impl Connection {
         }
     }
 
-    fn sample_rtt(&mut self, now: Instant, repr: &TcpRepr, ack: SeqNumber) {
-        let (min, max) = (self.config.rto_min, self.config.rto_max);
-        if let (Some(ts), Some(theirs)) = (self.ts, repr.timestamp) {
-            // RFC 7323 section 4.1: RTT from the echoed timestamp.
-            let ms = ts.tsval(now).wrapping_sub(theirs.tsecr);
-            if ms < 60_000 {
-                self.rtt.on_sample(Duration::from_millis(u64::from(ms)), min, max);
-            }
-        } else if let Some((seq, sent)) = self.rtt_probe
-            && ack >= seq
-        {
-            self.rtt.on_sample(now - sent, min, max);
-            self.rtt_probe = None;
-        }
-    }
-
-    /// The fifth step for an acceptable ACK: advance `SND.UNA`, update the window, detect
-    /// duplicate ACKs and drive loss recovery.
-    fn process_ack(&mut self, now: Instant, repr: &TcpRepr, ack: SeqNumber, pure: bool) {
-        let mss = u32::from(self.send_mss);
-        if self.flags.has(ConnFlags::SACK) {
-            self.update_scoreboard(repr);
-        }
-        let window = u32::from(repr.window_len) << self.snd_shift;
-        let window_changed = window != self.snd_wnd;
-
-        if ack > self.snd_una {
-            let acked = ack - self.snd_una;
-            let flight_before = self.flight_size();
-            self.sample_rtt(now, repr, ack);
-            self.snd_una = ack;
-            if self.snd_nxt < ack {
-                self.snd_nxt = ack;
-            }
-            let freed = self.send.acknowledge(ack);
-            self.scoreboard.retain(|&(_, right)| right > ack);
-            if let Some(first) = self.scoreboard.first_mut() {
-                first.0 = first.0.max(ack);
-            }
-            if freed > 0 {
-                self.last_activity = now;
-                if self.flags.take(ConnFlags::WANT_WRITABLE) {
-                    self.events |= pending::WRITABLE;
-                }
-                if self.send.is_empty() {
-                    self.buffer_emptied();
-                }
-            }
-            self.retries = 0;
-            self.rtt.reset_backoff();
-            self.dupacks = 0;
-            self.timers.stop(Timer::Persist);
-            // RFC 6298 section 5.2 and 5.3: stop or restart the timer.
-            if self.snd_una == self.snd_max {
-                self.timers.stop(Timer::Retransmit);
-            } else {
-                self.timers.set(Timer::Retransmit, now + self.rto());
-            }
-            match self.recovery {
-                Some(recover) if ack < recover => {
-                    // RFC 6582 partial ACK: retransmit the next hole, deflate.
-                    self.cc.on_partial_ack(to_u32(acked), mss);
-                    self.rtx_next = Some(self.next_hole(ack));
-                }
-                Some(_) => {
-                    // Full ACK: recovery is over.
-                    self.recovery = None;
-                    self.cc.on_recovery_end(to_u32(self.flight_size()), mss);
-                }
-                None => {
-                    let srtt = self.rtt.srtt();
-                    // Do not grow the window while the application leaves it unused.
-                    if flight_before + self.payload_mss() >= self.cc.window() as usize {
-                        self.cc.on_ack(now, to_u32(acked), mss, srtt);
-                    }
-                }
-            }
-        } else if ack == self.snd_una && pure && !window_changed && self.snd_max > self.snd_una {
-            // RFC 5681 section 2: a duplicate ACK.
-            self.dupacks = self.dupacks.saturating_add(1);
-            self.on_duplicate_ack(mss);
-        }
-
-        // Window update (RFC 9293 section 3.10.7.4, fifth step, ESTABLISHED).
-        if self.snd_wl1 < repr.seq_number
-            || (self.snd_wl1 == repr.seq_number && self.snd_wl2 <= ack)
-        {
-            self.snd_wnd = window;
-            self.max_snd_wnd = self.max_snd_wnd.max(window);
-            self.snd_wl1 = repr.seq_number;
-            self.snd_wl2 = ack;
-            if window > 0 {
-                self.timers.stop(Timer::Persist);
-            }
-        }
-    }
-
-    fn on_duplicate_ack(&mut self, mss: u32) {
-        let sack = self.flags.has(ConnFlags::SACK);
-        match self.recovery {
-            None if self.dupacks >= 3
-                || (sack && self.sacked_bytes() >= 3 * self.payload_mss()) =>
-            {
-                // RFC 5681 section 3.2 steps 2 to 4, RFC 6582 `recover`.
-                self.stats.fast_retransmits += 1;
-                self.cc.on_fast_retransmit(to_u32(self.flight_size()), mss, !sack);
-                self.recovery = Some(self.snd_max);
-                self.high_rxt = self.snd_una;
-                self.rtx_next = Some(self.snd_una);
-            }
-            None => {}
-            Some(_) => {
-                if sack {
-                    // RFC 6675-style: each duplicate ACK may fill the next hole.
-                    let hole = self.next_hole(self.high_rxt.max(self.snd_una));
-                    if hole < self.highest_sacked() {
-                        self.rtx_next = Some(hole);
-                    }
-                } else {
-                    self.cc.on_dup_ack_in_recovery(mss);
-                }
-            }
-        }
-    }
-
-    /// Merges the segment's SACK blocks into the scoreboard (RFC 2018 section 5).
-    fn update_scoreboard(&mut self, repr: &TcpRepr) {
-        for &(left, right) in repr.sack_ranges.as_slice() {
-            let left = left.max(self.snd_una);
-            if right <= left || right > self.snd_max {
-                continue;
-            }
-            let mut merged = (left, right);
-            self.scoreboard.retain(|&(l, r)| {
-                if r < merged.0 || l > merged.1 {
-                    true
-                } else {
-                    merged = (merged.0.min(l), merged.1.max(r));
-                    false
-                }
-            });
-            let at = self
-                .scoreboard
-                .iter()
-                .position(|&(l, _)| l > merged.0)
-                .unwrap_or(self.scoreboard.len());
-            self.scoreboard.insert(at, merged);
-        }
-        self.scoreboard.truncate(64);
-    }
-
-    /// Bytes SACKed above `SND.UNA`.
-    fn sacked_bytes(&self) -> usize {
-        self.scoreboard.iter().map(|&(l, r)| r - l).sum()
-    }
-
-    fn highest_sacked(&self) -> SeqNumber {
-        self.scoreboard.last().map_or(self.snd_una, |&(_, r)| r)
-    }
-
-    /// The first sequence number at or after `from` that the peer has not SACKed.
-    fn next_hole(&self, from: SeqNumber) -> SeqNumber {
-        let mut at = from;
-        for &(l, r) in &self.scoreboard {
-            if at.in_range(l, r) {
-                at = r;
-            }
-        }
-        at
-    }
-
-    /// Bytes in flight: sent, not acknowledged, not SACKed.
-    fn flight_size(&self) -> usize {
-        (self.snd_nxt.max(self.snd_una) - self.snd_una).saturating_sub(self.sacked_bytes())
-    }
-
-    /// Payload bytes per full segment: the MSS minus the timestamp option.
-    fn payload_mss(&self) -> usize {
-        usize::from(self.send_mss) - if self.ts.is_some() { 12 } else { 0 }
-    }
-
     // ---- timers ----
 
     /// Runs the timers due at `now`.
@@ -1535,7 +1587,7 @@ impl Connection {
                 return;
             }
             match timer {
-                Timer::Retransmit => self.on_retransmit_timeout(now),
+                Timer::Retransmit => self.on_rtx_timer(now),
                 Timer::Persist => self.on_persist_timeout(now),
                 Timer::DelayedAck => self.flags.set(ConnFlags::ACK_NOW),
                 Timer::Linger => match self.state {
@@ -1574,53 +1626,6 @@ impl Connection {
         self.finish(reason);
     }
 
-    /// RFC 6298 section 5.4 to 5.7, and the retry limits.
-    fn on_retransmit_timeout(&mut self, now: Instant) {
-        let syn_phase = matches!(self.state, State::SynSent | State::SynReceived);
-        let limit = if syn_phase { self.config.syn_retries } else { self.config.data_retries };
-        if self.retries >= limit {
-            // Give up without a RST: the peer is unreachable (as Linux does).
-            self.finish(CloseReason::TimedOut);
-            return;
-        }
-        if self.snd_una == self.snd_max && !syn_phase {
-            return;
-        }
-        self.retries += 1;
-        self.stats.timeouts += 1;
-        self.rtt.back_off();
-        self.rtt_probe = None;
-        if syn_phase {
-            // Send SYN (or SYN-ACK) again.
-            self.snd_nxt = self.iss;
-            return;
-        }
-        // Go back to SND.UNA with a one-segment window (RFC 5681 section 3.1); SACKed data
-        // is skipped when resending.
-        let flight = to_u32(self.flight_size());
-        self.cc.on_timeout(flight, u32::from(self.send_mss));
-        self.recovery = None;
-        self.dupacks = 0;
-        self.high_rxt = self.snd_max;
-        self.rtx_next = None;
-        self.snd_nxt = self.snd_una;
-        self.timers.set(Timer::Retransmit, now + self.rto());
-    }
-
-    /// Zero-window probing (RFC 9293 section 3.8.6.1) and the SWS override timer.
-    fn on_persist_timeout(&mut self, now: Instant) {
-        if self.send.end() <= self.snd_nxt {
-            return;
-        }
-        if self.snd_wnd == 0 {
-            self.flags.set(ConnFlags::WINDOW_PROBE);
-        } else {
-            self.flags.set(ConnFlags::FORCE_SEND);
-        }
-        self.rtt.back_off();
-        self.timers.set(Timer::Persist, now + self.rto());
-    }
-
     /// Keepalive: probe after `idle`, then every `interval`, reset after `probes` silent ones.
     fn on_keepalive_timeout(&mut self, now: Instant) {
         let ka = self.config.keepalive;
@@ -1641,13 +1646,5 @@ impl Connection {
         self.keepalive_probes = self.keepalive_probes.saturating_add(1);
         self.flags.set(ConnFlags::KEEPALIVE_PROBE);
         self.timers.set(Timer::Keepalive, now + ka.interval);
-    }
-
-    /// Arms the persist timer when data waits, nothing is in flight, and the window (or
-    /// SWS avoidance) holds it back.
-    fn arm_persist(&mut self, now: Instant) {
-        if self.snd_una == self.snd_max && !self.timers.is_set(Timer::Persist) {
-            self.timers.set(Timer::Persist, now + self.rto());
-        }
     }
 }

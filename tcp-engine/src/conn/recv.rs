@@ -8,10 +8,47 @@
 //! arrival, reassembly never copies again, and memory stays within the window we offered:
 //! the ring never grows past the configured buffer size.
 
-use super::assembler::Assembler;
+use super::assembler::{Assembler, Room};
 use super::ring::Ring;
 use crate::seq::SeqNumber;
 use crate::wire::SackRanges;
+
+/// The ranges SACK blocks report, most recently changed first (RFC 2018 section 4: the block
+/// with the segment that triggered the ACK first, then the most recently reported ones), kept
+/// as segments arrive as Linux keeps `selective_acks` (`tcp_sack_new_ofo_skb`): an ACK copies
+/// them and never walks the reassembly ranges. Each entry is exactly one held range.
+#[derive(Debug, Default)]
+struct Reported {
+    blocks: [(SeqNumber, SeqNumber); SackRanges::CAPACITY],
+    len: usize,
+}
+
+impl Reported {
+    /// `[start, end)` is a range now (new, or grown by merging): first, without the entries
+    /// it swallowed.
+    fn arrived(&mut self, start: SeqNumber, end: SeqNumber) {
+        self.remove(|(s, e)| start <= s && e <= end);
+        let n = self.len.min(self.blocks.len() - 1);
+        self.blocks.copy_within(0..n, 1);
+        self.blocks[0] = (start, end);
+        self.len = n + 1;
+    }
+
+    fn remove(&mut self, gone: impl Fn((SeqNumber, SeqNumber)) -> bool) {
+        let mut kept = 0;
+        for i in 0..self.len {
+            if !gone(self.blocks[i]) {
+                self.blocks[kept] = self.blocks[i];
+                kept += 1;
+            }
+        }
+        self.len = kept;
+    }
+
+    fn as_slice(&self) -> &[(SeqNumber, SeqNumber)] {
+        &self.blocks[..self.len]
+    }
+}
 
 /// Received data.
 #[derive(Debug)]
@@ -20,20 +57,36 @@ pub(crate) struct RecvBuffer {
     /// In-order bytes the application has not read, at ring offsets `[0, readable)`.
     readable: usize,
     out_of_order: Assembler,
-    /// Start of the range that received the most recent segment: its block goes first.
-    latest: Option<SeqNumber>,
+    /// What the SACK blocks report.
+    reported: Reported,
     capacity: usize,
+    /// Bytes the ring may hold beyond `capacity`: the window scale rounds our offer up to
+    /// its unit (RFC 7323 section 2.4: the right edge never moves left), and what we offered
+    /// is always taken, or a full receiver would keep offering a window it never backs.
+    slack: usize,
 }
 
 impl RecvBuffer {
+    #[cfg(test)]
     pub(crate) fn new(capacity: usize) -> RecvBuffer {
+        RecvBuffer::with_max_ranges(capacity, super::assembler::DEFAULT_MAX_RANGES)
+    }
+
+    /// A buffer of `capacity` bytes keeping at most `max_ranges` out-of-order ranges.
+    pub(crate) fn with_max_ranges(capacity: usize, max_ranges: usize) -> RecvBuffer {
         RecvBuffer {
             ring: Ring::default(),
             readable: 0,
-            out_of_order: Assembler::default(),
-            latest: None,
+            out_of_order: Assembler::new(max_ranges),
+            reported: Reported::default(),
             capacity,
+            slack: 0,
         }
+    }
+
+    /// The window scale in use: the ring may hold up to one unit (less a byte) more.
+    pub(crate) fn set_window_shift(&mut self, shift: u8) {
+        self.slack = (1usize << shift.min(14)) - 1;
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -50,8 +103,24 @@ impl RecvBuffer {
         self.capacity.saturating_sub(self.readable)
     }
 
+    /// Space the ring can still take in order: `free` and the scale's rounding slack.
+    pub(crate) fn room(&self) -> usize {
+        (self.capacity + self.slack).saturating_sub(self.readable)
+    }
+
     pub(crate) fn has_out_of_order(&self) -> bool {
         !self.out_of_order.is_empty()
+    }
+
+    /// Out-of-order ranges held.
+    #[cfg(test)]
+    pub(crate) fn out_of_order_ranges(&self) -> usize {
+        self.out_of_order.len()
+    }
+
+    /// Out-of-order ranges dropped or refused so far for the cap on ranges.
+    pub(crate) fn out_of_order_dropped(&self) -> u64 {
+        self.out_of_order.dropped()
     }
 
     /// Bytes of memory the buffer holds.
@@ -60,9 +129,8 @@ impl RecvBuffer {
     }
 
     /// Stores `data` starting at `seq` (with `seq >= rcv_nxt`; the caller trimmed it to the
-    /// window); returns the new `rcv_nxt`. Bytes that would not fit in the buffer (the
-    /// window scale rounds our offer up by less than one unit) are left for the peer to
-    /// send again.
+    /// window); returns the new `rcv_nxt`. Out-of-order bytes the cap on ranges turns away
+    /// are left for the peer to send again.
     pub(crate) fn insert(
         &mut self,
         rcv_nxt: SeqNumber,
@@ -71,34 +139,42 @@ impl RecvBuffer {
         copied: &mut u64,
     ) -> SeqNumber {
         let offset = seq.saturating_sub(rcv_nxt);
-        let room = self.free().saturating_sub(offset);
+        let room = (self.capacity + self.slack).saturating_sub(self.readable + offset);
         let data = &data[..data.len().min(room)];
         if data.is_empty() {
             return rcv_nxt;
         }
+        if offset > 0 {
+            match self.out_of_order.make_room(seq, seq + data.len()) {
+                Room::Fits => {}
+                Room::Dropped(start, end) => self.reported.remove(|(s, e)| s < end && start < e),
+                // Refused for the cap on out-of-order ranges (see `assembler.rs`).
+                Room::Refused => return rcv_nxt,
+            }
+        }
         let needed = self.readable + offset + data.len();
         if needed > self.ring.allocated() {
             let ooo_end = self.out_of_order.end().map_or(0, |end| end.saturating_sub(rcv_nxt));
-            *copied += self.ring.grow(needed, self.capacity, self.readable + ooo_end) as u64;
+            let limit = self.capacity + self.slack;
+            *copied += self.ring.grow(needed, limit, self.readable + ooo_end) as u64;
         }
         let n = self.ring.write(self.readable + offset, data);
         *copied += n as u64;
         if offset > 0 {
-            self.latest = Some(self.out_of_order.add(seq, seq + n));
+            let (start, end) = self.out_of_order.add_range(seq, seq + n);
+            self.reported.arrived(start, end);
             return rcv_nxt;
         }
         self.readable += n;
         let mut next = rcv_nxt + n;
         // Ranges the new bytes reached are in place already: they just become readable.
-        while let Some((start, end)) = self.out_of_order.pop_reached(next) {
+        while let Some((_, end)) = self.out_of_order.pop_reached(next) {
             if end > next {
                 self.readable += end - next;
                 next = end;
             }
-            if self.latest == Some(start) {
-                self.latest = None;
-            }
         }
+        self.reported.remove(|(s, _)| s <= next);
         next
     }
 
@@ -123,6 +199,15 @@ impl RecvBuffer {
         self.readable == 0 && self.out_of_order.is_empty()
     }
 
+    /// Forgets every out-of-order range, as a receiver short of memory may (RFC 2018
+    /// section 8); returns how many there were.
+    pub(crate) fn discard_out_of_order(&mut self) -> usize {
+        let n = self.out_of_order.iter().count();
+        self.out_of_order.clear();
+        self.reported = Reported::default();
+        n
+    }
+
     /// Frees the ring if it holds nothing; returns whether memory was given back.
     pub(crate) fn release_if_empty(&mut self) -> bool {
         if !self.is_empty() || self.ring.allocated() == 0 {
@@ -133,23 +218,13 @@ impl RecvBuffer {
         true
     }
 
-    /// SACK blocks for an outgoing segment: the range with the latest arrival first, then the
-    /// others in order (RFC 2018 section 4), at most `max`.
+    /// SACK blocks for an outgoing segment, at most `max`: the range the latest segment went
+    /// to first, then those reported most recently (RFC 2018 section 4).
     pub(crate) fn sack_blocks(&self, max: usize) -> SackRanges {
         let mut ranges = SackRanges::new();
-        let latest = self.latest.and_then(|s| self.out_of_order.starting_at(s));
-        if let Some((start, end)) = latest {
+        for &(start, end) in self.reported.as_slice().iter().take(max) {
             ranges.push(start, end);
         }
-        for (start, end) in self.out_of_order.iter() {
-            if ranges.len() >= max {
-                break;
-            }
-            if Some(start) != latest.map(|(s, _)| s) {
-                ranges.push(start, end);
-            }
-        }
-        ranges.truncate(max);
         ranges
     }
 }

@@ -97,6 +97,14 @@ impl Fixture {
         self.conn.handle_timeout(self.now);
     }
 
+    /// Runs the timers due at the next deadline, whatever it is; returns it in ms.
+    fn fire_next(&mut self) -> u64 {
+        let at = self.conn.poll_timeout().expect("a timer is set");
+        self.now = at;
+        self.conn.handle_timeout(at);
+        at.total_millis()
+    }
+
     fn state(&self) -> State {
         self.conn.state
     }
@@ -570,12 +578,14 @@ fn established_sack_recovery_skips_sacked_data() {
     sack.push(seq(base + 3 * 1460), seq(base + 6 * 1460));
     sack.push(seq(base + 1460), seq(base + 2 * 1460));
     f.recv(dup(sack), &[]);
-    // Four segments SACKed: loss is declared and the first hole resent.
-    let rtx = f.sent_one();
-    assert_eq!(rtx.repr.seq_number, seq(base));
-    // The next duplicate ACK fills the second hole, not the SACKed segment 2.
+    // Four segments SACKed: both holes are declared lost (RACK: sent before segments that
+    // were delivered) and resent, PRR letting both go (RFC 6937: as much as was
+    // delivered); never the SACKed segment 2.
+    let rtx: Vec<SeqNumber> = f.sent().iter().map(|s| s.repr.seq_number).collect();
+    assert_eq!(rtx, [seq(base), seq(base + 2 * 1460)]);
+    // The next duplicate ACK has nothing left to fill: the SACKed data is not resent.
     f.recv(dup(sack), &[]);
-    assert_eq!(f.sent_one().repr.seq_number, seq(base + 2 * 1460));
+    f.sent_nothing();
 }
 
 #[test]
@@ -1099,4 +1109,538 @@ fn idle_timeout_resets() {
     f.fire(90_000);
     assert_eq!(f.sent_one().repr.flags, Flags::RST);
     assert_eq!(f.events(), [Event::Readable, Event::Closed(CloseReason::IdleTimeout)]);
+}
+
+// ---------------------------------------------------------------- issue 9: the audit's RFC gaps
+
+use crate::wire::EmitSegment as _;
+use crate::wire::HEADER_LEN;
+
+/// A connection with SACK and timestamps, as Linux negotiates them.
+fn established_sack_ts() -> Fixture {
+    let mut hs = handshake();
+    hs.sack_permitted = true;
+    hs.timestamps = Some(TsInfo { ts_recent: 1, our_tsval_offset: 0 });
+    let config = Config { sack: true, timestamps: true, ..config() };
+    let mut f = fixture(Connection::from_cookie(Instant::ZERO, &hs, Arc::new(config)));
+    f.recv(with_ts(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), 1), &[]);
+    assert_eq!(f.events(), [Event::Connected]);
+    f
+}
+
+/// `repr` with the peer's timestamp `tsval` (echoing 0).
+fn with_ts(repr: TcpRepr, tsval: u32) -> TcpRepr {
+    TcpRepr { timestamp: Some(TcpTimestamp { tsval, tsecr: 0 }), ..repr }
+}
+
+#[test]
+fn data_segments_carrying_sack_blocks_stay_within_the_mss() {
+    // Item 1, RFC 9293 section 3.7.1: the payload is the send MSS minus the options the
+    // segment actually carries. Three holes in our receive queue: our data segments carry
+    // the timestamp and three SACK blocks (40 option bytes), so 1420 bytes of payload.
+    let mut f = established_sack_ts();
+    for i in 0..3 {
+        f.recv(with_ts(from_peer(IRS + 101 + 200 * i, Some(ISS + 1), Flags::NONE), 2), b"x");
+    }
+    f.sent();
+    f.conn.send(&[7u8; 3 * 1460]).expect("send");
+    let segs = f.sent();
+    for s in &segs {
+        assert_eq!(s.repr.sack_ranges.len(), 3, "{:?}", s.repr);
+        let options = s.repr.header_len() - HEADER_LEN;
+        assert!(options + s.payload.len() <= 1460, "{options} + {} > MSS", s.payload.len());
+    }
+    assert_eq!(segs[0].payload.len(), 1420);
+    assert_eq!(segs.iter().map(|s| s.payload.len()).sum::<usize>(), 3 * 1460);
+}
+
+#[test]
+fn out_of_window_acks_are_rate_limited() {
+    // Item 9, RFC 5961 section 7 (Linux tcp_oow_rate_limited, tcp_invalid_ratelimit): a burst
+    // of out-of-window segments without data draws one ACK per interval, not one each.
+    let mut f = established();
+    f.at(1_000);
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        f.recv(from_peer(IRS + 100_000, Some(ISS + 1), Flags::NONE), &[]);
+        answers.extend(f.sent());
+    }
+    assert_eq!(answers.len(), 1, "{answers:#?}");
+    assert_eq!(answers[0].repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+    f.at(1_499).recv(from_peer(IRS + 100_000, Some(ISS + 1), Flags::NONE), &[]);
+    f.sent_nothing();
+    f.at(1_500).recv(from_peer(IRS + 100_000, Some(ISS + 1), Flags::NONE), &[]);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+    // Data is never limited: it may be a retransmission whose ACK was lost (Linux exempts it
+    // too: data segments are not part of an ACK loop).
+    f.recv(from_peer(IRS - 10, Some(ISS + 1), Flags::NONE), b"old");
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+}
+
+#[test]
+fn acks_of_unsent_data_are_rate_limited() {
+    // Item 9, RFC 5961 section 5.2 and 7: SEG.ACK > SND.NXT is answered with an ACK, at most
+    // one per interval.
+    let mut f = established();
+    f.at(1_000);
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        f.recv(from_peer(IRS + 1, Some(ISS + 500), Flags::NONE), &[]);
+        answers.extend(f.sent());
+    }
+    assert_eq!(answers.len(), 1, "{answers:#?}");
+    assert_eq!(answers[0].repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+    f.at(1_500).recv(from_peer(IRS + 1, Some(ISS + 500), Flags::NONE), &[]);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1, Flags::NONE));
+}
+
+#[test]
+fn delayed_ack_acks_every_second_segment_just_below_the_mss() {
+    // Item 10, as Linux's __tcp_ack_snd_check: ACK at once when more than one segment of the
+    // peer's (estimated) MSS is unacknowledged, whatever its exact size.
+    let mut f = established();
+    let seg = [7u8; 1400];
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &seg);
+    f.sent_nothing();
+    f.recv(from_peer(IRS + 1 + 1400, Some(ISS + 1), Flags::NONE), &seg);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 1 + 2800, Flags::NONE));
+    // Small (interactive) segments still wait for the delayed-ACK timer.
+    f.at(100).recv(from_peer(IRS + 2801, Some(ISS + 1), Flags::NONE), b"ab");
+    f.recv(from_peer(IRS + 2803, Some(ISS + 1), Flags::NONE), b"cd");
+    f.sent_nothing();
+    f.fire(140);
+    assert_eq!(f.sent_one().repr, to_peer(ISS + 1, IRS + 2805, Flags::NONE));
+}
+
+#[test]
+fn nagle_minshall_sends_the_tail_of_a_write_at_once() {
+    // Item 11, Minshall's variant as Linux (tcp_minshall_check): a small segment waits only
+    // while an earlier small segment is unacknowledged, not behind full-sized ones. Echoing
+    // 2800 bytes sends both segments at once.
+    let mut f = established();
+    f.conn.send(&[1u8; 2800]).expect("send");
+    let lens: Vec<usize> = f.sent().iter().map(|s| s.payload.len()).collect();
+    assert_eq!(lens, [1460, 1340]);
+    // A second small write waits for the first small segment's ACK.
+    f.conn.send(b"more").expect("send");
+    f.sent_nothing();
+    f.recv(from_peer(IRS + 1, Some(ISS + 1 + 1460), Flags::NONE), &[]);
+    f.sent_nothing();
+    f.recv(from_peer(IRS + 1, Some(ISS + 1 + 2800), Flags::NONE), &[]);
+    assert_eq!(f.sent_one().payload, b"more");
+}
+
+#[test]
+fn paws_drops_segments_without_a_timestamp() {
+    // Item 13, RFC 7323 section 3.2: once timestamps are negotiated, a non-RST segment
+    // without one is silently dropped; a RST is processed regardless.
+    let mut f = established_sack_ts();
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::PSH), b"no timestamp");
+    f.sent_nothing();
+    assert_eq!(f.conn.recv_queue_len(), 0);
+    assert!(f.events().is_empty());
+    f.recv(from_peer(IRS + 1, None, Flags::RST), &[]);
+    assert_eq!(f.events(), [Event::Closed(CloseReason::Reset)]);
+}
+
+#[test]
+fn paws_forgets_ts_recent_after_24_days_idle() {
+    // Item 13, RFC 7323 section 5.5: after more than 24 days idle TS.Recent is invalid, so a
+    // timestamp that looks old is accepted (the peer's clock may have wrapped).
+    let ka = KeepaliveConfig { enabled: false, ..KeepaliveConfig::default() };
+    let mut hs = handshake();
+    hs.timestamps = Some(TsInfo { ts_recent: 1_000_000, our_tsval_offset: 0 });
+    let config = Config { timestamps: true, keepalive: ka, ..config() };
+    let mut f = fixture(Connection::from_cookie(Instant::ZERO, &hs, Arc::new(config)));
+    let _ = f.events();
+    let day = 24 * 3600 * 1000;
+    // One day idle: still PAWS-rejected (and answered with an ACK).
+    f.at(day).recv(with_ts(from_peer(IRS + 1, Some(ISS + 1), Flags::PSH), 5), b"old?");
+    assert_eq!(f.sent_one().repr.ack_number, Some(seq(IRS + 1)));
+    assert_eq!(f.conn.recv_queue_len(), 0);
+    // 25 days idle: accepted, and the timestamp becomes TS.Recent.
+    f.at(25 * day).recv(with_ts(from_peer(IRS + 1, Some(ISS + 1), Flags::PSH), 5), b"new");
+    assert_eq!(f.read_all(), b"new");
+    f.at(25 * day + 1).recv(with_ts(from_peer(IRS + 4, Some(ISS + 1), Flags::PSH), 6), b"!");
+    assert_eq!(f.read_all(), b"!");
+}
+
+#[test]
+fn nodelay_sends_every_small_segment_at_once() {
+    // Item 11: per connection, from the configured default.
+    let mut f = established();
+    assert!(!f.conn.nodelay(), "Config::nagle is on by default");
+    f.conn.set_nodelay(true);
+    f.conn.send(b"a").expect("send");
+    assert_eq!(f.sent_one().payload, b"a");
+    f.conn.send(b"b").expect("send");
+    assert_eq!(f.sent_one().payload, b"b");
+    let f = established_with(Config { nagle: false, ..config() });
+    assert!(f.conn.nodelay());
+}
+
+#[test]
+fn urgent_data_is_reported_and_stays_inline() {
+    // Item 14, RFC 9293 section 3.8.5: the urgent pointer is reported when it arrives and
+    // whenever it advances (MUST-32), the application learns how much urgent data is left
+    // (MUST-33), and the urgent bytes are delivered in order, none lost (RFC 6093).
+    let mut f = established();
+    let urg = |seq_n, at| TcpRepr {
+        urgent_at: at,
+        ..from_peer(seq_n, Some(ISS + 1), Flags::URG | Flags::PSH)
+    };
+    f.recv(urg(IRS + 1, 3), b"abcdef");
+    assert_eq!(f.events(), [Event::Readable, Event::Urgent]);
+    assert_eq!(f.conn.urgent_remaining(), 3);
+    let mut two = [0u8; 2];
+    assert_eq!(f.conn.recv(&mut two), Ok(2));
+    assert_eq!(f.conn.urgent_remaining(), 1);
+    assert_eq!(f.read_all(), b"cdef");
+    assert_eq!(f.conn.urgent_remaining(), 0);
+    // The same pointer again is no news; one beyond the data received so far (MUST-30:
+    // urgent data of any length) is.
+    f.recv(urg(IRS + 7, 0), b"g");
+    assert_eq!(f.events(), [Event::Readable]);
+    f.recv(urg(IRS + 8, 1000), b"h");
+    assert_eq!(f.events(), [Event::Readable, Event::Urgent]);
+    assert_eq!(f.conn.urgent_remaining(), 1001, "from the unread g on");
+    assert_eq!(f.read_all(), b"gh");
+    assert_eq!(f.conn.urgent_remaining(), 999);
+}
+
+#[test]
+fn send_urgent_marks_segments_up_to_the_pointer() {
+    // Item 14, MUST-31: the pointer names the byte after the urgent data; urgent data is
+    // pushed past Nagle.
+    let mut f = established();
+    f.conn.send(b"a").expect("send");
+    assert_eq!(f.sent_one().payload, b"a");
+    assert_eq!(f.conn.send_urgent(b"!!"), Ok(2));
+    let seg = f.sent_one();
+    assert_eq!(seg.payload, b"!!");
+    assert_eq!((seg.repr.flags, seg.repr.urgent_at), (Flags::URG | Flags::PSH, 2));
+    // Once acknowledged, later segments carry no pointer.
+    f.recv(from_peer(IRS + 1, Some(ISS + 4), Flags::NONE), &[]);
+    f.conn.send(b"b").expect("send");
+    let seg = f.sent_one();
+    assert_eq!((seg.repr.flags, seg.repr.urgent_at), (Flags::PSH, 0));
+}
+
+#[test]
+fn reassembly_keeps_at_most_the_configured_ranges() {
+    // Item 12: one-byte runs at every other byte, each below all the others (the worst order
+    // for a sorted array), then each above all the others. The connection keeps at most
+    // `reassembly_max_ranges` ranges (dropping the highest, as Linux prunes its out-of-order
+    // queue), its memory stays within the window, and the stream is intact once the peer
+    // sends it in order.
+    let config = Config { recv_buffer_size: 64 * 1024, reassembly_max_ranges: 100, ..config() };
+    let mut f = established_with(config);
+    let byte = |i: usize| u8::try_from(i % 251).expect("below 251");
+    let stream: Vec<u8> = (0..40_000).map(byte).collect();
+    let run = |f: &mut Fixture, i: usize| {
+        let at = IRS + 1 + u32::try_from(i).expect("small");
+        f.recv(from_peer(at, Some(ISS + 1), Flags::NONE), &stream[i..=i]);
+        assert!(f.conn.recv.out_of_order_ranges() <= 100);
+    };
+    for i in (1..20_000).rev().step_by(2) {
+        run(&mut f, i);
+    }
+    for i in (20_001..40_000).step_by(2) {
+        run(&mut f, i);
+    }
+    assert_eq!(f.conn.recv.out_of_order_ranges(), 100);
+    assert!(f.conn.stats().out_of_order_dropped >= 19_900);
+    assert!(f.conn.buffer_bytes() <= 64 * 1024);
+    // The lowest ranges were kept: SACK reports them.
+    let ack = f.sent().pop().expect("duplicate ACK");
+    assert_eq!(ack.repr.ack_number, Some(seq(IRS + 1)));
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &stream);
+    assert_eq!(f.read_all(), stream);
+    assert!(!f.conn.recv.has_out_of_order());
+}
+
+/// A connection with SACK (no timestamps, so segments are 1460 bytes).
+fn established_sack() -> Fixture {
+    let mut hs = handshake();
+    hs.sack_permitted = true;
+    let mut f = fixture(Connection::from_cookie(
+        Instant::ZERO,
+        &hs,
+        Arc::new(Config { sack: true, ..config() }),
+    ));
+    f.recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &[]);
+    assert_eq!(f.events(), [Event::Connected]);
+    f
+}
+
+/// An ACK from the peer for `ack` with SACK blocks `[(left, right)]` (absolute numbers).
+fn sack_ack(ack: u32, blocks: &[(u32, u32)]) -> TcpRepr {
+    let mut sack_ranges = SackRanges::new();
+    for &(l, r) in blocks {
+        sack_ranges.push(seq(l), seq(r));
+    }
+    TcpRepr { sack_ranges, ..from_peer(IRS + 1, Some(ack), Flags::NONE) }
+}
+
+/// Sequence number of the first byte of our `n`th full segment (from 0).
+fn seg(n: u32) -> u32 {
+    ISS + 1 + n * 1460
+}
+
+#[test]
+fn sacked_data_is_sent_again_when_the_receiver_reneges() {
+    // Item 2, RFC 2018 section 8: a receiver may discard data it SACKed. Linux detects it
+    // when the cumulative ACK stops at data it had SACKed (tcp_check_sack_reneging) and
+    // then forgets the SACK information (tcp_timeout_mark_lost).
+    let mut f = established_sack();
+    f.conn.send(&[1u8; 6 * 1460]).expect("send");
+    assert_eq!(f.sent().len(), 6);
+    // Segment 0 is lost; 1 to 5 are SACKed; segment 0 is retransmitted.
+    f.at(10).recv(sack_ack(seg(0), &[(seg(1), seg(6))]), &[]);
+    assert!(f.sent().iter().any(|s| s.repr.seq_number == seq(seg(0))));
+    // The peer got segment 0 but dropped its out-of-order queue: it acknowledges segment 0
+    // alone and reports no SACK block.
+    f.at(20).recv(sack_ack(seg(1), &[]), &[]);
+    let mut resent = Vec::new();
+    for _ in 0..3 {
+        f.fire_next();
+        resent.extend(f.sent().into_iter().map(|s| s.repr.seq_number));
+        if !resent.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(resent.first(), Some(&seq(seg(1))), "the reneged data goes again");
+    assert!(f.now < at_ms(20) + Duration::from_secs(1), "before the RTO: {:?}", f.now);
+}
+
+#[test]
+fn zero_window_with_data_in_flight_probes_with_the_head_segment() {
+    // Item 3, as Linux's tcp_retransmit_timer: when the peer shrinks its window to zero
+    // with data in flight, each retransmission timeout resends the first segment as a
+    // zero-window probe, and the connection lives on as long as the peer answers.
+    let mut f = established();
+    f.conn.send(&[1u8; 2 * 1460]).expect("send");
+    assert_eq!(f.sent().len(), 2);
+    let zero = |ack| TcpRepr { window_len: 0, ..from_peer(IRS + 1, Some(ack), Flags::NONE) };
+    f.at(10).recv(zero(seg(1)), &[]);
+    f.sent_nothing();
+    for probe in 0..30 {
+        f.fire_next();
+        let sent = f.sent();
+        assert_eq!(sent.len(), 1, "probe {probe} at {:?}: {sent:#?}", f.now);
+        assert_eq!(sent[0].repr.seq_number, seq(seg(1)));
+        assert_eq!(sent[0].payload.len(), 1460);
+        f.recv(zero(seg(1)), &[]);
+        assert_eq!(f.state(), State::Established, "answered probes keep it open");
+    }
+    // A silent peer: given up once nothing was heard for rto_max (Linux: TCP_RTO_MAX).
+    let heard = f.now;
+    while f.state() == State::Established {
+        f.fire_next();
+        f.sent();
+        assert!(f.now <= heard + Duration::from_secs(2 * 120), "{:?}", f.now);
+    }
+    assert_eq!(f.events(), [Event::Closed(CloseReason::TimedOut)]);
+}
+
+#[test]
+fn persist_gives_up_on_a_silent_peer_after_close() {
+    // Item 4: window zero, 10 kB queued, close(), the peer silent. Linux ends such an orphan
+    // after tcp_orphan_retries (8 while its probes are under TCP_RTO_MAX apart).
+    let mut f = established();
+    f.recv(TcpRepr { window_len: 0, ..from_peer(IRS + 1, Some(ISS + 1), Flags::NONE) }, &[]);
+    f.conn.send(&[1u8; 10_000]).expect("send");
+    f.conn.close().expect("close");
+    assert_eq!(f.state(), State::FinWait1);
+    f.sent_nothing();
+    let mut probes = 0;
+    while f.state() != State::Closed {
+        f.fire_next();
+        probes += f.sent().len();
+        assert!(probes <= 9 && f.now < at_ms(600_000), "{probes} probes by {:?}", f.now);
+    }
+    assert_eq!(f.events(), [Event::Closed(CloseReason::TimedOut)]);
+}
+
+#[test]
+fn persist_gives_up_after_data_retries_unanswered_probes() {
+    // Item 4: not closed, the peer silent: tcp_retries2 (15) unanswered probes end it.
+    let mut f = established();
+    f.recv(TcpRepr { window_len: 0, ..from_peer(IRS + 1, Some(ISS + 1), Flags::NONE) }, &[]);
+    f.conn.send(b"blocked").expect("send");
+    f.sent_nothing();
+    let mut probes = 0;
+    while f.state() != State::Closed {
+        f.fire_next();
+        probes += f.sent().len();
+        assert!(probes <= 15, "{probes} probes");
+    }
+    assert_eq!(probes, 15);
+    assert_eq!(f.events(), [Event::Closed(CloseReason::TimedOut)]);
+}
+
+#[test]
+fn persist_backoff_does_not_carry_into_the_rto() {
+    // Item 5: as Linux's tcp_ack_probe, the window opening ends the probe backoff: the
+    // retransmission timeout of the data sent then is the plain RTO.
+    let mut f = established();
+    f.recv(TcpRepr { window_len: 0, ..from_peer(IRS + 1, Some(ISS + 1), Flags::NONE) }, &[]);
+    f.conn.send(b"blocked").expect("send");
+    f.sent_nothing();
+    for ms in [1_000, 3_000, 7_000, 15_000, 31_000] {
+        f.fire(ms);
+        assert_eq!(f.sent_one().repr.seq_number, seq(ISS), "probe at {ms}");
+        f.recv(TcpRepr { window_len: 0, ..from_peer(IRS + 1, Some(ISS + 1), Flags::NONE) }, &[]);
+    }
+    f.at(31_010).recv(from_peer(IRS + 1, Some(ISS + 1), Flags::NONE), &[]);
+    assert_eq!(f.sent_one().payload, b"blocked");
+    f.fire(32_010);
+    assert_eq!(f.sent_one().payload, b"blocked", "retransmitted after 1 s, not 32");
+}
+
+#[test]
+fn a_second_timeout_in_a_row_keeps_ssthresh() {
+    // Item 6, RFC 5681 section 3.1: ssthresh is held when a segment already retransmitted
+    // by the timer times out again.
+    let mut f = established();
+    f.conn.send(&[1u8; 10 * 1460]).expect("send");
+    assert_eq!(f.sent().len(), 10);
+    f.fire(1_000);
+    f.sent();
+    let ssthresh = f.conn.slow_start_threshold();
+    assert!(ssthresh < u32::MAX);
+    f.fire(3_000);
+    f.sent();
+    assert_eq!(f.conn.slow_start_threshold(), ssthresh);
+    assert_eq!(f.conn.congestion_window(), 1460);
+}
+
+#[test]
+fn karn_takes_no_rtt_sample_from_an_ack_covering_a_retransmission() {
+    // Item 7, RFC 6298 section 3: an ACK that covers retransmitted data (without
+    // timestamps) is ambiguous and gives no RTT sample (as Linux's
+    // FLAG_RETRANS_DATA_ACKED).
+    let mut f = established();
+    f.conn.send(&[1u8; 4 * 1460]).expect("send");
+    assert_eq!(f.sent().len(), 4);
+    for _ in 0..3 {
+        f.at(10).recv(from_peer(IRS + 1, Some(seg(0)), Flags::NONE), &[]);
+    }
+    assert_eq!(f.sent_one().repr.seq_number, seq(seg(0)), "fast retransmit");
+    f.at(500).recv(from_peer(IRS + 1, Some(seg(4)), Flags::NONE), &[]);
+    assert_eq!(f.conn.srtt(), None);
+}
+
+#[test]
+fn the_congestion_window_restarts_after_idle() {
+    // Item 8, RFC 5681 section 4.1: after more than an RTO without sending, cwnd is at most
+    // the restart window, min(IW, cwnd) (Linux tcp_cwnd_restart).
+    let mut f = established();
+    f.conn.send(&[1u8; 10 * 1460]).expect("send");
+    assert_eq!(f.sent().len(), 10);
+    f.at(10).recv(from_peer(IRS + 1, Some(seg(10)), Flags::NONE), &[]);
+    assert!(f.conn.congestion_window() > 14_600, "grew in slow start");
+    f.at(5_000);
+    f.conn.send(b"after a pause").expect("send");
+    f.sent_one();
+    assert_eq!(f.conn.congestion_window(), 14_600);
+}
+
+/// `established_sack`, with one segment acknowledged after 10 ms: SRTT 10 ms.
+fn established_sack_rtt_10ms() -> Fixture {
+    let mut f = established_sack();
+    f.conn.send(&[1u8; 1460]).expect("send");
+    assert_eq!(f.sent().len(), 1);
+    f.at(10).recv(from_peer(IRS + 1, Some(seg(1)), Flags::NONE), &[]);
+    assert_eq!(f.conn.srtt(), Some(Duration::from_millis(10)));
+    f
+}
+
+#[test]
+fn rack_resends_a_lost_retransmission_before_the_rto() {
+    // Item 15, RFC 8985 section 6: RACK judges retransmissions by time like originals. A
+    // retransmission lost in fast recovery is found lost as soon as a segment sent after it
+    // is delivered and an RTT has passed, not at the retransmission timeout.
+    let mut f = established_sack_rtt_10ms();
+    f.conn.send(&vec![1u8; 15 * 1460]).expect("send");
+    let first = f.sent().len();
+    assert!(first >= 10, "{first} segments");
+    // Segment 1 is lost; 2 to 5 are SACKed: it is resent, and PRR lets new data follow.
+    f.at(20).recv(sack_ack(seg(1), &[(seg(2), seg(6))]), &[]);
+    let sent: Vec<u32> = f.sent().iter().map(|s| s.repr.seq_number.raw()).collect();
+    assert_eq!(sent.first(), Some(&seg(1)));
+    let after = *sent.last().expect("sent");
+    assert!(after >= seg(1 + u32::try_from(first).expect("small")), "new data: {sent:?}");
+    // The retransmission is lost too; the new segment sent after it arrives 10 ms later.
+    f.at(30).recv(sack_ack(seg(1), &[(after, after + 1460), (seg(2), seg(6))]), &[]);
+    let again: Vec<u32> = f.sent().iter().map(|s| s.repr.seq_number.raw()).collect();
+    assert_eq!(again.first(), Some(&seg(1)), "resent at 30 ms: {again:?}");
+    assert_eq!(f.conn.stats().timeouts, 0);
+}
+
+#[test]
+fn tail_loss_probe_repairs_a_lost_tail_before_the_rto() {
+    // Item 15, RFC 8985 section 7: the last segments of a burst are lost and no ACK will
+    // come to reveal it. Two RTTs after the last transmission the last segment goes again
+    // as a probe; its SACK lets RACK find the other loss. Without it: a 200 ms RTO.
+    let mut f = established_sack_rtt_10ms();
+    f.conn.send(&[1u8; 4 * 1460]).expect("send");
+    assert_eq!(f.sent().len(), 4);
+    f.at(20).recv(from_peer(IRS + 1, Some(seg(3)), Flags::NONE), &[]);
+    let at = f.fire_next();
+    assert!(at < 20 + 200, "probe at {at} ms");
+    let probe = f.sent_one();
+    assert_eq!(probe.repr.seq_number, seq(seg(4)), "the last segment");
+    assert_eq!(f.conn.stats().tail_loss_probes, 1);
+    f.at(at + 10).recv(sack_ack(seg(3), &[(seg(4), seg(5))]), &[]);
+    assert_eq!(f.sent_one().repr.seq_number, seq(seg(3)), "RACK found the other loss");
+    f.at(at + 20).recv(from_peer(IRS + 1, Some(seg(5)), Flags::NONE), &[]);
+    assert_eq!(f.conn.send_queue_len(), 0);
+    assert_eq!(f.conn.stats().timeouts, 0);
+}
+
+#[test]
+fn a_full_receiver_never_offers_room_it_does_not_have() {
+    // With a window scale of 7 an offer is a multiple of 128 bytes, and the right edge may
+    // not move left, so offers are rounded up. A peer filling the window in 100-byte pieces
+    // while nobody reads must find every offered byte taken, and end at a zero window, not
+    // at a phantom one it keeps filling in vain (which once ended a stalled transfer after
+    // tcp_retries2 timeouts).
+    let mut hs = handshake();
+    hs.peer_wscale = Some(7);
+    hs.our_wscale = Some(7);
+    let config = Config { recv_buffer_size: 4000, delayed_ack: Duration::ZERO, ..config() };
+    let mut f = fixture(Connection::from_cookie(Instant::ZERO, &hs, Arc::new(config)));
+    let _ = f.events();
+    let (mut next, mut edge) = (IRS + 1, IRS + 1 + 4000);
+    while edge > next {
+        let n = (edge - next).min(100);
+        f.recv(from_peer(next, Some(ISS + 1), Flags::NONE), &vec![7u8; n as usize]);
+        let ack = f.sent().pop().expect("an ACK").repr;
+        assert_eq!(ack.ack_number, Some(seq(next + n)), "offered bytes taken");
+        next += n;
+        edge = edge.max(next + (u32::from(ack.window_len) << 7));
+    }
+    assert!(f.conn.recv_queue_len() <= 4000 + 127, "{}", f.conn.recv_queue_len());
+}
+
+#[test]
+fn data_retransmissions_give_up_after_about_924_seconds() {
+    // Item 4's reference, Linux with tcp_retries2 = 15 and a 200 ms RTO: fifteen
+    // retransmissions backing off to rto_max (120 s), given up 924.6 s after the send.
+    let mut f = established();
+    f.conn.send(b"x").expect("send");
+    f.sent_one();
+    f.at(1).recv(from_peer(IRS + 1, Some(ISS + 2), Flags::NONE), &[]);
+    assert_eq!(f.conn.rto(), Duration::from_millis(200));
+    f.conn.send(b"y").expect("send");
+    f.sent_one();
+    let mut retransmissions = 0;
+    while f.state() == State::Established {
+        f.fire_next();
+        retransmissions += f.sent().len();
+    }
+    assert_eq!(retransmissions, 15);
+    assert_eq!(f.now, at_ms(1 + 924_600));
+    assert_eq!(f.events(), [Event::Closed(CloseReason::TimedOut)]);
 }

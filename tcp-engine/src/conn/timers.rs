@@ -139,6 +139,11 @@ impl RttEstimator {
         self.backoff = 0;
     }
 
+    /// The timeout without its backoff.
+    pub(crate) fn base_rto(&self) -> Duration {
+        self.rto
+    }
+
     /// The timeout in force.
     pub(crate) fn rto(&self, max: Duration) -> Duration {
         let factor = 1u32 << self.backoff.min(20);

@@ -12,6 +12,7 @@ use crate::time::Instant;
 use crate::wire::EmitSegment as _;
 use crate::wire::{Flags, HEADER_LEN, MAX_OPTIONS_LEN, SackRanges, TcpRepr, TcpTimestamp};
 
+use super::ack::RtxTimer;
 use super::timers::Timer;
 
 /// The smallest buffer [`Connection::poll_transmit`] (and the table's) writes into: a header
@@ -40,7 +41,8 @@ impl Connection {
     /// Never writes more than `buf.len()` bytes: the payload is cut to fit (the rest goes in
     /// the next segment). A `buf` shorter than [`MIN_TRANSMIT_BUFFER`] gets nothing.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        if buf.len() < MIN_TRANSMIT_BUFFER {
+        // Nothing pending: no header (with its SACK blocks) built for nothing.
+        if buf.len() < MIN_TRANSMIT_BUFFER || !self.has_output() {
             return None;
         }
         let out = self.next_segment(now, buf.len())?;
@@ -71,11 +73,14 @@ impl Connection {
             }
             State::TimeWait => {
                 any(ConnFlags::ACK_NOW | ConnFlags::WINDOW_PROBE | ConnFlags::KEEPALIVE_PROBE)
-                    || self.rtx_next.is_some()
+                    || self.sb.lost_unsent() > 0
             }
             _ => {
-                any(ConnFlags::ACK_NOW | ConnFlags::WINDOW_PROBE | ConnFlags::KEEPALIVE_PROBE)
-                    || self.rtx_next.is_some()
+                any(ConnFlags::ACK_NOW
+                    | ConnFlags::WINDOW_PROBE
+                    | ConnFlags::KEEPALIVE_PROBE
+                    | ConnFlags::LOSS_PROBE)
+                    || self.sb.lost_unsent() > 0
                     || self.send.end() > self.snd_nxt
                     || self.fin_seq.is_some_and(|f| self.snd_nxt <= f)
             }
@@ -111,11 +116,22 @@ impl Connection {
         // length depends on the room, so it is known before anything is decided.
         let mut template = self.header(now);
         template.fit_options();
-        let max_payload = room.saturating_sub(template.header_len());
+        // RFC 9293 section 3.7.1: the effective send MSS is the peer's MSS less the options
+        // this segment actually carries (timestamps, SACK blocks), so a full segment fits
+        // the path MTU the peer's MSS stands for (Linux `tcp_current_mss`).
+        let options = template.header_len() - HEADER_LEN;
+        let max_payload = room
+            .saturating_sub(template.header_len())
+            .min(usize::from(self.send_mss).saturating_sub(options));
+        if self.flags.take(ConnFlags::LOSS_PROBE)
+            && let Some(seg) = self.emit_loss_probe(now, &template, max_payload)
+        {
+            return Some(seg);
+        }
         if let Some(seg) = self.emit_retransmission(now, &template, max_payload) {
             return Some(seg);
         }
-        if let Some(seg) = self.emit_data(now, &template, max_payload) {
+        if let Some(seg) = self.emit_data(now, &template, max_payload, false) {
             return Some(seg);
         }
         if self.flags.take(ConnFlags::WINDOW_PROBE) || self.flags.take(ConnFlags::KEEPALIVE_PROBE) {
@@ -168,60 +184,90 @@ impl Connection {
         self.snd_nxt = self.iss + 1;
         self.snd_max = self.snd_max.max(self.snd_nxt);
         if !self.timers.is_set(Timer::Retransmit) {
-            self.timers.set(Timer::Retransmit, now + self.rto());
+            self.arm_rtx_timer(RtxTimer::Rto, now + self.rto());
         }
         self.flags.clear(ConnFlags::ACK_NOW);
         self.stats.segments_out += 1;
         Outgoing::bare(repr)
     }
 
-    /// One segment of a fast retransmit, a partial-ACK retransmit or a SACK hole.
+    /// The next lost segment again (RFC 6675 `NextSeg()` rule 1), when the windows allow:
+    /// the congestion window against the bytes in flight (`pipe`), and the peer's window,
+    /// except for the first unacknowledged segment, which goes anyway (as Linux's
+    /// `tcp_retransmit_skb`: into a zero window it is the probe).
     fn emit_retransmission(
         &mut self,
         now: Instant,
         template: &TcpRepr,
         max_payload: usize,
     ) -> Option<Outgoing> {
-        if max_payload == 0 {
-            // Keep `rtx_next` for a buffer with room for data.
+        let i = self.sb.next_lost()?;
+        let rec = *self.sb.get(i)?;
+        let rwnd_end = self.snd_una + self.snd_wnd as usize;
+        if rec.start >= rwnd_end && rec.start != self.snd_una {
             return None;
         }
-        let seq = self.rtx_next.take()?;
-        if seq < self.snd_una || seq >= self.snd_max {
+        // Up to one segment of what this one carried (less if the options grew since).
+        let len = rec.data_len().min(max_payload);
+        if len == 0 && (rec.data_len() > 0 || max_payload == 0 && !rec.fin()) {
+            // No room for data in this buffer: keep it for the next.
             return None;
         }
-        // Up to one MSS, not past what was sent nor into the next SACKed block.
-        let mut end = self.snd_max.min(seq + self.payload_mss().min(max_payload));
-        if let Some(&(l, _)) = self.scoreboard.iter().find(|&&(l, _)| l > seq) {
-            end = end.min(l);
-        }
-        let data_end = self.send.end().min(end);
-        let len = data_end.saturating_sub(seq);
-        let fin = self.fin_seq.is_some_and(|f| f == seq + len && f < self.snd_max);
-        if len == 0 && !fin {
+        let in_flight = self.in_flight();
+        if in_flight > 0 && in_flight + len > self.cc.window() as usize {
             return None;
         }
-        self.high_rxt = self.high_rxt.max(seq + len);
+        let fin = rec.fin() && len == rec.data_len();
+        self.sb.retransmitted(i, len + usize::from(fin), now);
+        self.prr.on_sent(len + usize::from(fin));
         self.stats.retransmits += 1;
-        Some(self.data_segment(now, template, seq, len, fin))
+        Some(self.data_segment(now, template, rec.start, len, fin))
     }
 
-    /// New data, or data again after a timeout (go-back-N from `SND.UNA`), and the FIN.
-    fn emit_data(
+    /// A tail loss probe (RFC 8985 section 7.3): one new segment if the peer's window allows,
+    /// whatever the congestion window says; else the last segment sent, again.
+    fn emit_loss_probe(
         &mut self,
         now: Instant,
         template: &TcpRepr,
         max_payload: usize,
     ) -> Option<Outgoing> {
+        if self.snd_una == self.snd_max || max_payload == 0 {
+            return None;
+        }
+        let probe = if let Some(seg) = self.emit_data(now, template, max_payload, true) {
+            self.tlp = Some((self.snd_max, false));
+            seg
+        } else {
+            let i = self.sb.last_index()?;
+            let rec = *self.sb.get(i)?;
+            if rec.sacked() {
+                return None;
+            }
+            let len = rec.data_len().min(max_payload);
+            let fin = rec.fin() && len == rec.data_len();
+            self.sb.retransmitted(i, len + usize::from(fin), now);
+            self.stats.retransmits += 1;
+            self.tlp = Some((self.snd_max, true));
+            self.data_segment(now, template, rec.start, len, fin)
+        };
+        self.stats.tail_loss_probes += 1;
+        Some(probe)
+    }
+
+    /// New data, and the FIN. `probe`: a tail loss probe, which the congestion window and
+    /// Nagle do not hold back.
+    fn emit_data(
+        &mut self,
+        now: Instant,
+        template: &TcpRepr,
+        max_payload: usize,
+        probe: bool,
+    ) -> Option<Outgoing> {
         if !self.state.is_synchronized() || self.state == State::TimeWait {
             return None;
         }
-        // Skip what the peer SACKed when resending after a timeout.
-        if self.snd_nxt < self.snd_max {
-            self.snd_nxt = self.next_hole(self.snd_nxt);
-        }
         let seq = self.snd_nxt;
-        let retransmit = seq < self.snd_max;
         let avail = self.send.end().saturating_sub(seq);
         let fin_pending = self.fin_seq.is_some_and(|f| seq <= f);
         if avail == 0 && !fin_pending {
@@ -231,31 +277,35 @@ impl Connection {
             // No room for data in this buffer: not a window matter, nothing to arm.
             return None;
         }
-        // A full-sized segment is an MSS, or what the caller's buffer holds if less.
-        let mss = self.payload_mss().min(max_payload);
-        let wnd_end = self.snd_una + self.snd_wnd as usize;
-        let cwnd_end = self.snd_una + (self.cc.window() as usize + self.sacked_bytes());
-        let mut limit = wnd_end.min(cwnd_end);
-        if retransmit {
-            // Resend no further than the next SACKed block.
-            if let Some(&(l, _)) = self.scoreboard.iter().find(|&&(l, _)| l > seq) {
-                limit = limit.min(l);
-            }
-        }
-        let room = limit.saturating_sub(seq);
-        let len = avail.min(room).min(mss);
+        // A full-sized segment is an MSS less this segment's options, or what the caller's
+        // buffer holds if less.
+        let mss = max_payload;
+        let rwnd_room = (self.snd_una + self.snd_wnd as usize).saturating_sub(seq);
+        // RFC 6675 section 5: new data while cwnd - pipe allows it.
+        let cwnd_room =
+            if probe { mss } else { (self.cc.window() as usize).saturating_sub(self.in_flight()) };
+        let len = avail.min(rwnd_room).min(cwnd_room).min(mss);
         if avail > 0 && len == 0 {
-            self.arm_persist(now);
+            if rwnd_room == 0 && !probe {
+                self.arm_persist(now);
+            }
             return None;
         }
-        if avail > 0 && len < mss && !retransmit && !self.flags.has(ConnFlags::FORCE_SEND) {
+        if avail > 0 && len < mss && !probe && !self.flags.has(ConnFlags::FORCE_SEND) {
             // Sender-side silly window avoidance and Nagle (RFC 9293 sections 3.8.6.2.1
-            // and 3.7.4): a small segment only if it empties the queue and nothing is in
-            // flight (Nagle) or Nagle is off; or if it is half the largest window seen.
+            // and 3.7.4): a small segment only if it empties the queue and Nagle lets it
+            // go; or if it is half the largest window seen. Nagle in Minshall's variant,
+            // as Linux (`tcp_nagle_check`, `tcp_minshall_check`): it holds a small segment
+            // only while an earlier small one is unacknowledged. Off with `nodelay`, and
+            // for the FIN and urgent data, which are pushed.
             let empties_queue = len == avail;
             let nothing_in_flight = self.snd_nxt == self.snd_una;
+            let small_in_flight = self.snd_sml > self.snd_una && self.snd_sml <= self.snd_nxt;
             let pushed = empties_queue
-                && (!self.config.nagle || nothing_in_flight || self.fin_seq.is_some());
+                && (self.flags.has(ConnFlags::NODELAY)
+                    || !small_in_flight
+                    || self.fin_seq.is_some()
+                    || self.snd_up.is_some_and(|up| up > seq));
             let half_window = self.max_snd_wnd > 0 && len >= self.max_snd_wnd as usize / 2;
             if !(pushed || half_window) {
                 if nothing_in_flight {
@@ -269,16 +319,29 @@ impl Connection {
             return None;
         }
         self.flags.clear(ConnFlags::FORCE_SEND);
-        if retransmit {
-            self.stats.retransmits += 1;
-        } else if self.ts.is_none() && self.rtt_probe.is_none() && len > 0 {
-            // Karn: time only segments sent once.
-            self.rtt_probe = Some((seq + len, now));
+        if self.snd_una == self.snd_max {
+            // RFC 5681 section 4.1: the first data after more than an RTO of silence
+            // restarts the congestion window (Linux `tcp_cwnd_restart`).
+            let idle = now.saturating_duration_since(self.last_sent);
+            if idle > self.rto() {
+                self.cc.restart_after_idle(idle, self.rto(), u32::from(self.send_mss));
+            }
         }
-        self.snd_nxt = seq + len + usize::from(fin);
-        self.snd_max = self.snd_max.max(self.snd_nxt);
+        if len < mss {
+            // Minshall: remember where the last short segment ends.
+            self.snd_sml = seq + len;
+        }
+        let end = seq + len + usize::from(fin);
+        self.sb.push(seq, end, now, fin);
+        self.prr.on_sent(len + usize::from(fin));
+        self.snd_nxt = end;
+        self.snd_max = self.snd_max.max(end);
         if !self.timers.is_set(Timer::Retransmit) {
-            self.timers.set(Timer::Retransmit, now + self.rto());
+            self.arm_rtx_timer(RtxTimer::Rto, now + self.rto());
+        }
+        if !probe && matches!(self.rtx_timer, RtxTimer::Rto | RtxTimer::Probe) {
+            // RFC 8985 section 7.2: the probe timer runs from the last transmission.
+            self.schedule_loss_probe(now);
         }
         Some(self.data_segment(now, template, seq, len, fin))
     }
@@ -295,9 +358,21 @@ impl Connection {
         if len > 0 && seq + len == self.send.end() {
             flags = flags | Flags::PSH;
         }
+        // RFC 9293 section 3.8.5: segments before the urgent pointer carry it, as an offset
+        // from their sequence number (at most 0xFFFF: RFC 6093 section 4, as Linux).
+        let mut urgent_at = 0;
+        if let Some(up) = self.snd_up
+            && up > seq
+        {
+            flags = flags | Flags::URG;
+            urgent_at = u16::try_from(up - seq).unwrap_or(u16::MAX);
+        }
         self.stats.bytes_out += len as u64;
         self.last_activity = now;
-        self.finish_segment(TcpRepr { seq_number: seq, flags, ..*template }, len)
+        if len > 0 {
+            self.last_sent = now;
+        }
+        self.finish_segment(TcpRepr { seq_number: seq, flags, urgent_at, ..*template }, len)
     }
 
     /// The header fields every segment after the handshake carries, with sequence number
@@ -334,6 +409,13 @@ impl Connection {
     /// The window field: the free buffer space, with receiver-side silly window avoidance
     /// (RFC 9293 section 3.8.6.2.2), never moving the right edge left (RFC 7323 section
     /// 2.4), scaled by our shift.
+    ///
+    /// Keeping the edge where it was can take rounding the offer up to the scale's unit,
+    /// and since the peer fills what was offered in pieces that are not whole units, each
+    /// such rounding could push the edge a little further than the buffer reaches. So the
+    /// offer is rounded up only as far as the buffer, with its one unit of slack, takes it;
+    /// beyond that the edge moves left by less than one unit (the truncation of RFC 7323
+    /// section 2.3), rather than offering room that is not there.
     fn window_field(&self) -> u16 {
         let shift = self.rcv_shift;
         let free = self.recv.free();
@@ -343,7 +425,10 @@ impl Connection {
         let window = window.min(usize::from(u16::MAX) << shift);
         let mut field = window >> shift;
         if field << shift < offered {
-            field = offered.div_ceil(1 << shift);
+            let up = offered.div_ceil(1 << shift);
+            if up << shift <= self.recv.room() {
+                field = up;
+            }
         }
         u16::try_from(field).unwrap_or(u16::MAX)
     }

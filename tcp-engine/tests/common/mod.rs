@@ -236,9 +236,14 @@ pub fn assert_counts_match<T>(table: &ConnectionTable<T>) {
 /// What an application on one side does: send `data`, then shut down; read until EOF.
 /// With `in_place`, it writes into the send buffer (`send_with`) and reads the receive
 /// buffer where it lies (`recv_slices` + `consume`); otherwise it copies (`send`, `recv`).
+/// It reads nothing while `stalled` says so (a slow reader: the window closes), and with
+/// `close_early` it closes (an orphan) as soon as it has queued what fits.
+#[expect(clippy::struct_excessive_bools, reason = "a test application's switches")]
 struct App {
     id: Option<ConnId>,
     in_place: bool,
+    stalled: Option<(Instant, Instant)>,
+    close_early: bool,
     data: Vec<u8>,
     sent: usize,
     received: Vec<u8>,
@@ -253,6 +258,8 @@ impl App {
         App {
             id: None,
             in_place,
+            stalled: None,
+            close_early: false,
             data,
             sent: 0,
             received: Vec::new(),
@@ -285,8 +292,15 @@ impl App {
                     Ok(n) => self.sent += n,
                 }
             }
+            if self.close_early && !self.shut {
+                self.shut = conn.close().is_ok();
+                return conn.state();
+            }
             if self.sent == self.data.len() && !self.shut {
                 self.shut = conn.shutdown().is_ok();
+            }
+            if self.stalled.is_some_and(|(from, to)| from <= now && now < to) {
+                return conn.state();
             }
             if self.in_place {
                 loop {
@@ -358,6 +372,10 @@ impl std::fmt::Debug for Outcome {
 type InFlight = Reverse<(Instant, u64, Side, Vec<u8>)>;
 
 /// Two tables (client and server) joined by a seeded, impaired network.
+///
+/// Every segment is checked against the path MTU (`mtu`, the IPv4 packet size: the MSS
+/// plus 40 by default): one larger is a test failure, as a router would drop it (DF set).
+/// The engines transmit into buffers far larger, so only the MSS they respect limits them.
 pub struct SimNet {
     pub client: ConnectionTable<()>,
     pub server: ConnectionTable<()>,
@@ -367,10 +385,25 @@ pub struct SimNet {
     order: u64,
     pub now: Instant,
     pub packets: u64,
+    /// Largest IPv4 packet the path carries.
+    pub mtu: usize,
+    /// Chance, per segment delivered to the server, that the server's connection then drops
+    /// its out-of-order queue (a reneging receiver, RFC 2018 section 8).
+    pub renege: f64,
+    /// The server application reads nothing in this interval (its window closes).
+    pub server_stall: Option<(Instant, Instant)>,
+    /// The client application closes as soon as it queued what fits (an orphan with data
+    /// left to send).
+    pub client_closes_early: bool,
+    /// From this instant on the network delivers nothing (the peer went silent).
+    pub blackhole_from: Option<Instant>,
+    /// Out-of-order ranges the reneging server dropped.
+    pub reneged_ranges: usize,
 }
 
 impl SimNet {
     pub fn new(config: Config, net: Impairments, seed: u64) -> SimNet {
+        let config_mss = config.mss;
         let config = Arc::new(config);
         let mut server = ConnectionTable::new(Arc::clone(&config), seed ^ 1);
         server.listen(client_tuple().remote);
@@ -383,6 +416,12 @@ impl SimNet {
             order: 0,
             now: Instant::ZERO,
             packets: 0,
+            mtu: usize::from(config_mss) + 40,
+            renege: 0.0,
+            server_stall: None,
+            client_closes_early: false,
+            blackhole_from: None,
+            reneged_ranges: 0,
         }
     }
 
@@ -404,11 +443,20 @@ impl SimNet {
                     Side::Client => &mut self.client,
                     Side::Server => &mut self.server,
                 };
-                let mut buf = [0u8; 1600];
+                let mut buf = [0u8; 9000];
                 let Some(t) = table.poll_transmit(self.now, &mut buf) else { break };
                 let bytes = buf[..t.len].to_vec();
                 self.packets += 1;
-                if self.rng.chance(self.net.drop) {
+                // The tuple is IPv4: a 20-byte IP header in front.
+                assert!(
+                    bytes.len() + 20 <= self.mtu,
+                    "{side:?} sent a {}-byte segment: over the {}-byte MTU",
+                    bytes.len(),
+                    self.mtu
+                );
+                if self.rng.chance(self.net.drop)
+                    || self.blackhole_from.is_some_and(|t| self.now >= t)
+                {
                     continue;
                 }
                 let copies = if self.rng.chance(self.net.duplicate) { 2 } else { 1 };
@@ -426,6 +474,8 @@ impl SimNet {
     pub fn run(&mut self, to_server: Vec<u8>, to_client: Vec<u8>, limit: Instant) -> Outcome {
         let mut client_app = App::new(to_server, false);
         let mut server_app = App::new(to_client, true);
+        client_app.close_early = self.client_closes_early;
+        server_app.stalled = self.server_stall;
         let tuple = client_tuple();
         self.client.connect(self.now, tuple, ()).expect("connect");
         loop {
@@ -468,7 +518,18 @@ impl SimNet {
                 }
                 let Some(Reverse((_, _, from, bytes))) = self.in_flight.pop() else { break };
                 match from {
-                    Side::Client => self.server.handle_packet(self.now, tuple.reversed(), &bytes),
+                    Side::Client => {
+                        self.server.handle_packet(self.now, tuple.reversed(), &bytes);
+                        if let Some(id) = server_app.id
+                            && self.renege > 0.0
+                            && self.rng.chance(self.renege)
+                        {
+                            let dropped = self
+                                .server
+                                .with_connection(self.now, id, |c, ()| c.discard_out_of_order());
+                            self.reneged_ranges += dropped.unwrap_or(0);
+                        }
+                    }
                     Side::Server => self.client.handle_packet(self.now, tuple, &bytes),
                 }
             }

@@ -9,19 +9,38 @@
 //!
 //! A bounded channel per shard: a copy of the frame per hand-off, which is the rare path; a
 //! full inbox drops the frame (counted; TCP retransmits) instead of blocking a packet thread.
+//! The same inbox carries the flow-map reconciler's questions ([`Message::Check`]).
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use tcp_common::FlowKey;
 
 use super::poller::WakeFd;
 
 /// Frames an inbox holds before it refuses more.
 pub const INBOX_CAPACITY: usize = 1024;
 
+/// What a shard's inbox carries.
+#[derive(Debug)]
+pub enum Message {
+    /// A frame another shard received for one of this shard's connections: the metadata
+    /// area and the frame, as received.
+    Frame(Box<[u8]>),
+    /// The reconciler found this flow-map entry, owned by this shard, in scan `scan`: does
+    /// its tuple still have a connection?
+    Check {
+        /// The entry's key.
+        key: FlowKey,
+        /// The number of the reconciler's scan.
+        scan: u64,
+    },
+}
+
 /// The sending side of one shard's inbox; every shard holds one per other shard.
 #[derive(Clone)]
 pub struct InboxSender {
-    tx: SyncSender<Box<[u8]>>,
+    tx: SyncSender<Message>,
     wake: Arc<WakeFd>,
 }
 
@@ -29,7 +48,20 @@ impl InboxSender {
     /// Hands `frame` (the metadata area and the frame, as received) to the owner. `false` if
     /// its inbox is full or gone: the frame is dropped.
     pub fn send(&self, frame: &[u8]) -> bool {
-        match self.tx.try_send(frame.into()) {
+        self.post(Message::Frame(frame.into()))
+    }
+
+    /// Posts a message, waiting while the inbox is full (not for packet threads: the
+    /// reconciler). Nothing happens if the shard is gone.
+    pub fn post_waiting(&self, message: Message) {
+        if self.tx.send(message).is_ok() {
+            self.wake.wake();
+        }
+    }
+
+    /// Posts a message; `false` if the inbox is full or gone.
+    pub fn post(&self, message: Message) -> bool {
+        match self.tx.try_send(message) {
             Ok(()) => {
                 self.wake.wake();
                 true
@@ -41,7 +73,7 @@ impl InboxSender {
 
 /// A shard's inbox, and the eventfd that wakes it.
 pub struct Inbox {
-    rx: Receiver<Box<[u8]>>,
+    rx: Receiver<Message>,
 }
 
 impl Inbox {
@@ -51,8 +83,8 @@ impl Inbox {
         (Inbox { rx }, InboxSender { tx, wake })
     }
 
-    /// The next forwarded frame, if any.
-    pub fn take(&self) -> Option<Box<[u8]>> {
+    /// The next message, if any.
+    pub fn take(&self) -> Option<Message> {
         self.rx.try_recv().ok()
     }
 }
@@ -69,7 +101,7 @@ mod tests {
             assert!(tx.send(&[u8::try_from(i % 256).unwrap()]), "{i}");
         }
         assert!(!tx.send(b"x"), "a full inbox refuses instead of blocking");
-        assert_eq!(inbox.take().as_deref(), Some(&[0u8][..]));
+        assert!(matches!(inbox.take(), Some(Message::Frame(f)) if f[..] == [0u8]));
         let mut p = super::super::poller::Poller::new(4).unwrap();
         p.add_readable(wake.raw_fd(), 7).unwrap();
         assert_eq!(p.wait(0, |_| {}).unwrap(), 1, "the owner was woken");

@@ -8,10 +8,14 @@
 //! - [`flows`]: the shard's side of the XDP flow map.
 //! - [`poller`]: the shard's one wait (epoll): socket, wake-ups, backend sockets.
 //! - [`inbox`]: frames for a connection another shard owns.
+//! - [`limit`]: connections per source address, across shards.
+//! - [`reconcile`]: the flow map's walk for orphan entries.
 
 pub mod flows;
 pub mod frame;
 pub mod inbox;
+pub mod limit;
 pub mod poller;
+pub mod reconcile;
 pub mod run;
 pub mod shard;

@@ -21,10 +21,16 @@ use std::thread::JoinHandle;
 use anyhow::{Context as _, Result};
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, MapData, XskMap};
+use std::collections::HashMap;
+
+use tcp_common::{FlowKey, FlowValue};
 use tcp_engine::{ConnectionTable, Duration, Instant, TableStats};
 
 use super::flows::XdpFlowMap;
+use super::inbox::InboxSender;
+use super::limit::SourceLimit;
 use super::poller::WakeFd;
+use super::reconcile::Reconciler;
 use super::shard::{Shard, ShardStats};
 use crate::app::App;
 use crate::xsk::{XskConfig, XskSocket};
@@ -57,6 +63,12 @@ pub struct DataPathConfig {
     /// Most connections held at once (all queues together, split evenly); beyond it new
     /// ones are refused with RST.
     pub max_conns: usize,
+    /// How often the flow map is walked for entries without a connection.
+    pub reconcile_every: std::time::Duration,
+    /// Most open connections one source address may hold (all shards together).
+    pub max_conns_per_source: Option<u32>,
+    /// Test only: the first shard panics after this many frames.
+    pub fail_after_frames: Option<u64>,
 }
 
 /// Counters of one queue, published by its shard.
@@ -82,6 +94,8 @@ pub struct DataPath {
     queues: Vec<Queue>,
     state: Arc<AtomicU8>,
     stats: StatsHandle,
+    failure: Arc<Failure>,
+    reconciler: Reconciler,
 }
 
 /// The counters every shard publishes (four times a second), readable from anywhere.
@@ -129,11 +143,21 @@ pub fn rx_queues(iface: &str) -> Result<Vec<u32>> {
     Ok(queues)
 }
 
-impl DataPath {
+/// The data path with its sockets open and registered, before its threads run: what needs
+/// privileges is done, and the threads start after they are dropped.
+pub struct OpenDataPath {
+    shards: Vec<(XskSocket, Shard<XdpFlowMap>)>,
+    /// The reconciler's own map handle and the shards' inboxes.
+    reconcile: (BpfHashMap<MapData, FlowKey, FlowValue>, HashMap<u32, InboxSender>),
+    reconcile_every: std::time::Duration,
+    grace: Duration,
+    fail_after_frames: Option<u64>,
+}
+
+impl OpenDataPath {
     /// Opens one AF_XDP socket per RX queue of the interface, registers them in the XDP
-    /// program's socket map, and starts a shard thread per queue.
-    pub fn start(ebpf: &Ebpf, config: &DataPathConfig) -> Result<DataPath> {
-        let state = Arc::new(AtomicU8::new(RUNNING));
+    /// program's socket map, and makes a shard for each.
+    pub fn open(ebpf: &Ebpf, config: &DataPathConfig) -> Result<OpenDataPath> {
         let queues = rx_queues(&config.iface)?;
         anyhow::ensure!(
             u8::try_from(queues.len()).is_ok(),
@@ -164,29 +188,112 @@ impl DataPath {
             inboxes.push((q, inbox));
             shards.push((xsk, shard));
         }
-        let mut running = Vec::new();
-        let mut published_all = Vec::new();
-        for (xsk, mut shard) in shards {
+        let source_limit = config.max_conns_per_source.map(|n| Arc::new(SourceLimit::new(n)));
+        for (xsk, shard) in &mut shards {
+            if let Some(l) = &source_limit {
+                shard.set_source_limit(Arc::clone(l));
+            }
             for (q, inbox) in &inboxes {
                 if *q != xsk.queue() {
                     shard.add_peer(*q, inbox.clone());
                 }
             }
-            let published =
-                Arc::new(Mutex::new(QueueStats { queue: xsk.queue(), ..QueueStats::default() }));
+        }
+        let map = BpfHashMap::try_from(crate::loader::map_handle(ebpf, tcp_common::maps::FLOWS)?)?;
+        Ok(OpenDataPath {
+            shards,
+            reconcile: (map, inboxes.into_iter().collect()),
+            reconcile_every: config.reconcile_every,
+            grace: config.grace,
+            fail_after_frames: config.fail_after_frames,
+        })
+    }
+
+    /// Starts a thread per shard. A shard that ends before a stop was asked for (a panic)
+    /// is reported through [`DataPath::failure`].
+    pub fn start(self) -> Result<DataPath> {
+        let state = Arc::new(AtomicU8::new(RUNNING));
+        let failure = Arc::new(Failure::default());
+        let mut running = Vec::new();
+        let mut published_all = Vec::new();
+        for (i, (xsk, shard)) in self.shards.into_iter().enumerate() {
+            let queue = xsk.queue();
+            let fail_after = if i == 0 { self.fail_after_frames } else { None };
+            let published = Arc::new(Mutex::new(QueueStats { queue, ..QueueStats::default() }));
             let waker = shard.waker();
             let thread = {
-                let (state, published, grace) =
-                    (Arc::clone(&state), Arc::clone(&published), config.grace);
+                let (state, published, failure, grace) =
+                    (Arc::clone(&state), Arc::clone(&published), Arc::clone(&failure), self.grace);
                 std::thread::Builder::new()
-                    .name(format!("synshield-q{}", xsk.queue()))
-                    .spawn(move || run_shard(xsk, shard, &state, &published, grace))
+                    .name(format!("synshield-q{queue}"))
+                    .spawn(move || {
+                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            run_shard(xsk, shard, &state, &published, grace, fail_after);
+                        }));
+                        if state.load(Ordering::Acquire) == RUNNING {
+                            let why = match &ran {
+                                Err(p) => panic_message(p.as_ref()),
+                                Ok(()) => "it ended".to_owned(),
+                            };
+                            failure.report(queue, why);
+                        }
+                    })
                     .context("starting a shard thread")?
             };
             published_all.push(published);
             running.push(Queue { thread, waker });
         }
-        Ok(DataPath { queues: running, state, stats: StatsHandle(Arc::new(published_all)) })
+        let (map, owners) = self.reconcile;
+        let reconciler = Reconciler::start(map, owners, self.reconcile_every)
+            .context("starting the flow-map reconciler")?;
+        Ok(DataPath {
+            queues: running,
+            state,
+            stats: StatsHandle(Arc::new(published_all)),
+            failure,
+            reconciler,
+        })
+    }
+}
+
+/// What a panic said.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
+/// A shard thread that stopped while it should run: which queue, and why.
+#[derive(Default)]
+pub struct Failure {
+    what: Mutex<Option<(u32, String)>>,
+    notify: tokio::sync::Notify,
+}
+
+impl Failure {
+    fn report(&self, queue: u32, why: String) {
+        tracing::error!(queue, why, "a shard thread stopped");
+        self.what.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert((queue, why));
+        self.notify.notify_one();
+    }
+
+    /// Waits until a shard stops; returns its queue and why.
+    pub async fn wait(&self) -> (u32, String) {
+        loop {
+            let notified = self.notify.notified();
+            if let Some(w) = self.what.lock().unwrap_or_else(PoisonError::into_inner).clone() {
+                return w;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl DataPath {
+    /// Reports a shard thread that stopped while it should run.
+    pub fn failure(&self) -> Arc<Failure> {
+        Arc::clone(&self.failure)
     }
 
     /// A handle on the queues' counters.
@@ -197,6 +304,7 @@ impl DataPath {
     /// Graceful stop: every connection gets a FIN; those not finished within the grace
     /// period are reset. Returns when every shard thread has ended.
     pub fn stop(self) {
+        self.reconciler.stop();
         self.state.store(GRACEFUL, Ordering::Release);
         for q in &self.queues {
             q.waker.wake();
@@ -222,6 +330,7 @@ fn run_shard(
     state: &AtomicU8,
     published_stats: &Mutex<QueueStats>,
     grace: Duration,
+    fail_after_frames: Option<u64>,
 ) {
     let mut stop_deadline: Option<Instant> = None;
     let mut published = Instant::ZERO;
@@ -243,6 +352,10 @@ fn run_shard(
             stop_deadline = Some(now + grace);
         }
         let received = xsk.recv(RX_BATCH, |meta, frame| shard.handle_frame(now, meta, frame));
+        assert!(
+            fail_after_frames.is_none_or(|n| shard.stats().frames_in < n),
+            "the failure --test-fail-after-frames asked for"
+        );
         let forwarded = shard.handle_inbox(now, INBOX_BATCH);
         if shard.poll_timeout().is_some_and(|t| t <= now) {
             shard.handle_timeout(now);

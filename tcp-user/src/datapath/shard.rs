@@ -29,7 +29,8 @@ use tcp_engine::{
 
 use super::flows::FlowMap;
 use super::frame::{HEADROOM, Route, write_headers};
-use super::inbox::{Inbox, InboxSender};
+use super::inbox::{Inbox, InboxSender, Message};
+use super::limit::SourceLimit;
 use super::poller::{Poller, Ready, TOKEN_WAKE, TOKEN_XSK, WakeFd};
 use crate::app::{App, AppConn, AppEvent, Backends, StreamIo};
 
@@ -63,6 +64,11 @@ pub struct ShardStats {
     pub reopened: u64,
     /// New connections refused with RST because `max_conns` were held.
     pub refused_full: u64,
+    /// New connections refused with RST because their source held its limit.
+    pub refused_per_source: u64,
+    /// Connections admitted from a segment of a known flow because the frame of their third
+    /// ACK was lost before the shard saw it (its AF_XDP ring was full).
+    pub admitted_late: u64,
     /// Flow-map entries that had no connection (a frame found them): removed.
     pub orphans_removed: u64,
     /// Flow-map updates the kernel refused.
@@ -84,6 +90,8 @@ impl ShardStats {
         self.admitted += o.admitted;
         self.reopened += o.reopened;
         self.refused_full += o.refused_full;
+        self.refused_per_source += o.refused_per_source;
+        self.admitted_late += o.admitted_late;
         self.orphans_removed += o.orphans_removed;
         self.map_errors += o.map_errors;
         self.frames_out += o.frames_out;
@@ -137,10 +145,14 @@ pub struct Shard<F> {
     app_timers: BinaryHeap<Reverse<(Instant, ConnId)>>,
     /// The poll set's reports of one wait (kept: no allocation per wait).
     ready: Vec<Ready>,
+    /// Flow-map entries the reconciler found without a connection, and in which scan.
+    suspects: HashMap<FlowKey, u64>,
     /// Routes for segments that go to no live connection (answers of TIME-WAIT records,
     /// resets), from the frames that caused them; kept until they are sent.
     stray_routes: HashMap<FourTuple, Route>,
     max_conns: usize,
+    /// Connections per source address, shared by every shard (`--max-conns-per-source`).
+    source_limit: Option<Arc<SourceLimit>>,
     stats: ShardStats,
 }
 
@@ -169,12 +181,19 @@ impl<F: FlowMap> Shard<F> {
                 peers: HashMap::new(),
                 app_timers: BinaryHeap::new(),
                 ready: Vec::new(),
+                suspects: HashMap::new(),
                 stray_routes: HashMap::new(),
                 max_conns,
+                source_limit: None,
                 stats: ShardStats::default(),
             },
             sender,
         ))
+    }
+
+    /// Bounds the connections of each source address (with every other shard).
+    pub fn set_source_limit(&mut self, limit: Arc<SourceLimit>) {
+        self.source_limit = Some(limit);
     }
 
     /// Lets this shard forward frames to the shard of `queue`.
@@ -259,6 +278,14 @@ impl<F: FlowMap> Shard<F> {
             Some((RxKind::Reopen, flow)) => {
                 self.reopen(now, tuple, &key, route, &flow, &repr, payload);
             }
+            Some((RxKind::Flow, flow)) if is_lost_third_ack(&flow, &repr) => {
+                if self.table.lookup(&tuple).is_none() && self.table.time_wait(&tuple).is_none() {
+                    self.stats.admitted_late += 1;
+                    self.admit(now, tuple, &key, route, &flow, &repr, payload);
+                } else {
+                    self.segment(now, tuple, &key, route, &repr, payload);
+                }
+            }
             Some((RxKind::Flow, _)) | None => self.segment(now, tuple, &key, route, &repr, payload),
         }
     }
@@ -338,16 +365,19 @@ impl<F: FlowMap> Shard<F> {
         if self.open_connections() >= self.max_conns {
             // Refused the way a full listen queue with tcp_abort_on_overflow refuses: RST.
             self.stats.refused_full += 1;
-            self.flows.remove(key);
-            self.stray_routes.insert(tuple, route);
-            self.table.handle_unknown(now, tuple, repr, payload);
-            return;
+            return self.refuse(now, tuple, key, route, repr, payload);
+        }
+        if !self.source_admits(tuple.remote.ip()) {
+            self.stats.refused_per_source += 1;
+            return self.refuse(now, tuple, key, route, repr, payload);
         }
         let handshake = handshake_from_flow(tuple, flow);
         let conn = Conn { route, app: self.app.open(), app_deadline: None };
-        match self.table.insert_from_cookie(now, &handshake, repr, payload, conn) {
-            Ok(_) => self.stats.admitted += 1,
-            Err(_) => self.segment(now, tuple, key, route, repr, payload),
+        if self.table.insert_from_cookie(now, &handshake, repr, payload, conn).is_ok() {
+            self.stats.admitted += 1;
+        } else {
+            self.source_released(tuple.remote.ip());
+            self.segment(now, tuple, key, route, repr, payload);
         }
     }
 
@@ -372,21 +402,54 @@ impl<F: FlowMap> Shard<F> {
             }
             return self.admit(now, tuple, key, route, &flow, repr, payload);
         }
+        if !self.source_admits(tuple.remote.ip()) {
+            // The record stays and answers: the source holds its limit.
+            self.stats.refused_per_source += 1;
+            return self.segment(now, tuple, key, route, repr, payload);
+        }
         let handshake = handshake_from_flow(tuple, flow);
         let conn = Conn { route, app: self.app.open(), app_deadline: None };
-        match self.table.reopen_from_cookie(now, &handshake, repr, payload, conn) {
-            Ok(_) => {
-                let mut flow = *flow;
-                flow.queue = u8::try_from(self.queue).unwrap_or(u8::MAX);
-                flow.flags &= !FlowValue::TIME_WAIT;
-                if self.flows.set(key, &flow).is_err() {
-                    self.stats.map_errors += 1;
-                }
-                self.stats.admitted += 1;
-                self.stats.reopened += 1;
+        if self.table.reopen_from_cookie(now, &handshake, repr, payload, conn).is_ok() {
+            let mut flow = *flow;
+            flow.queue = u8::try_from(self.queue).unwrap_or(u8::MAX);
+            flow.flags &= !FlowValue::TIME_WAIT;
+            if self.flows.set(key, &flow).is_err() {
+                self.stats.map_errors += 1;
             }
+            self.stats.admitted += 1;
+            self.stats.reopened += 1;
+        } else {
             // Not newer than the old incarnation: the record answers the segment.
-            Err(_) => self.segment(now, tuple, key, route, repr, payload),
+            self.source_released(tuple.remote.ip());
+            self.segment(now, tuple, key, route, repr, payload);
+        }
+    }
+
+    /// Refuses a new connection with RST (RFC 9293 section 3.10.7.1, as for no connection)
+    /// and removes its flow-map entry.
+    fn refuse(
+        &mut self,
+        now: Instant,
+        tuple: FourTuple,
+        key: &FlowKey,
+        route: Route,
+        repr: &TcpRepr,
+        payload: &[u8],
+    ) {
+        self.flows.remove(key);
+        self.stray_routes.insert(tuple, route);
+        self.table.handle_unknown(now, tuple, repr, payload);
+    }
+
+    /// Counts a new connection from `source` if its limit allows.
+    fn source_admits(&self, source: IpAddr) -> bool {
+        self.source_limit.as_ref().is_none_or(|l| l.try_admit(source))
+    }
+
+    /// A connection from `source` ended (or became a TIME-WAIT record).
+    fn source_released(&self, source: IpAddr) {
+        if let Some(l) = &self.source_limit {
+            l.release(source);
         }
     }
 
@@ -445,6 +508,7 @@ impl<F: FlowMap> Shard<F> {
                 }
                 TableEvent::TimeWait { tuple, user } => {
                     self.app_closed(user, CloseReason::Normal, now);
+                    self.source_released(tuple.remote.ip());
                     // New handshakes for this tuple now reach us as reopen candidates.
                     let value = FlowValue {
                         flags: FlowValue::TIME_WAIT,
@@ -458,6 +522,7 @@ impl<F: FlowMap> Shard<F> {
                 TableEvent::Closed { tuple, reason, user } => {
                     if let Some(user) = user {
                         self.app_closed(user, reason, now);
+                        self.source_released(tuple.remote.ip());
                     }
                     self.flows.remove(&flow_key(&tuple));
                 }
@@ -559,16 +624,76 @@ impl<F: FlowMap> Shard<F> {
         n
     }
 
-    /// Handles frames other shards forwarded (at most `budget`); returns how many.
+    /// Handles what other shards and the reconciler sent (at most `budget` messages);
+    /// returns how many.
     pub fn handle_inbox(&mut self, now: Instant, budget: usize) -> usize {
         let mut n = 0;
         while n < budget {
-            let Some(f) = self.inbox.take() else { break };
-            self.handle_forwarded(now, &f);
+            match self.inbox.take() {
+                Some(Message::Frame(f)) => self.handle_forwarded(now, &f),
+                Some(Message::Check { key, scan }) => self.check_entry(&key, scan),
+                None => break,
+            }
             n += 1;
         }
         n
     }
+
+    /// The reconciler's question about a flow-map entry this shard owns. An entry whose
+    /// tuple has no connection and no TIME-WAIT record in two consecutive scans is an
+    /// orphan: removed and counted. Two scans, not one: the third ACK that inserted an entry
+    /// may still be on its way to the shard through its ring when the first scan sees it.
+    fn check_entry(&mut self, key: &FlowKey, scan: u64) {
+        let Some(tuple) = tuple_of(key) else { return };
+        if self.table.lookup(&tuple).is_some() || self.table.time_wait(&tuple).is_some() {
+            self.suspects.remove(key);
+            return;
+        }
+        match self.suspects.get(key) {
+            Some(&seen) if seen + 1 == scan => {
+                self.suspects.remove(key);
+                self.flows.remove(key);
+                self.stats.orphans_removed += 1;
+            }
+            _ if self.suspects.len() < MAX_SUSPECTS => {
+                self.suspects.insert(*key, scan);
+            }
+            // Too many suspects at once (an attack on the map): forget the oldest scan's.
+            _ => self.suspects.retain(|_, seen| *seen + 1 >= scan),
+        }
+    }
+}
+
+/// Whether a segment of a known flow is the third ACK (or the data right behind it) of the
+/// handshake the flow's cookie made: it acknowledges our ISN + 1 and starts at the client's
+/// ISN + 1. Its own frame with NEW_FLOW was then lost before the shard saw it (a full AF_XDP
+/// ring), and the client is established: it is admitted now. Any later segment of a flow
+/// without a connection is an orphan's.
+fn is_lost_third_ack(flow: &FlowValue, repr: &TcpRepr) -> bool {
+    flow.flags & FlowValue::TIME_WAIT == 0
+        && !repr.flags.syn()
+        && !repr.flags.rst()
+        && !repr.flags.fin()
+        && repr.ack_number == Some(SeqNumber::new(flow.server_isn.wrapping_add(1)))
+        && repr.seq_number == SeqNumber::new(flow.client_isn.wrapping_add(1))
+}
+
+/// Most suspects a shard remembers between two reconciliation scans.
+const MAX_SUSPECTS: usize = 1 << 16;
+
+/// The connection a flow-map key names (the inverse of [`flow_key`]).
+fn tuple_of(key: &FlowKey) -> Option<FourTuple> {
+    let addr = |a: [u8; 16]| -> IpAddr {
+        let v6 = std::net::Ipv6Addr::from(a);
+        v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+    };
+    let (local, remote) = (addr(key.local_addr), addr(key.remote_addr));
+    (local.is_ipv4() == remote.is_ipv4()).then(|| {
+        FourTuple::new(
+            SocketAddr::new(local, key.local_port),
+            SocketAddr::new(remote, key.remote_port),
+        )
+    })
 }
 
 /// The flow-map key of a connection.

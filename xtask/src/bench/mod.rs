@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: the speed and memory benchmarks, written to `BENCHMARKS.md` with the
 //! machine, the command and the date (tests never assert wall-clock times; this is where speed
-//! is measured). Four sections:
+//! is measured). Sections:
 //!
 //! 1. the TCP engine in memory (`tcp-engine`'s `engine_bench` example);
 //! 2. the XDP program's cost per SYN under BPF_PROG_TEST_RUN (`tcp-user`'s `xdp_bench` example,
@@ -10,7 +10,9 @@
 //!    receiver can absorb on this link), a native XDP_TX reflector (the most any XDP_TX answer
 //!    can reach) and synshield;
 //! 4. the user's own load test (`loadtest.rs`): a hping3 flood while real clients connect and
-//!    exchange data, against the kernel's cookies (both modes), nftables synproxy and synshield.
+//!    exchange data, against the kernel's cookies (both modes), nftables synproxy and synshield;
+//! 5. loss (`loss.rs`): reassembly under the worst out-of-order pattern, and goodput through
+//!    synshield under random loss next to Linux-to-Linux under the same loss.
 //!
 //! # How the lab flood counts
 //!
@@ -77,6 +79,7 @@ mod examples;
 mod flood;
 pub mod hold;
 mod loadtest;
+mod loss;
 mod plot;
 mod process;
 
@@ -85,6 +88,7 @@ use datapath::datapath_section;
 use examples::{engine_section, xdp_test_run_section};
 use flood::lab_section;
 use loadtest::load_section;
+use loss::loss_section;
 use process::{Interrupted, Interrupts, Process, TempDir};
 
 /// The report, at the root of the repository.
@@ -127,13 +131,16 @@ pub fn bench(quick: bool, only: Option<&str>) -> Result<()> {
 
     let mut report = header(&command, quick);
     let mut failed = Vec::new();
-    let sections: [(&str, &str, &SectionFn); 5] = [
+    let sections: [(&str, &str, &SectionFn); 6] = [
         ("engine", "TCP engine", &|| engine_section().map(Section::complete)),
         ("xdp", "XDP program per SYN", &|| xdp_test_run_section().map(Section::complete)),
         ("flood", "SYN flood in the lab", &|| lab_section(&built.synshield, timing)),
         ("datapath", "Data path in the lab", &|| datapath_section(&built.synshield, quick)),
         ("load", "Load test: hping3 flood with real clients", &|| {
             load_section(&built.synshield, timing)
+        }),
+        ("loss", "Loss: reassembly and goodput under loss", &|| {
+            loss_section(&built.synshield, quick)
         }),
     ];
     let chosen = |name: &str, title: &str| {

@@ -248,10 +248,11 @@ fn an_entry_without_a_connection_is_an_orphan_and_removed() {
     let mut s = shard();
     let now = Instant::from_millis(1);
     s.flows.insert(flow_key(&tuple(40020)), cookie_flow(0));
+    // A segment from further along the connection (say, a duplicate after we closed it).
     s.handle_frame(
         now,
         &meta(RxMeta::FLOW, cookie_flow(0)),
-        &from_client(40020, CLIENT_ISN + 1, SERVER_ISN + 1, false, b"x"),
+        &from_client(40020, CLIENT_ISN + 501, SERVER_ISN + 1001, false, b"x"),
     );
     let out = run(&mut s, now);
     assert_eq!(s.stats().orphans_removed, 1);
@@ -282,4 +283,97 @@ fn handshake_carries_what_the_cookie_decoded() {
     let plain =
         handshake_from_flow(tuple(1), &FlowValue { peer_wscale: FlowValue::NO_WSCALE, ..flow });
     assert_eq!((plain.peer_wscale, plain.our_wscale), (None, None));
+}
+
+#[test]
+fn a_lost_third_ack_is_recovered_from_the_segment_behind_it() {
+    // The NEW_FLOW frame never reached the shard (its AF_XDP ring was full); the client is
+    // established and sends its request: a FLOW frame that still acknowledges ISN + 1.
+    let mut s = shard();
+    let now = Instant::from_millis(1);
+    s.flows.insert(flow_key(&tuple(40030)), cookie_flow(0));
+    s.handle_frame(
+        now,
+        &meta(RxMeta::FLOW, cookie_flow(0)),
+        &from_client(40030, CLIENT_ISN + 1, SERVER_ISN + 1, false, b"late"),
+    );
+    assert_eq!((s.stats().admitted, s.stats().admitted_late), (1, 1));
+    let out = run(&mut s, now);
+    assert_eq!(
+        out.iter().find(|o| !o.payload.is_empty()).map(|o| o.payload.clone()),
+        Some(b"late".to_vec())
+    );
+    assert!(s.flows.contains_key(&flow_key(&tuple(40030))), "the entry stays with its connection");
+}
+
+#[test]
+fn a_source_at_its_limit_is_refused_on_every_shard() {
+    let limit = Arc::new(SourceLimit::new(2));
+    let (mut s0, _) = shard_with(AppKind::Echo, 0, 100);
+    let (mut s1, _) = shard_with(AppKind::Echo, 1, 100);
+    s0.set_source_limit(Arc::clone(&limit));
+    s1.set_source_limit(Arc::clone(&limit));
+    let now = Instant::from_millis(1);
+    let open = |s: &mut Shard<Flows>, port: u16, q: u8| {
+        s.flows.insert(flow_key(&tuple(port)), cookie_flow(q));
+        s.handle_frame(
+            now,
+            &meta(RxMeta::NEW_FLOW, cookie_flow(q)),
+            &from_client(port, CLIENT_ISN + 1, SERVER_ISN + 1, false, b""),
+        );
+        run(s, now)
+    };
+    open(&mut s0, 40040, 0);
+    open(&mut s1, 40041, 1);
+    let refused = open(&mut s0, 40042, 0);
+    assert_eq!(s0.stats().refused_per_source, 1, "two held across both shards");
+    assert!(refused.iter().any(|o| o.rst));
+    assert!(!s0.flows.contains_key(&flow_key(&tuple(40042))));
+    // One of the two ends (the client resets it): room again.
+    let mut rst = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, SHIELD_MAC)
+        .ipv4(CLIENT.octets(), SHIELD.octets(), 64)
+        .tcp(40041, PORT, CLIENT_ISN + 1, 0)
+        .rst()
+        .ack(SERVER_ISN + 1)
+        .write(&mut rst, &[])
+        .unwrap();
+    s1.handle_frame(now, &meta(RxMeta::FLOW, cookie_flow(1)), &rst);
+    run(&mut s1, now);
+    assert_eq!(s1.open_connections(), 0);
+    assert_eq!(limit.count(CLIENT.into()), 1);
+    open(&mut s0, 40043, 0);
+    assert_eq!(s0.stats().admitted, 2);
+}
+
+#[test]
+fn the_reconciler_removes_an_entry_only_after_two_scans_without_a_connection() {
+    let mut s = shard();
+    let now = Instant::from_millis(1);
+    let (orphan, live) = (flow_key(&tuple(40050)), flow_key(&tuple(40051)));
+    s.flows.insert(orphan, cookie_flow(0));
+    s.flows.insert(live, cookie_flow(0));
+    s.handle_frame(
+        now,
+        &meta(RxMeta::NEW_FLOW, cookie_flow(0)),
+        &from_client(40051, CLIENT_ISN + 1, SERVER_ISN + 1, false, b""),
+    );
+    run(&mut s, now);
+    for scan in 1..=2 {
+        for key in [orphan, live] {
+            s.check_entry(&key, scan);
+        }
+        // After the first scan the orphan is only a suspect: its third ACK could still be
+        // in the ring.
+        assert_eq!(s.flows.contains_key(&orphan), scan == 1, "scan {scan}");
+    }
+    assert_eq!(s.stats().orphans_removed, 1);
+    assert!(s.flows.contains_key(&live), "a live connection's entry stays");
+    // Suspicion is not carried across a scan that did not see the entry.
+    s.flows.insert(orphan, cookie_flow(0));
+    s.check_entry(&orphan, 5);
+    s.check_entry(&orphan, 7);
+    assert!(s.flows.contains_key(&orphan));
+    s.check_entry(&orphan, 8);
+    assert!(!s.flows.contains_key(&orphan));
 }

@@ -1,0 +1,222 @@
+//! What synshield holds and how it ends, tried as an attacker or an operator would: the
+//! privileges it keeps, a data-path thread that fails, a `kill -9`.
+#![cfg(feature = "root-tests")]
+#![allow(clippy::unwrap_used, reason = "a test that fails should panic with a stack trace")]
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::{EVENT_DEADLINE, Synshield, wait_for_line};
+use tcp_user::lab::{Lab, LabOptions, SHIELD_IF, SHIELD_V4};
+
+const PORT: u16 = 7;
+const METRICS: &str = "127.0.0.1:9100";
+
+fn lab() -> Lab {
+    Lab::with_options(&LabOptions { client_xdp_pass: true, ..LabOptions::default() }).unwrap()
+}
+
+fn serve_args(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut args = vec![
+        "serve",
+        "--iface",
+        SHIELD_IF,
+        "--port",
+        "7",
+        "--xdp-mode",
+        "native",
+        "--quiet",
+        "--metrics",
+        METRICS,
+    ];
+    args.extend(extra);
+    args
+}
+
+/// A field of /proc/PID/status.
+fn status_field(pid: u32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .trim()
+        .to_owned()
+}
+
+fn metric(lab: &Lab, sample: &str) -> u64 {
+    let text = lab
+        .shield
+        .enter(|| {
+            let mut s = TcpStream::connect(METRICS).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
+}
+
+/// Waits (bounded) until `sample` reaches `value`: counters are published four times a second.
+fn wait_metric(lab: &Lab, sample: &str, value: u64) {
+    let deadline = Instant::now() + EVENT_DEADLINE;
+    while metric(lab, sample) != value {
+        assert!(Instant::now() < deadline, "{sample} never reached {value}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn http_get_close(lab: &Lab) -> String {
+    let addr = SocketAddr::from((SHIELD_V4, PORT));
+    lab.client
+        .enter(move || {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .unwrap()
+}
+
+fn xdp_attached(lab: &Lab) -> bool {
+    lab.shield.run("ip", &["link", "show", "dev", SHIELD_IF]).unwrap().contains("xdp")
+}
+
+#[test]
+fn serve_keeps_no_capability_once_attached() {
+    let lab = lab();
+    let s = Synshield::start(&lab.shield, &serve_args(&["--app", "http"]));
+    let pid = s.child.id();
+    for field in ["CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"] {
+        assert_eq!(status_field(pid, field), "0000000000000000", "{field}");
+    }
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    // Every thread, not only the main one: capabilities are per thread.
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().file_name().into_string().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/task/{task}/status")).unwrap();
+        assert!(status.contains("CapEff:\t0000000000000000"), "thread {task}: {status}");
+    }
+    // And it still does its work without them: the server closes first, so the connection's
+    // flow-map entry is marked TIME-WAIT (a map update through a descriptor).
+    for _ in 0..3 {
+        assert!(http_get_close(&lab).starts_with("HTTP/1.1 200 OK"));
+    }
+    wait_metric(&lab, "synshield_time_wait_entered_total", 3);
+    assert_eq!(metric(&lab, "synshield_flow_map_errors_total"), 0);
+}
+
+#[test]
+fn a_failed_data_path_ends_the_process_with_one_sentence_and_detaches() {
+    let lab = lab();
+    let mut s = Synshield::start(&lab.shield, &serve_args(&["--test-fail-after-frames", "1"]));
+    assert!(xdp_attached(&lab));
+    // The first frame that reaches the data path makes its shard panic.
+    let addr = SocketAddr::from((SHIELD_V4, PORT));
+    let _ = lab.client.enter(move || {
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        c.write_all(b"bye")
+    });
+    let sentence = wait_for_line(&s.stderr, |l| l.contains("the data path of RX queue"))
+        .unwrap_or_else(|seen| panic!("no sentence; stderr: {seen:?}"));
+    assert!(sentence.contains("synshield exits"), "{sentence}");
+    assert!(sentence.contains("restart it"), "{sentence}");
+    let status = s.child.wait().unwrap();
+    assert!(!status.success(), "exited with {status}");
+    assert!(!xdp_attached(&lab), "the XDP program left with the process");
+}
+
+#[test]
+fn kill_9_leaves_no_xdp_program_and_a_restart_works_at_once() {
+    let lab = lab();
+    let mut s = Synshield::start(&lab.shield, &serve_args(&[]));
+    assert!(xdp_attached(&lab));
+    s.child.kill().unwrap(); // SIGKILL: no clean-up code runs
+    s.child.wait().unwrap();
+    // The program hangs on a BPF link the process held: the kernel detached it.
+    assert!(!xdp_attached(&lab), "program left attached after kill -9");
+    // A new instance attaches at once and serves.
+    let _again = Synshield::start(&lab.shield, &serve_args(&[]));
+    let addr = SocketAddr::from((SHIELD_V4, PORT));
+    let echoed = lab
+        .client
+        .enter(move || {
+            let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.write_all(b"again").unwrap();
+            let mut b = [0u8; 5];
+            c.read_exact(&mut b).unwrap();
+            b
+        })
+        .unwrap();
+    assert_eq!(&echoed, b"again");
+}
+
+/// The id of the map named `name` that process `pid` holds (found through its descriptors:
+/// parallel tests each run their own synshield with its own maps).
+fn map_id_of(pid: u32, name: &str) -> u32 {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let info = std::fs::read_to_string(fd.unwrap().path()).unwrap_or_default();
+        let Some(id) = info.lines().find_map(|l| l.strip_prefix("map_id:")) else { continue };
+        let id: u32 = id.trim().parse().unwrap();
+        let shown = std::process::Command::new("bpftool")
+            .args(["map", "show", "id", &id.to_string()])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&shown.stdout).contains(&format!(" name {name} ")) {
+            return id;
+        }
+    }
+    panic!("process {pid} holds no map named {name}");
+}
+
+fn hex_args(bytes: &[u8]) -> Vec<String> {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn an_orphan_flow_entry_is_removed_by_the_reconciler() {
+    let lab = lab();
+    let s = Synshield::start(&lab.shield, &serve_args(&["--test-reconcile-every", "1"]));
+    let id = map_id_of(s.child.id(), "SYNSHIELD_FLOWS").to_string();
+    // An entry no connection owns and no frame will ever reach again: as if a client's
+    // third ACK had been lost on its way to userspace and the client vanished.
+    let mut key = Vec::new();
+    key.extend([0u8; 10].iter().chain(&[0xff, 0xff, 198, 18, 0, 99])); // 198.18.0.99
+    key.extend([0u8; 10].iter().chain(&[0xff, 0xff, 198, 18, 0, 2])); // 198.18.0.2
+    key.extend(40_000u16.to_ne_bytes());
+    key.extend(PORT.to_ne_bytes());
+    let mut value = vec![0u8; 28];
+    value[24..26].copy_from_slice(&1460u16.to_ne_bytes());
+    let mut update = vec![
+        "map".to_owned(),
+        "update".into(),
+        "id".into(),
+        id.clone(),
+        "key".into(),
+        "hex".into(),
+    ];
+    update.extend(hex_args(&key));
+    update.extend(["value".into(), "hex".into()]);
+    update.extend(hex_args(&value));
+    let out = std::process::Command::new("bpftool").args(&update).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lookup = |id: &str| {
+        let mut args = vec!["map".to_owned(), "lookup".into(), "id".into(), id.to_owned()];
+        args.extend(["key".into(), "hex".into()]);
+        args.extend(hex_args(&key));
+        std::process::Command::new("bpftool").args(&args).output().unwrap().status.success()
+    };
+    assert!(lookup(&id), "the entry is in the map");
+    // Two scans a second apart: gone, and counted.
+    wait_metric(&lab, "synshield_flow_orphans_removed_total", 1);
+    assert!(!lookup(&id), "the orphan entry was removed");
+}

@@ -1,0 +1,127 @@
+//! Against the real Linux stack under loss: the kernel's TCP in the client namespace echoes
+//! 64 MiB through synshield (XDP SYN cookies, AF_XDP, the engine, the echo application)
+//! with 1 %, 5 % and 10 % of the TCP frames on the client's veth dropped at random in both
+//! directions (`tcp_user::impair`; this kernel has no netem). Every byte comes back (SHA-256),
+//! and no frame either way is longer than the MTU. The goodput is printed; `cargo xtask
+//! bench` (section "loss") puts it next to Linux-to-Linux under the same loss, with release
+//! builds.
+#![cfg(feature = "root-tests")]
+#![allow(clippy::unwrap_used, reason = "a test that fails should panic with a stack trace")]
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::Synshield;
+use sha2::{Digest as _, Sha256};
+use tcp_user::impair::{Impaired, Impairment, offloads_off};
+use tcp_user::lab::{CLIENT_IF, Lab, LabOptions, SHIELD_IF, SHIELD_V4};
+
+/// synshield's echo port.
+const PORT: u16 = 7;
+const LEN: usize = 64 << 20;
+/// Upper bound for one 64 MiB echo, far above what it takes (seconds): a stall fails the
+/// test instead of hanging it.
+const IO_TIMEOUT: Duration = Duration::from_mins(1);
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// Echoes `data` through a fresh connection from the client namespace to `port`, checks
+/// what comes back by SHA-256, and returns how long it took.
+fn echo(lab: &Lab, port: u16, data: &[u8]) -> Duration {
+    let stream = lab
+        .client
+        .enter(move || {
+            let to = SocketAddr::new(IpAddr::V4(SHIELD_V4), port);
+            TcpStream::connect_timeout(&to, Duration::from_secs(10))
+        })
+        .unwrap()
+        .unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    let start = Instant::now();
+    let mut writer = stream.try_clone().unwrap();
+    let owned = data.to_vec();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&owned).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut reader = stream;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0;
+    loop {
+        let n = reader.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        got += n;
+    }
+    let took = start.elapsed();
+    sender.join().unwrap();
+    assert_eq!(got, data.len(), "echoed length");
+    assert_eq!(hasher.finalize(), Sha256::digest(data), "echoed content (SHA-256)");
+    took
+}
+
+#[expect(clippy::cast_precision_loss, reason = "a rate for people")]
+fn mb_per_s(len: usize, took: Duration) -> f64 {
+    len as f64 / 1e6 / took.as_secs_f64()
+}
+
+fn echo_under_loss(permille: u16) {
+    let lab =
+        Lab::with_options(&LabOptions { client_xdp_pass: true, ..LabOptions::default() }).unwrap();
+    // One frame per packet (see `impair`); synshield's own frames leave through AF_XDP.
+    offloads_off(&lab.shield, SHIELD_IF).unwrap();
+    let port = PORT.to_string();
+    let _synshield = Synshield::start(
+        &lab.shield,
+        &["serve", "--iface", SHIELD_IF, "--port", &port, "--xdp-mode", "native", "--quiet"],
+    );
+    let loss = Impairment::loss(permille);
+    let impaired = Impaired::attach(&lab.client, CLIENT_IF, loss, loss).unwrap();
+    let data = pattern(LEN, u64::from(permille));
+    let took = echo(&lab, PORT, &data);
+    let counts = impaired.counts().unwrap();
+    eprintln!(
+        "{:.1} % loss: 64 MiB echoed through synshield in {:.2} s ({:.1} MB/s each way); {counts:?}",
+        f64::from(permille) / 10.0,
+        took.as_secs_f64(),
+        mb_per_s(LEN, took),
+    );
+    for (way, c) in [("to synshield", counts.egress), ("from synshield", counts.ingress)] {
+        assert!(c.frames > LEN as u64 / 1500, "{way}: every frame seen: {c:?}");
+        assert!(c.dropped > 0, "{way}: loss was injected: {c:?}");
+        assert_eq!(c.oversized, 0, "{way}: no frame over the 1500-byte MTU: {c:?}");
+    }
+}
+
+#[test]
+fn sixty_four_mib_echoed_through_one_percent_loss() {
+    echo_under_loss(10);
+}
+
+#[test]
+fn sixty_four_mib_echoed_through_five_percent_loss() {
+    echo_under_loss(50);
+}
+
+#[test]
+fn sixty_four_mib_echoed_through_ten_percent_loss() {
+    echo_under_loss(100);
+}
