@@ -125,6 +125,8 @@ impl Config {
             keys: [CookieKey { k0: 0, k1: 0 }, CookieKey { k0: 0, k1: 0 }],
             current: 0,
             counter: 0,
+            ts_base: 0,
+            schedule: CookieSecrets::HOST,
         },
         flags: ConfigFlags::DEFAULT.0,
         mss_v4: 1460,
@@ -171,7 +173,7 @@ mod tests {
 
     #[test]
     fn config_has_no_padding() {
-        assert_eq!(core::mem::size_of::<Config>(), 8192 + 40 + 4 + 2 + 2 + 2 + 1 + 1 + 4);
+        assert_eq!(core::mem::size_of::<Config>(), 8192 + 48 + 4 + 2 + 2 + 2 + 1 + 1 + 4);
     }
 
     #[test]

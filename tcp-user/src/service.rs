@@ -14,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::app::{App, AppKind, HttpConfig};
 use crate::datapath::run::{DataPath, DataPathConfig, OpenDataPath, StatsHandle};
 use crate::loader::{CounterReader, Shield, XdpModeChoice};
-use crate::secrets::{SecretKeeper, SecretsSchedule};
+use crate::secrets::{FleetArgs, Keeper, SecretsSchedule};
 use crate::xsk::{XskConfig, XskMode};
 
 /// Options of `synshield serve`.
@@ -99,6 +99,9 @@ pub struct ServeArgs {
     /// ends the process is tested with it).
     #[arg(long, hide = true)]
     pub test_fail_after_frames: Option<u64>,
+    /// The fleet's shared cookie keys (`--key-file`).
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 /// Runs `synshield serve` until SIGINT or SIGTERM.
@@ -136,9 +139,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         counter_period: Duration::from_secs(args.cookie_period),
         key_rotation: Duration::from_secs(args.key_rotation),
     };
-    schedule.validate()?;
-    let keeper = SecretKeeper::new(schedule, crate::secrets::monotonic_secs())
-        .context("reading the OS random source for the cookie key")?;
+    let keeper = Keeper::start(&args.fleet, schedule)?;
     let mut config = xdp_config(&args)?;
     config.secrets = keeper.secrets();
     let shield = Shield::attach(&args.iface, args.xdp_mode, &config)?;
@@ -180,7 +181,7 @@ struct Running {
     args: ServeArgs,
     shield: Shield,
     config: Config,
-    keeper: SecretKeeper,
+    keeper: Keeper,
     writer: crate::loader::ConfigWriter,
     counters: Arc<CounterReader>,
     started: std::time::SystemTime,
@@ -189,10 +190,14 @@ struct Running {
 impl Running {
     async fn run(self, data_path: DataPath, metrics_listener: Option<TcpListener>) -> Result<()> {
         let Running { args, shield, mut config, keeper, mut writer, counters, started } = self;
-        let mut secrets = tokio::spawn(crate::secrets::run(keeper, move |s| {
-            config.secrets = *s;
-            writer.write(&config).map_err(std::io::Error::other)
-        }));
+        let mut secrets = tokio::spawn(
+            keeper
+                .run(move |s| {
+                    config.secrets = *s;
+                    writer.write(&config).map_err(std::io::Error::other)
+                })
+                .context("installing the SIGHUP handler")?,
+        );
         let stats = data_path.stats_handle();
         let info = crate::metrics::Info {
             iface: shield.iface().to_owned(),

@@ -50,6 +50,7 @@ fn config() -> Config {
             ],
             current: 0,
             counter: 1000,
+            ..CookieSecrets::default()
         },
         ..Config::EMPTY
     }
