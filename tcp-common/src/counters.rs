@@ -35,9 +35,8 @@ counters! {
     PassNotTcp => "pass_not_tcp",
     /// TCP to a port we do not protect.
     PassOtherPort => "pass_other_port",
-    /// No TCP header to judge: an IPv4 fragment after the first, an IPv6 fragment after the
-    /// first, or IPv6 extension headers we do not walk (AH, ESP, more than four): the kernel
-    /// reassembles or rejects.
+    /// No TCP header to judge: an IPv4 or IPv6 fragment after the first. The kernel cannot
+    /// reassemble it without the first fragment, which is dropped if its port is ours.
     PassNoTcpHeader => "pass_no_tcp_header",
     /// Shorter than its headers claim: dropped.
     DropTruncated => "drop_truncated",
@@ -47,6 +46,9 @@ counters! {
     DropIpOptions => "drop_ip_options",
     /// IPv6 extension header before TCP: dropped on protected ports.
     DropIpv6ExtHeader => "drop_ipv6_ext_header",
+    /// More than four IPv6 extension headers: the port behind them is unknown, and passing them
+    /// could reach the kernel's TCP on a protected port, so they are dropped, whatever the port.
+    DropIpv6ExtHeaderChain => "drop_ipv6_ext_header_chain",
     /// IPv4 header or TCP checksum wrong: dropped.
     DropBadChecksum => "drop_bad_checksum",
     /// SYN carrying payload (a SYN flood's favourite): dropped.

@@ -707,6 +707,45 @@ fn fragments_ip_options_and_extension_headers() {
     assert_eq!((r.action, r.verdict), (XDP_PASS, Counter::PassOtherPort));
 }
 
+/// IPv6 extension header chains: up to four are walked (so a protected port behind them is
+/// found and dropped, another port passed); a longer chain is dropped whatever its port, never
+/// passed to the kernel.
+#[test]
+fn ipv6_extension_header_chains_never_bypass_the_shield() {
+    let mut xdp = Xdp::new(&config());
+    let mut other = Segment::syn(Ip::V6, Vlan::None, Vec::new());
+    other.dport = 22;
+    let ours = Segment::syn(Ip::V6, Vlan::None, Vec::new());
+    for n in 1..=4 {
+        let r = xdp.run(&with_ipv6_ext_headers(&ours.frame(), n));
+        assert_eq!((r.action, r.verdict), (XDP_DROP, Counter::DropIpv6ExtHeader), "{n} headers");
+        let r = xdp.run(&with_ipv6_ext_headers(&other.frame(), n));
+        assert_eq!((r.action, r.verdict), (XDP_PASS, Counter::PassOtherPort), "{n} headers");
+    }
+    for n in 5..=8 {
+        for seg in [&ours, &other] {
+            let r = xdp.run(&with_ipv6_ext_headers(&seg.frame(), n));
+            let want = (XDP_DROP, Counter::DropIpv6ExtHeaderChain);
+            assert_eq!((r.action, r.verdict), want, "{n} headers, port {}", seg.dport);
+        }
+    }
+}
+
+/// Inserts `n` 8-byte destination-options headers between the IPv6 header (untagged) and TCP.
+fn with_ipv6_ext_headers(f: &[u8], n: usize) -> Vec<u8> {
+    let ip = 14;
+    let mut out = f[..ip + 40].to_vec();
+    for i in 0..n {
+        let next = if i + 1 == n { 6 } else { 60 };
+        out.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+    }
+    out.extend_from_slice(&f[ip + 40..]);
+    out[ip + 6] = 60;
+    let plen = u16::from_be_bytes([out[ip + 4], out[ip + 5]]) + u16::try_from(8 * n).unwrap();
+    out[ip + 4..ip + 6].copy_from_slice(&plen.to_be_bytes());
+    out
+}
+
 fn set_ipv4_frag(f: &mut [u8], frag: u16) {
     let ip = 14;
     f[ip + 6..ip + 8].copy_from_slice(&frag.to_be_bytes());
