@@ -66,6 +66,9 @@ counters! {
     /// ACK whose cookie does not validate (forged, expired or made with a retired key: one
     /// hash cannot tell them apart): dropped.
     DropAckInvalid => "drop_ack_invalid",
+    /// Third ACK whose cookie validated but whose TCP checksum does not verify: dropped before
+    /// any flow is inserted.
+    DropAckBadChecksum => "drop_ack_bad_checksum",
     /// Valid ACK, but the flow table was full: dropped.
     DropFlowTableFull => "drop_flow_table_full",
     /// Redirect to the AF_XDP socket failed (no socket on this queue): dropped.

@@ -11,7 +11,8 @@
 //!                                    └─ flow_or_cookie_ack       known flow: redirect (FLOW)
 //!                                        ├─ reopen_or_flow       TIME-WAIT tuple, bare ACK with a
 //!                                        │                       valid cookie: redirect (REOPEN)
-//!                                        ├─ validate_cookie_ack  valid third ACK: insert, redirect
+//!                                        ├─ validate_cookie_ack  valid third ACK whose checksum
+//!                                        │                       verifies: insert, redirect
 //!                                        │                       (NEW_FLOW)
 //!                                        └─ ack_to_rst           invalid ACK: drop, or RST if asked
 //! ```
@@ -50,7 +51,7 @@ use aya_ebpf::{
 };
 use tcp_common::{
     Config, ConfigFlags, Counter, FlowKey, FlowValue, RxMeta,
-    checksum::verifies,
+    checksum::{Sum, verifies},
     cookie,
     counters::COUNTER_COUNT,
     flow::{FLOW_TABLE_SIZE, MAX_RX_QUEUES},
@@ -64,7 +65,7 @@ use tcp_common::{
 
 use tcp_common::wire::frame::FrameBytes as _;
 
-use crate::packet::{XdpFrame, store_be16, store_be32, swap_macs, write_meta};
+use crate::packet::{XdpFrame, payload_sum, store_be16, store_be32, swap_macs, write_meta};
 
 #[map(name = "SYNSHIELD_CONFIG")]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -171,7 +172,7 @@ impl TcpSink<XdpFrame> for Shield<'_> {
         if th.flags() & flags::SYN != 0 {
             return syn_to_synack::<L2, L4, A>(self.ctx, self.cfg, ip, th, tcp_len);
         }
-        flow_or_cookie_ack::<L2, L4, A>(self.ctx, self.cfg, ip, th)
+        flow_or_cookie_ack::<L2, L4, A>(self.ctx, self.cfg, ip, th, tcp_len)
     }
 }
 
@@ -309,6 +310,7 @@ fn flow_or_cookie_ack<const L2: usize, const L4: usize, F: IpHeader>(
     cfg: &Config,
     ip: &F,
     th: &TcpFixed,
+    tcp_len: usize,
 ) -> Verdict {
     let key = ip.flow_key(th.sport, th.dport);
     if let Some(entry) = FLOWS.get_ptr(&key) {
@@ -329,12 +331,13 @@ fn flow_or_cookie_ack<const L2: usize, const L4: usize, F: IpHeader>(
     if th.flags() & flags::ACK == 0 {
         return drop(Counter::DropNoAckUnknown);
     }
-    validate_cookie_ack::<L2, L4, F>(ctx, cfg, ip, th, &key)
+    validate_cookie_ack::<L2, L4, F>(ctx, cfg, ip, th, tcp_len)
 }
 
 /// The flow a third ACK establishes if `ack - 1` is a valid cookie for `seq - 1` and the
-/// tuple; its `queue` is `queue`, the RX queue the ACK arrived on. `Err(None)`: the cookie is not
-/// valid; `Err(Some(c))`: it is, but the options are malformed (`c` says why).
+/// tuple, and the sum of its options (for the checksum); its `queue` is `queue`, the RX queue
+/// the ACK arrived on. `Err(None)`: the cookie is not valid; `Err(Some(c))`: it is, but the
+/// options are malformed (`c` says why).
 #[inline(always)]
 fn decode_cookie_ack<const L4: usize, F: IpHeader>(
     ctx: &XdpContext,
@@ -342,11 +345,12 @@ fn decode_cookie_ack<const L4: usize, F: IpHeader>(
     ip: &F,
     th: &TcpFixed,
     queue: u32,
-) -> Result<FlowValue, Option<Counter>> {
+) -> Result<(FlowValue, Sum), Option<Counter>> {
     let tuple = ip.tuple(th.sport, th.dport);
     let checked = cfg.secrets.check(&tuple, th.seq.wrapping_sub(1), th.ack.wrapping_sub(1));
     let Ok(valid) = checked else { return Err(None) };
-    let (opts, _) = options::read_options::<L4>(ctx, th.header_len() - TCP_HLEN).map_err(Some)?;
+    let (opts, opts_sum) =
+        options::read_options::<L4>(ctx, th.header_len() - TCP_HLEN).map_err(Some)?;
     let local_wscale =
         if cfg.wscale > cookie::MAX_WSCALE { cookie::MAX_WSCALE } else { cfg.wscale };
     let mut value = FlowValue::from_cookie(
@@ -360,29 +364,57 @@ fn decode_cookie_ack<const L4: usize, F: IpHeader>(
     #[expect(clippy::cast_possible_truncation, reason = "at most MAX_RX_QUEUES (64) queues")]
     let queue = queue as u8;
     value.queue = queue;
-    Ok(value)
+    Ok((value, opts_sum))
 }
 
-/// A third ACK for an unknown flow: valid cookie, the flow goes into the table and the segment
-/// to userspace (NEW_FLOW).
+/// Whether the segment's TCP checksum verifies: pseudo-header, fixed header, options (their
+/// sum `opts_sum`, from reading them) and payload. The dissector checked the IPv4 header's.
+#[inline(always)]
+fn checksum_verifies<const L4: usize, F: IpHeader>(
+    ctx: &XdpContext,
+    ip: &F,
+    th: &TcpFixed,
+    tcp_len: usize,
+    opts_sum: Sum,
+) -> bool {
+    let hlen = th.header_len();
+    let Some(payload) = payload_sum(ctx, L4 + hlen, tcp_len - hlen) else { return false };
+    #[expect(clippy::cast_possible_truncation, reason = "an IP payload length")]
+    let s = synack::pseudo_header_sum(ip.addr_sum(), tcp_len as u16)
+        .add_sum(th.sum())
+        .add_sum(opts_sum)
+        .add_sum(payload);
+    verifies(s)
+}
+
+/// A third ACK for an unknown flow: valid cookie and checksum, the flow goes into the table
+/// and the segment to userspace (NEW_FLOW). The checksum is verified after the cookie (an
+/// ACK flood's forgeries cost one hash and no sum) and before the insert, so a corrupted or
+/// deliberately broken ACK never leaves an entry that userspace would not claim.
+///
+/// A subprogram (at most five arguments in BPF: the flow key is made again here rather than
+/// passed).
 #[inline(never)]
 fn validate_cookie_ack<const L2: usize, const L4: usize, F: IpHeader>(
     ctx: &XdpContext,
     cfg: &Config,
     ip: &F,
     th: &TcpFixed,
-    key: &FlowKey,
+    tcp_len: usize,
 ) -> Verdict {
     let queue = ctx.rx_queue_index();
-    let value = match decode_cookie_ack::<L4, F>(ctx, cfg, ip, th, queue) {
+    let (value, opts_sum) = match decode_cookie_ack::<L4, F>(ctx, cfg, ip, th, queue) {
         Ok(v) => v,
         Err(Some(c)) => return drop(c),
         Err(None) if ConfigFlags(cfg.flags).contains(ConfigFlags::RST_INVALID_ACK) => {
-            return ack_to_rst::<L2, L4, F>(ctx, cfg, ip, th);
+            return ack_to_rst::<L2, L4, F>(ctx, cfg, ip, th, tcp_len);
         }
         Err(None) => return drop(Counter::DropAckInvalid),
     };
-    if FLOWS.insert(key, &value, 0).is_err() {
+    if !checksum_verifies::<L4, F>(ctx, ip, th, tcp_len, opts_sum) {
+        return drop(Counter::DropAckBadChecksum);
+    }
+    if FLOWS.insert(&ip.flow_key(th.sport, th.dport), &value, 0).is_err() {
         return drop(Counter::DropFlowTableFull);
     }
     redirect_to_userspace(ctx, queue, RxMeta::NEW_FLOW, &value)
@@ -401,7 +433,7 @@ fn reopen_or_flow<const L4: usize, F: IpHeader>(
 ) -> Verdict {
     let queue = ctx.rx_queue_index();
     match decode_cookie_ack::<L4, F>(ctx, cfg, ip, th, queue) {
-        Ok(new) => redirect_to_userspace(ctx, queue, RxMeta::REOPEN, &new),
+        Ok((new, _)) => redirect_to_userspace(ctx, queue, RxMeta::REOPEN, &new),
         Err(_) => redirect_to_userspace(ctx, queue, RxMeta::FLOW, old),
     }
 }
@@ -432,14 +464,23 @@ fn redirect_to_userspace(ctx: &XdpContext, queue: u32, kind: u32, flow: &FlowVal
 
 /// Answers an ACK with an invalid cookie with `<SEQ=SEG.ACK><CTL=RST>` (RFC 9293 section
 /// 3.10.7.1, an ACK in LISTEN), rewriting it in place. Only when configured: under an ACK
-/// flood a RST per packet is reflection.
+/// flood a RST per packet is reflection. A segment whose checksum does not verify is not
+/// answered (RFC 9293 section 3.10.7: it is discarded first).
 #[inline(always)]
 fn ack_to_rst<const L2: usize, const L4: usize, F: IpHeader>(
     ctx: &XdpContext,
     cfg: &Config,
     ip: &F,
     th: &TcpFixed,
+    tcp_len: usize,
 ) -> Verdict {
+    let opts_sum = match options::read_options::<L4>(ctx, th.header_len() - TCP_HLEN) {
+        Ok((_, sum)) => sum,
+        Err(c) => return drop(c),
+    };
+    if !checksum_verifies::<L4, F>(ctx, ip, th, tcp_len, opts_sum) {
+        return drop(Counter::DropBadChecksum);
+    }
     let words: [u32; 5] = [
         u32::from(th.dport) << 16 | u32::from(th.sport),
         th.ack,
