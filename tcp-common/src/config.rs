@@ -2,6 +2,7 @@
 //! single map lookup to learn everything it needs.
 
 use crate::cookie::{CookieKey, CookieSecrets};
+use crate::flow::FlowValue;
 
 /// The set of protected TCP ports, as a 65536-bit bitmap: membership is one load and one
 /// bit test, with no loop for the verifier to bound.
@@ -81,6 +82,22 @@ impl ConfigFlags {
     #[must_use]
     pub fn contains(self, f: ConfigFlags) -> bool {
         self.0 & f.0 == f.0
+    }
+
+    /// Whether a connection that negotiated what `flow` says (from a cookie's TSecr bits)
+    /// uses only options this configuration offers. The bits are the peer's echo of our TSval,
+    /// outside the cookie's MAC, so a client can claim any of them; like Linux
+    /// (`cookie_timestamp_decode`, `cookie_ecn_ok`), a third ACK claiming an option we did not
+    /// offer is refused.
+    #[inline(always)]
+    #[must_use]
+    pub fn offers(self, flow: &FlowValue) -> bool {
+        let claims = |bit: u8| flow.flags & bit != 0;
+        !(claims(FlowValue::TIMESTAMPS) && !self.contains(ConfigFlags::TIMESTAMPS)
+            || claims(FlowValue::SACK) && !self.contains(ConfigFlags::SACK)
+            || claims(FlowValue::ECN) && !self.contains(ConfigFlags::ECN)
+            || flow.peer_wscale != FlowValue::NO_WSCALE
+                && !self.contains(ConfigFlags::WINDOW_SCALING))
     }
 }
 
@@ -172,6 +189,31 @@ mod tests {
     #[test]
     fn config_has_no_padding() {
         assert_eq!(core::mem::size_of::<Config>(), 8192 + 40 + 4 + 2 + 2 + 2 + 1 + 1 + 4);
+    }
+
+    #[test]
+    fn options_not_offered_are_refused() {
+        let all = FlowValue {
+            flags: FlowValue::TIMESTAMPS | FlowValue::SACK | FlowValue::ECN,
+            peer_wscale: 7,
+            ..FlowValue::default()
+        };
+        let every = ConfigFlags(ConfigFlags::DEFAULT.0 | ConfigFlags::ECN.0);
+        assert!(every.offers(&all));
+        assert!(!ConfigFlags::DEFAULT.offers(&all), "ECN is off by default");
+        for (off, claim) in [
+            (ConfigFlags::TIMESTAMPS, FlowValue { flags: FlowValue::TIMESTAMPS, ..all }),
+            (ConfigFlags::SACK, FlowValue { flags: FlowValue::SACK, ..all }),
+            (ConfigFlags::ECN, FlowValue { flags: FlowValue::ECN, ..all }),
+        ] {
+            let claim = FlowValue { peer_wscale: FlowValue::NO_WSCALE, ..claim };
+            assert!(every.offers(&claim));
+            assert!(!ConfigFlags(every.0 & !off.0).offers(&claim), "{off:?}");
+        }
+        let ws_only = FlowValue { flags: 0, ..all };
+        assert!(!ConfigFlags(every.0 & !ConfigFlags::WINDOW_SCALING.0).offers(&ws_only));
+        let nothing = FlowValue { peer_wscale: FlowValue::NO_WSCALE, ..ws_only };
+        assert!(ConfigFlags(0).offers(&nothing), "a connection without options is always fine");
     }
 
     #[test]

@@ -69,6 +69,9 @@ counters! {
     /// Third ACK whose cookie validated but whose TCP checksum does not verify: dropped before
     /// any flow is inserted.
     DropAckBadChecksum => "drop_ack_bad_checksum",
+    /// Third ACK whose cookie validated but whose TSecr claims an option (window scale, SACK,
+    /// ECN) or timestamps that the configuration does not offer: dropped, as Linux does.
+    DropAckOptionNotOffered => "drop_ack_option_not_offered",
     /// Valid ACK, but the flow table was full: dropped.
     DropFlowTableFull => "drop_flow_table_full",
     /// Redirect to the AF_XDP socket failed (no socket on this queue): dropped.

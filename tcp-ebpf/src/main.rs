@@ -337,7 +337,7 @@ fn flow_or_cookie_ack<const L2: usize, const L4: usize, F: IpHeader>(
 /// The flow a third ACK establishes if `ack - 1` is a valid cookie for `seq - 1` and the
 /// tuple, and the sum of its options (for the checksum); its `queue` is `queue`, the RX queue
 /// the ACK arrived on. `Err(None)`: the cookie is not valid; `Err(Some(c))`: it is, but the
-/// options are malformed (`c` says why).
+/// options are malformed or claim one the configuration does not offer (`c` says why).
 #[inline(always)]
 fn decode_cookie_ack<const L4: usize, F: IpHeader>(
     ctx: &XdpContext,
@@ -364,6 +364,9 @@ fn decode_cookie_ack<const L4: usize, F: IpHeader>(
     #[expect(clippy::cast_possible_truncation, reason = "at most MAX_RX_QUEUES (64) queues")]
     let queue = queue as u8;
     value.queue = queue;
+    if !ConfigFlags(cfg.flags).offers(&value) {
+        return Err(Some(Counter::DropAckOptionNotOffered));
+    }
     Ok((value, opts_sum))
 }
 

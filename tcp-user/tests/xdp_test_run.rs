@@ -527,9 +527,9 @@ fn meta_of(out: &[u8], frame: &[u8]) -> (RxKind, FlowValue) {
     RxMeta::read(&out[..RxMeta::LEN]).expect("a valid tag")
 }
 
-/// The cookie our SYN-ACK would carry for a SYN (without options) from `sport` with
-/// `CLIENT_ISN`, made on the host: the third ACK then needs no SYN run first.
-fn host_cookie(cfg: &Config, ip: Ip, sport: u16) -> u32 {
+/// The cookie our SYN-ACK would carry for a SYN from `sport` with `CLIENT_ISN` (MSS class 0),
+/// made on the host: the third ACK then needs no SYN run first.
+fn host_cookie(cfg: &Config, ip: Ip, sport: u16) -> cookie::SynCookie {
     match ip {
         Ip::V4 => {
             let t = TupleV4 {
@@ -538,11 +538,11 @@ fn host_cookie(cfg: &Config, ip: Ip, sport: u16) -> u32 {
                 client_port: sport,
                 server_port: PORT,
             };
-            cfg.secrets.make(&t, CLIENT_ISN, 0).isn
+            cfg.secrets.make(&t, CLIENT_ISN, 0)
         }
         Ip::V6 => {
             let t = TupleV6::new(CLIENT_V6, SHIELD_V6, sport, PORT);
-            cfg.secrets.make(&t, CLIENT_ISN, 0).isn
+            cfg.secrets.make(&t, CLIENT_ISN, 0)
         }
     }
 }
@@ -553,7 +553,7 @@ fn valid_third_ack(cfg: &Config, ip: Ip, sport: u16, payload: &[u8]) -> Segment 
         syn: false,
         sport,
         seq: CLIENT_ISN + 1,
-        ack: Some(host_cookie(cfg, ip, sport).wrapping_add(1)),
+        ack: Some(host_cookie(cfg, ip, sport).isn.wrapping_add(1)),
         payload: payload.to_vec(),
         ..Segment::syn(ip, Vlan::None, Vec::new())
     }
@@ -605,6 +605,50 @@ fn third_ack_checksum_is_verified_before_the_insert() {
     f[14 + 10] ^= 0x10;
     assert_eq!(xdp.run(&f).verdict, Counter::DropBadChecksum);
     assert!(xdp.flow(&flow_key_from(Ip::V4, sport)).is_none());
+}
+
+/// A third ACK whose echoed timestamp claims an option the configuration does not offer is
+/// refused (the bits are outside the cookie's MAC); claiming only what is offered is fine.
+#[test]
+fn third_ack_claiming_an_option_not_offered_is_refused() {
+    let all = TsOptions { wscale: Some(7), sack: true, ecn: true };
+    let none = TsOptions::default();
+    let cases = [
+        (ConfigFlags::TIMESTAMPS, none, false),
+        (ConfigFlags::SACK, TsOptions { sack: true, ..none }, false),
+        (ConfigFlags::SACK, TsOptions { wscale: Some(7), ..none }, true),
+        (ConfigFlags::WINDOW_SCALING, TsOptions { wscale: Some(0), ..none }, false),
+        (ConfigFlags::WINDOW_SCALING, TsOptions { sack: true, ..none }, true),
+        (ConfigFlags::ECN, TsOptions { ecn: true, ..none }, false),
+        (ConfigFlags::ECN, all, false),
+        (ConfigFlags(0), all, true),
+    ];
+    for (i, (off, claim, admitted)) in cases.into_iter().enumerate() {
+        let mut cfg = config();
+        cfg.flags = (ConfigFlags::DEFAULT.0 | ConfigFlags::ECN.0) & !off.0;
+        let mut xdp = Xdp::new(&cfg);
+        for ip in [Ip::V4, Ip::V6] {
+            let sport = 30_000 + u16::try_from(i).unwrap();
+            let c = host_cookie(&cfg, ip, sport);
+            let mut ack = valid_third_ack(&cfg, ip, sport, &[]);
+            let tsecr = cookie::encode_tsval(5_000_000, c.ts_offset, claim);
+            ack.options = vec![
+                TcpOptionElement::Noop,
+                TcpOptionElement::Noop,
+                TcpOptionElement::Timestamp(CLIENT_TSVAL, tsecr),
+            ];
+            let r = xdp.run(&ack.frame());
+            let key = flow_key_from(ip, sport);
+            if admitted {
+                assert_eq!(r.verdict, Counter::DropNoSocket, "{off:?} {claim:?} {ip:?}");
+                assert_eq!(xdp.flow(&key).unwrap().ts_options(), claim);
+            } else {
+                let want = (XDP_DROP, Counter::DropAckOptionNotOffered);
+                assert_eq!((r.action, r.verdict), want, "{off:?} {claim:?} {ip:?}");
+                assert!(xdp.flow(&key).is_none());
+            }
+        }
+    }
 }
 
 /// With `--rst-invalid-ack`, an invalid ACK whose checksum does not verify is not answered.
