@@ -72,7 +72,9 @@ counters! {
     /// Third ACK whose cookie validated but whose TSecr claims an option (window scale, SACK,
     /// ECN) or timestamps that the configuration does not offer: dropped, as Linux does.
     DropAckOptionNotOffered => "drop_ack_option_not_offered",
-    /// Valid ACK, but the flow table was full: dropped.
+    /// Valid ACK, but the flow table refused the insert: dropped. The table is an LRU map sized
+    /// for `--max-conns` (see `flow`): it evicts rather than refuses, so this means the kernel
+    /// found no entry to evict (or no memory): it should stay at zero.
     DropFlowTableFull => "drop_flow_table_full",
     /// Redirect to the AF_XDP socket failed (no socket on this queue): dropped.
     DropNoSocket => "drop_no_socket",

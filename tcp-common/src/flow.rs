@@ -1,11 +1,81 @@
-//! The flow table (`SYNSHIELD_FLOWS`, a hash map `FlowKey -> FlowValue`): connections whose
+//! The flow table (`SYNSHIELD_FLOWS`, an LRU hash map `FlowKey -> FlowValue`): connections whose
 //! third ACK carried a valid cookie. The XDP program inserts them and redirects their segments
 //! to userspace; userspace removes them when the connection is gone.
+//!
+//! # Size: evict, never refuse
+//!
+//! The map is an LRU hash (`BPF_MAP_TYPE_LRU_HASH`): an insert into a full map evicts the least
+//! recently used entry instead of failing, so a full map never turns a new client away
+//! silently. The loader sizes it at load time from what userspace promises to hold at once
+//! ([`FlowTableSize::entries`]):
+//!
+//! ```text
+//! entries = max_conns + max_time_wait + max_half_open + (possible CPUs + 1) * 128
+//! ```
+//!
+//! - `max_conns` (`--max-conns`): live connections; userspace refuses new handshakes beyond it;
+//! - `max_time_wait`: TIME-WAIT records, each still an entry (flag [`FlowValue::TIME_WAIT`]);
+//! - `max_half_open`: stateful half-open connections (flag [`FlowValue::HALF_OPEN`]);
+//! - the slack: the kernel's LRU keeps free entries in per-CPU lists (up to 128 each,
+//!   `LOCAL_FREE_TARGET` in kernel/bpf/bpf_lru_list.c; since Linux 6.16, `target_free`, at most
+//!   that) and starts evicting when its global free list runs short, while the other CPUs'
+//!   lists may still hold free entries. With the slack, nothing is evicted while userspace
+//!   stays within its three bounds, so `drop_flow_table_full` cannot happen before `--max-conns`
+//!   is reached (and an LRU map returns that error only if it can find no entry to evict).
+//!
+//! An entry costs the kernel about 120 bytes (the element header, the 36-byte key and the
+//! 28-byte value, each rounded up to 8) plus its hash bucket, all allocated at load time (an
+//! LRU map is preallocated): about 25 MiB for the default `--max-conns 100000`.
+//!
+//! Eviction picks the least recently used entry (a lookup by the XDP program marks an entry
+//! used; userspace's lookups do not): when userspace exceeds its bounds, idle entries (TIME-WAIT
+//! records first, as nothing looks them up) go before busy ones. Userspace reconciles the map
+//! with its connections, so an evicted entry is at worst a connection whose next segment
+//! reaches no flow (dropped as an invalid ACK) and times out.
 
 use crate::cookie::{TsOptions, ValidCookie};
 
-/// Entries of the flow table (`max_entries` of `SYNSHIELD_FLOWS`).
+/// Entries of the flow table in the object: what a load without sizing (tests, benchmarks)
+/// gets. The loader of `synshield serve` sets `max_entries` from [`FlowTableSize`].
 pub const FLOW_TABLE_SIZE: u32 = 65536;
+
+/// Free entries the kernel's LRU map may hold back per CPU (`LOCAL_FREE_TARGET`).
+pub const LRU_PER_CPU_FREE: u32 = 128;
+
+/// Half-open connections assumed when the caller sets no bound of its own.
+pub const DEFAULT_MAX_HALF_OPEN: u32 = 4096;
+
+/// What the flow table must hold at once, for [`FlowTableSize::entries`] (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowTableSize {
+    /// Live connections (`--max-conns`).
+    pub max_conns: u32,
+    /// TIME-WAIT records.
+    pub max_time_wait: u32,
+    /// Half-open (SYN-RECEIVED) connections of the stateful path.
+    pub max_half_open: u32,
+}
+
+impl FlowTableSize {
+    /// The table for `max_conns` live connections, as many TIME-WAIT records (a server that
+    /// closes first holds one per connection it closed within 2 MSL) and
+    /// [`DEFAULT_MAX_HALF_OPEN`] half-open ones.
+    #[must_use]
+    pub fn for_max_conns(max_conns: u32) -> FlowTableSize {
+        FlowTableSize { max_conns, max_time_wait: max_conns, max_half_open: DEFAULT_MAX_HALF_OPEN }
+    }
+
+    /// `max_entries` of the map on a machine with `possible_cpus` CPUs (see the module docs),
+    /// saturating at `u32::MAX` (the kernel then refuses the map: too much memory).
+    #[must_use]
+    pub fn entries(&self, possible_cpus: u32) -> u32 {
+        let slack = possible_cpus.saturating_add(1).saturating_mul(LRU_PER_CPU_FREE);
+        self.max_conns
+            .saturating_add(self.max_time_wait)
+            .saturating_add(self.max_half_open)
+            .saturating_add(slack)
+    }
+}
 
 /// Entries of the AF_XDP socket map (`SYNSHIELD_XSKS`): one per RX queue.
 pub const MAX_RX_QUEUES: u32 = 64;
@@ -193,6 +263,15 @@ mod tests {
     fn layouts_have_no_padding() {
         assert_eq!(core::mem::size_of::<FlowKey>(), 36);
         assert_eq!(core::mem::size_of::<FlowValue>(), 28);
+    }
+
+    #[test]
+    fn table_size_covers_live_time_wait_half_open_and_the_lru_slack() {
+        let s = FlowTableSize { max_conns: 1000, max_time_wait: 200, max_half_open: 30 };
+        assert_eq!(s.entries(2), 1000 + 200 + 30 + 3 * 128);
+        let d = FlowTableSize::for_max_conns(100_000);
+        assert_eq!(d.entries(4), 200_000 + DEFAULT_MAX_HALF_OPEN + 5 * 128);
+        assert_eq!(FlowTableSize::for_max_conns(u32::MAX).entries(8), u32::MAX);
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub mod maps {
     pub const CONFIG: &str = "SYNSHIELD_CONFIG";
     /// `PerCpuArray<u64>`, indexed by [`crate::Counter`].
     pub const COUNTERS: &str = "SYNSHIELD_COUNTERS";
-    /// `HashMap<FlowKey, FlowValue>`: connections whose third ACK carried a valid cookie.
+    /// `LruHashMap<FlowKey, FlowValue>`: connections whose third ACK carried a valid cookie,
+    /// sized at load time (`flow::FlowTableSize`).
     pub const FLOWS: &str = "SYNSHIELD_FLOWS";
     /// `XskMap`, indexed by RX queue: the AF_XDP sockets that receive the flows' segments.
     pub const XSKS: &str = "SYNSHIELD_XSKS";

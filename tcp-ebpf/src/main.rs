@@ -46,7 +46,7 @@ use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
     helpers::{bpf_ktime_get_coarse_ns, bpf_xdp_adjust_tail},
     macros::{map, xdp},
-    maps::{Array, HashMap, PerCpuArray, XskMap},
+    maps::{Array, LruHashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
 use tcp_common::{
@@ -73,8 +73,10 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map(name = "SYNSHIELD_COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
+/// An LRU hash: a full map evicts instead of refusing; the loader sets its size
+/// (`tcp_common::flow` explains the formula).
 #[map(name = "SYNSHIELD_FLOWS")]
-static FLOWS: HashMap<FlowKey, FlowValue> = HashMap::with_max_entries(FLOW_TABLE_SIZE, 0);
+static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOW_TABLE_SIZE, 0);
 
 #[map(name = "SYNSHIELD_XSKS")]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_RX_QUEUES, 0);

@@ -14,6 +14,7 @@ use aya::{
     maps::{Array, Map, MapData, PerCpuArray},
     programs::{ProgramError, Xdp, XdpMode},
 };
+use tcp_common::flow::FlowTableSize;
 use tcp_common::{Config, Counter, maps};
 
 use crate::stats::CounterSnapshot;
@@ -86,6 +87,14 @@ pub enum LoadError {
     Other(String),
 }
 
+/// What the loader sets up besides the configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShieldOptions {
+    /// What the flow table must hold: `max_entries` of `SYNSHIELD_FLOWS` is set from it
+    /// (`tcp_common::flow`). `None`: the object's own size (tests).
+    pub flow_table: Option<FlowTableSize>,
+}
+
 /// The XDP program, loaded and attached; detached when dropped.
 pub struct Shield {
     ebpf: Ebpf,
@@ -104,19 +113,30 @@ impl std::fmt::Debug for Shield {
 
 impl Shield {
     /// Loads the embedded program, writes `config`, and attaches to `iface` (in the calling
-    /// thread's network namespace).
+    /// thread's network namespace), with default [`ShieldOptions`].
     pub fn attach(iface: &str, mode: XdpModeChoice, config: &Config) -> Result<Shield, LoadError> {
-        Shield::attach_object(XDP_OBJECT, iface, mode, config)
+        Shield::attach_with(iface, mode, config, &ShieldOptions::default())
     }
 
-    /// As [`Shield::attach`], with the object given (tests, benchmarks).
+    /// As [`Shield::attach`], with the maps set up as `options` say.
+    pub fn attach_with(
+        iface: &str,
+        mode: XdpModeChoice,
+        config: &Config,
+        options: &ShieldOptions,
+    ) -> Result<Shield, LoadError> {
+        Shield::attach_object(XDP_OBJECT, iface, mode, config, options)
+    }
+
+    /// As [`Shield::attach_with`], with the object given (tests, benchmarks).
     pub fn attach_object(
         object: &[u8],
         iface: &str,
         mode: XdpModeChoice,
         config: &Config,
+        options: &ShieldOptions,
     ) -> Result<Shield, LoadError> {
-        let mut ebpf = load(object)?;
+        let mut ebpf = load_with(object, options.flow_table)?;
         write_config(&mut ebpf, config)?;
         let program: &mut Xdp = program(&mut ebpf)?;
         program.load().map_err(|e| program_error(&e, iface))?;
@@ -164,8 +184,15 @@ impl Shield {
     }
 }
 
-/// Loads (but does not attach) the object: for `BPF_PROG_TEST_RUN` tests and benchmarks.
+/// Loads (but does not attach) the object: for `BPF_PROG_TEST_RUN` tests and benchmarks. The
+/// flow table has the object's own size.
 pub fn load(object: &[u8]) -> Result<Ebpf, LoadError> {
+    load_with(object, None)
+}
+
+/// Loads (but does not attach) the object, the flow table sized for `flow_table` on this
+/// machine's possible CPUs ([`flow_table_entries`]), or the object's own size for `None`.
+pub fn load_with(object: &[u8], flow_table: Option<FlowTableSize>) -> Result<Ebpf, LoadError> {
     if object.is_empty() {
         return Err(LoadError::NoObject);
     }
@@ -173,14 +200,38 @@ pub fn load(object: &[u8]) -> Result<Ebpf, LoadError> {
     if unsafe { libc::geteuid() } != 0 {
         return Err(LoadError::NotRoot);
     }
-    EbpfLoader::new().load(object).map_err(|e| match &e {
+    let mut loader = EbpfLoader::new();
+    let entries = flow_table.map(|t| flow_table_entries(&t)).transpose()?;
+    if let Some(n) = entries {
+        loader.map_max_entries(maps::FLOWS, n);
+    }
+    loader.load(object).map_err(|e| match &e {
         aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
             if io_error.kind() == io::ErrorKind::PermissionDenied =>
         {
             LoadError::NotRoot
         }
+        aya::EbpfError::MapError(aya::maps::MapError::CreateError { name, io_error, .. })
+            if name == maps::FLOWS && io_error.raw_os_error() == Some(libc::ENOMEM) =>
+        {
+            let n = u64::from(entries.unwrap_or(tcp_common::flow::FLOW_TABLE_SIZE));
+            LoadError::Other(format!(
+                "the kernel has no memory for a flow table of {n} entries (about {} MiB, sized \
+                 from --max-conns): give a smaller --max-conns",
+                n * 128 / (1 << 20)
+            ))
+        }
         _ => other(&e),
     })
+}
+
+/// `max_entries` of the flow table for `size` on this machine (its possible CPUs, for the
+/// LRU's per-CPU free lists): `tcp_common::flow::FlowTableSize::entries`.
+pub fn flow_table_entries(size: &FlowTableSize) -> Result<u32, LoadError> {
+    let cpus = aya::util::nr_cpus().map_err(|(what, e)| {
+        LoadError::Other(format!("counting this machine's CPUs ({what}): {e}"))
+    })?;
+    Ok(size.entries(u32::try_from(cpus).unwrap_or(u32::MAX)))
 }
 
 /// The XDP program in a loaded object.
@@ -236,6 +287,7 @@ pub fn map_handle(ebpf: &Ebpf, name: &str) -> Result<Map, LoadError> {
         Map::Array(d) => Map::Array(dup(d)?),
         Map::PerCpuArray(d) => Map::PerCpuArray(dup(d)?),
         Map::HashMap(d) => Map::HashMap(dup(d)?),
+        Map::LruHashMap(d) => Map::LruHashMap(dup(d)?),
         Map::XskMap(d) => Map::XskMap(dup(d)?),
         _ => {
             return Err(LoadError::Other(format!(

@@ -14,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::app::{App, AppKind};
 use crate::datapath::manager::CookieVerifier;
 use crate::datapath::run::{DataPath, DataPathConfig, StatsHandle, serve_each};
-use crate::loader::{CounterReader, Shield, XdpModeChoice};
+use crate::loader::{CounterReader, Shield, ShieldOptions, XdpModeChoice};
 use crate::secrets::{SecretKeeper, SecretsSchedule};
 use crate::xsk::{XskConfig, XskMode};
 
@@ -119,7 +119,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         .context("reading the OS random source for the cookie key")?;
     let mut config = xdp_config(&args)?;
     config.secrets = keeper.secrets();
-    let shield = Shield::attach(&args.iface, args.xdp_mode, &config)?;
+    let shield = Shield::attach_with(&args.iface, args.xdp_mode, &config, &shield_options(&args))?;
     let engine = Arc::new(engine_config(&args, &config));
     let cookies = Arc::new(CookieVerifier::new(config.secrets, config.wscale));
     let (data_path, listener) = DataPath::start(
@@ -273,6 +273,12 @@ fn xdp_config(args: &ServeArgs) -> Result<Config> {
         config.flags |= ConfigFlags::RST_INVALID_ACK.0;
     }
     Ok(config)
+}
+
+/// How the loader sizes and fills the XDP program's maps.
+fn shield_options(args: &ServeArgs) -> ShieldOptions {
+    let max_conns = u32::try_from(args.max_conns).unwrap_or(u32::MAX);
+    ShieldOptions { flow_table: Some(tcp_common::flow::FlowTableSize::for_max_conns(max_conns)) }
 }
 
 /// The engine's configuration, consistent with what the XDP program advertises.

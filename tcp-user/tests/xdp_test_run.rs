@@ -16,6 +16,7 @@ use etherparse::{
     TcpOptionElement, TransportSlice, VlanId,
 };
 use tcp_common::cookie::{self, CookieKey, CookieSecrets, TsOptions, TupleV4, TupleV6};
+use tcp_common::flow::FlowTableSize;
 use tcp_common::{Config, ConfigFlags, Counter, FlowKey, FlowValue, PortSet, RxKind, RxMeta, maps};
 use tcp_user::lab::{Lab, SHIELD_IF};
 use tcp_user::loader;
@@ -70,7 +71,12 @@ struct Run {
 
 impl Xdp {
     fn new(cfg: &Config) -> Xdp {
-        let mut ebpf = loader::load(loader::XDP_OBJECT).expect("load the XDP object");
+        Xdp::with_flow_table(cfg, None)
+    }
+
+    /// With the flow table sized as `synshield serve` sizes it for `size`.
+    fn with_flow_table(cfg: &Config, size: Option<FlowTableSize>) -> Xdp {
+        let mut ebpf = loader::load_with(loader::XDP_OBJECT, size).expect("load the XDP object");
         loader::program(&mut ebpf).unwrap().load().expect("verifier accepts the program");
         loader::write_config(&mut ebpf, cfg).unwrap();
         Xdp { ebpf }
@@ -100,6 +106,23 @@ impl Xdp {
             .find(|c| **c != Counter::RxFrames && d.get(**c) == 1)
             .expect("a verdict");
         Run { action: r.return_value, frame: out, verdict }
+    }
+
+    /// One run without looking at the counters: the action.
+    fn action(&mut self, frame: &[u8]) -> u32 {
+        let prog = loader::program(&mut self.ebpf).unwrap();
+        let r = prog.test_run(TestRunOptions { data_in: Some(frame), ..TestRunOptions::new() });
+        r.expect("BPF_PROG_TEST_RUN").return_value
+    }
+
+    fn counters(&self) -> tcp_user::stats::CounterSnapshot {
+        loader::read_counters(&self.ebpf).unwrap()
+    }
+
+    fn flow_count(&self) -> usize {
+        let map: HashMap<_, FlowKey, FlowValue> =
+            HashMap::try_from(self.ebpf.map(maps::FLOWS).unwrap()).unwrap();
+        map.keys().count()
     }
 
     fn flow(&self, key: &FlowKey) -> Option<FlowValue> {
@@ -649,6 +672,46 @@ fn third_ack_claiming_an_option_not_offered_is_refused() {
             }
         }
     }
+}
+
+/// The flow table is an LRU map sized from `--max-conns` (plus TIME-WAIT, half-open and the
+/// LRU's per-CPU slack): below `max_conns` nothing is evicted and nothing refused; beyond it,
+/// the least recently used entries make room and a new client is still admitted, never
+/// `drop_flow_table_full`. (The test thread may run on either CPU, as XDP does.)
+#[test]
+fn flow_table_holds_max_conns_and_evicts_instead_of_refusing() {
+    let cfg = config();
+    let size = FlowTableSize { max_conns: 3000, max_time_wait: 0, max_half_open: 0 };
+    let mut xdp = Xdp::with_flow_table(&cfg, Some(size));
+    let entries = loader::flow_table_entries(&size).unwrap();
+    let cpus = u32::try_from(aya::util::nr_cpus().unwrap()).unwrap();
+    assert_eq!(entries, 3000 + (cpus + 1) * 128);
+    let aya::maps::Map::LruHashMap(data) = xdp.ebpf.map(maps::FLOWS).unwrap() else {
+        panic!("the flow table is an LRU hash map")
+    };
+    assert_eq!(data.info().unwrap().max_entries(), entries);
+    let before = xdp.counters();
+    for sport in 1..=3000 {
+        let f = valid_third_ack(&cfg, Ip::V4, sport, &[]).frame();
+        assert_eq!(xdp.action(&f), XDP_DROP, "no socket: dropped after the insert");
+    }
+    let d = xdp.counters().since(&before);
+    assert_eq!(d.get(Counter::DropNoSocket), 3000, "{d:?}");
+    assert_eq!(xdp.flow_count(), 3000, "every entry kept up to max_conns");
+    // Twice the table's size more: every one admitted, the oldest evicted.
+    let more = 2 * entries;
+    for i in 0..more {
+        let sport = 3001 + u16::try_from(i).unwrap();
+        assert_eq!(xdp.action(&valid_third_ack(&cfg, Ip::V4, sport, &[]).frame()), XDP_DROP);
+    }
+    let d = xdp.counters().since(&before);
+    assert_eq!(d.get(Counter::DropNoSocket), u64::from(3000 + more), "{d:?}");
+    assert_eq!(d.get(Counter::DropFlowTableFull), 0);
+    let held = xdp.flow_count();
+    assert!(held <= entries as usize && held >= 3000, "{held} of {entries}");
+    let newest = 3000 + u16::try_from(more).unwrap();
+    assert!(xdp.flow(&flow_key_from(Ip::V4, newest)).is_some(), "the newest is kept");
+    assert!(xdp.flow(&flow_key_from(Ip::V4, 1)).is_none(), "the oldest went first");
 }
 
 /// With `--rst-invalid-ack`, an invalid ACK whose checksum does not verify is not answered.
