@@ -17,6 +17,7 @@
 //!   stack accesses.) Only this module accesses the packet, and only on the BPF target.
 
 use aya_ebpf::{
+    bindings::xdp_md,
     helpers::{bpf_csum_diff, bpf_xdp_adjust_meta, bpf_xdp_load_bytes},
     macros::map,
     maps::PerCpuArray,
@@ -269,8 +270,9 @@ static PAYLOAD_BUF: PerCpuArray<[u8; PAYLOAD_CHUNK + 8]> = PerCpuArray::with_max
 /// Chunks are even in length, so their 16-bit words line up with the segment's. The result
 /// of `bpf_csum_diff` is folded here whatever its width (32 bits before Linux 6.13, 16 after).
 ///
-/// A subprogram: the ACK paths of the six frame layouts call it, and the helper loop is
-/// verified in the caller's state each time, not inlined six times.
+/// A *global* BPF function (see `synshield_tcp_options` in options.rs): verified once, on its
+/// own; a static subprogram was verified again for each of the twelve ACK paths that call it
+/// (more than the rest of the program). It returns the folded sum, or [`PAYLOAD_SUM_FAILED`].
 ///
 /// Verifier notes: LLVM tests the loop's end on `done` and `len`, two registers, so the
 /// verifier does not learn that a chunk's length is at least 1 (`bpf_xdp_load_bytes` refuses a
@@ -278,14 +280,38 @@ static PAYLOAD_BUF: PerCpuArray<[u8; PAYLOAD_CHUNK + 8]> = PerCpuArray::with_max
 /// see through, and mapped onto 1..=512 by arithmetic the verifier follows. Rounded up to whole
 /// words its bound is 515 for the verifier (it bounds `x & !3` by `x`), hence the 8 spare
 /// bytes of the buffer.
+#[unsafe(no_mangle)]
 #[inline(never)]
+pub extern "C" fn synshield_payload_sum(ctx: *mut xdp_md, offset: u64, len: u64) -> u64 {
+    match payload_sum_inner(ctx, offset, len) {
+        Some(s) => u64::from(s.fold()),
+        None => PAYLOAD_SUM_FAILED,
+    }
+}
+
+/// [`synshield_payload_sum`]'s answer when the payload could not be read.
+pub const PAYLOAD_SUM_FAILED: u64 = u64::MAX;
+
+/// The sum of the payload (see [`synshield_payload_sum`]).
+#[inline(always)]
 pub fn payload_sum(ctx: &XdpContext, offset: usize, len: usize) -> Option<Sum> {
     if len == 0 {
         return Some(Sum::default());
     }
-    if len > PAYLOAD_CHUNK * MAX_PAYLOAD_CHUNKS || offset > 0xffff {
+    let r = synshield_payload_sum(ctx.ctx, offset as u64, len as u64);
+    if r == PAYLOAD_SUM_FAILED {
         return None;
     }
+    Some(Sum(r))
+}
+
+#[inline(always)]
+fn payload_sum_inner(ctx: *mut xdp_md, offset: u64, len: u64) -> Option<Sum> {
+    if ctx.is_null() || len > (PAYLOAD_CHUNK * MAX_PAYLOAD_CHUNKS) as u64 || offset > 0xffff {
+        return None;
+    }
+    #[expect(clippy::cast_possible_truncation, reason = "both checked just above")]
+    let (offset, len) = (offset as usize, len as usize);
     let buf = PAYLOAD_BUF.get_ptr_mut(0)?;
     let mut sum = Sum::default();
     let mut done = 0;
@@ -306,8 +332,7 @@ pub fn payload_sum(ctx: &XdpContext, offset: usize, len: usize) -> Option<Sum> {
         unsafe { buf.cast::<u8>().add(last_word).cast::<u32>().write(0) };
         #[expect(clippy::cast_possible_truncation, reason = "below 64 KiB + 4 KiB; at most 512")]
         // SAFETY: `buf` has room for `n` (1 to 512) bytes.
-        let r =
-            unsafe { bpf_xdp_load_bytes(ctx.ctx, (offset + done) as u32, buf.cast(), n as u32) };
+        let r = unsafe { bpf_xdp_load_bytes(ctx, (offset + done) as u32, buf.cast(), n as u32) };
         if r != 0 {
             return None;
         }
