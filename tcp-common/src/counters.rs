@@ -51,6 +51,18 @@ counters! {
     DropIpv6ExtHeaderChain => "drop_ipv6_ext_header_chain",
     /// IPv4 header or TCP checksum wrong: dropped.
     DropBadChecksum => "drop_bad_checksum",
+    /// SYN (or an ACK we would answer with RST) to a broadcast or multicast MAC or IP address
+    /// (IPv4 class E included): never answered, as the answer would come from that address.
+    DropMulticastDestination => "drop_multicast_destination",
+    /// SYN (or an ACK we would answer with RST) to an address that is not ours (the
+    /// interface's or `--address`): never answered, as the answer would spoof it.
+    DropNotLocalDestination => "drop_not_local_destination",
+    /// SYN (or an ACK we would answer with RST) from a martian source (IPv4 0/8, 127/8,
+    /// 224/4, 240/4; IPv6 ::, ::1, ff00::/8, v4-mapped): dropped.
+    DropMartianSource => "drop_martian_source",
+    /// SYN (or an ACK we would answer with RST) from one of our own addresses (a "land"
+    /// attack): dropped.
+    DropOwnSource => "drop_own_source",
     /// SYN carrying payload (a SYN flood's favourite): dropped.
     DropSynWithPayload => "drop_syn_with_payload",
     /// SYN with FIN, RST or ACK set (not a client's SYN): dropped.

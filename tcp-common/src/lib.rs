@@ -12,6 +12,7 @@ pub mod config;
 pub mod cookie;
 pub mod counters;
 pub mod flow;
+pub mod local;
 pub mod meta;
 pub mod proto;
 pub mod synack;
@@ -32,6 +33,8 @@ pub mod maps {
     /// `LruHashMap<FlowKey, FlowValue>`: connections whose third ACK carried a valid cookie,
     /// sized at load time (`flow::FlowTableSize`).
     pub const FLOWS: &str = "SYNSHIELD_FLOWS";
+    /// `Array<local::LocalAddrs>` with one entry: the addresses whose SYNs are answered.
+    pub const LOCAL_ADDRS: &str = "SYNSHIELD_LOCAL_ADDRS";
     /// `XskMap`, indexed by RX queue: the AF_XDP sockets that receive the flows' segments.
     pub const XSKS: &str = "SYNSHIELD_XSKS";
 }

@@ -55,7 +55,8 @@ use tcp_common::{
     cookie,
     counters::COUNTER_COUNT,
     flow::{FLOW_TABLE_SIZE, MAX_RX_QUEUES},
-    proto::TCP_HLEN,
+    local::{AddrWords, LocalAddrs, is_group_mac},
+    proto::{ETH_HLEN, TCP_HLEN},
     synack::{self, flags},
     wire::{
         frame::{self, IpHeader, TcpFixed, TcpSink},
@@ -78,6 +79,10 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT,
 #[map(name = "SYNSHIELD_FLOWS")]
 static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOW_TABLE_SIZE, 0);
 
+/// The addresses whose SYNs are answered (`tcp_common::local`).
+#[map(name = "SYNSHIELD_LOCAL_ADDRS")]
+static LOCAL_ADDRS: Array<LocalAddrs> = Array::with_max_entries(1, 0);
+
 #[map(name = "SYNSHIELD_XSKS")]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_RX_QUEUES, 0);
 
@@ -92,6 +97,12 @@ impl Verdict {
     #[inline(always)]
     fn new(c: Counter, action: u32) -> Verdict {
         Verdict((u64::from(c as u32) << 32) | u64::from(action))
+    }
+
+    /// A drop counted by the counter at index `counter` (from a global function).
+    #[inline(always)]
+    fn refused(counter: u32) -> Verdict {
+        Verdict((u64::from(counter) << 32) | u64::from(XDP_DROP))
     }
 
     #[inline(always)]
@@ -213,7 +224,60 @@ fn syn_to_synack<const L2: usize, const L4: usize, F: IpHeader>(
     if let Err(c) = check_syn::<L4, F>(ctx, ip, th, tcp_len, &mut opts) {
         return drop(c);
     }
+    let refused = check_answerable(ctx, ip);
+    if refused != 0 {
+        return Verdict::refused(refused);
+    }
     write_synack::<L2, L4, F>(ctx, cfg, ip, th, &opts)
+}
+
+/// Whether we may answer the packet at all, going by its addresses (`tcp_common::local`):
+/// not to a group MAC address, not to an address that is not ours or is multicast, not from
+/// a martian or from ourselves. 0 if so, else the index of the refusal's counter.
+#[inline(always)]
+fn check_answerable<F: IpHeader>(ctx: &XdpContext, ip: &F) -> u32 {
+    // Verifier note: the check covers the Ethernet header, not one byte: LLVM turns
+    // `data + 1 <= end` into `data < end`, from which the verifier learns no range.
+    let frame = XdpFrame::new(ctx);
+    if !frame.has(ETH_HLEN) {
+        return Counter::DropTruncated as u32;
+    }
+    // SAFETY: 14 bytes checked.
+    if is_group_mac(unsafe { frame.u8_at(0) }) {
+        return Counter::DropMulticastDestination as u32;
+    }
+    match ip.addr_words() {
+        AddrWords::V4 { src, dst } => synshield_admits_v4(src, dst),
+        AddrWords::V6 { src, dst } => synshield_admits_v6(src[0], src[1], dst[0], dst[1]),
+    }
+}
+
+/// Whether we may answer an IPv4 packet from `src` to `dst` (`u32::from_be_bytes`): 0, or the
+/// index of the counter of the refusal (`tcp_common::local::LocalAddrs::admits_v4`).
+///
+/// A *global* BPF function, as `synshield_tcp_options`: verified once on its own. Inlined
+/// into the SYN and RST paths of the six frame layouts, the scan of the address list (each
+/// step a branch) left as many states as there were ways out of it, and the verifier walked
+/// the rest of the SYN path from each: five times the instructions of the whole program.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn synshield_admits_v4(src: u32, dst: u32) -> u32 {
+    let Some(local) = LOCAL_ADDRS.get(0) else { return Counter::DropNotLocalDestination as u32 };
+    match local.admits_v4(src, dst) {
+        Ok(()) => 0,
+        Err(c) => c as u32,
+    }
+}
+
+/// As [`synshield_admits_v4`] for IPv6 (addresses as big-endian halves).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn synshield_admits_v6(src_hi: u64, src_lo: u64, dst_hi: u64, dst_lo: u64) -> u32 {
+    let Some(local) = LOCAL_ADDRS.get(0) else { return Counter::DropNotLocalDestination as u32 };
+    match local.admits_v6([src_hi, src_lo], [dst_hi, dst_lo]) {
+        Ok(()) => 0,
+        Err(c) => c as u32,
+    }
 }
 
 /// Whether the SYN may be answered (flags, no payload, checksum, options); its options into
@@ -479,6 +543,10 @@ fn ack_to_rst<const L2: usize, const L4: usize, F: IpHeader>(
     th: &TcpFixed,
     tcp_len: usize,
 ) -> Verdict {
+    let refused = check_answerable(ctx, ip);
+    if refused != 0 {
+        return Verdict::refused(refused);
+    }
     let opts_sum = match options::read_options::<L4>(ctx, th.header_len() - TCP_HLEN) {
         Ok((_, sum)) => sum,
         Err(c) => return drop(c),

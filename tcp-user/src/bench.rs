@@ -261,7 +261,7 @@ pub fn run(
         secrets::SecretKeeper::new(secrets::SecretsSchedule::default(), secrets::monotonic_secs())
             .map_err(|e| BenchError::Unexpected(format!("cookie keys: {e}")))?;
     let config = Config { ports, secrets: keeper.secrets(), ..Config::EMPTY };
-    loader::write_config(&mut ebpf, &config)?;
+    write_maps(&mut ebpf, &config)?;
     let mut cases = vec![
         (Subject::Drop, Frame::Bare),
         (Subject::KernelCookie, Frame::Bare),
@@ -271,7 +271,6 @@ pub fn run(
         (Subject::Synshield, Frame::ForgedAck),
         (Subject::Synshield, Frame::KnownFlow),
     ];
-    insert_known_flow(&mut ebpf)?;
     let loading = |subject: Subject| {
         move |source| BenchError::Program { what: format!("loading {}", subject.program()), source }
     };
@@ -279,9 +278,8 @@ pub fn run(
         program(&mut ebpf, subject.program())?.load().map_err(loading(subject))?;
     }
     if let Some(base) = &mut base {
-        loader::write_config(base, &config)?;
+        write_maps(base, &config)?;
         program(base, Subject::Baseline.program())?.load().map_err(loading(Subject::Baseline))?;
-        insert_known_flow(base)?;
         for frame in [
             Frame::Bare,
             Frame::BarePadded,
@@ -351,6 +349,18 @@ pub fn run(
             }
         })
         .collect())
+}
+
+/// Writes the configuration, the shield's address (the frames' destination) and the known
+/// flow into a loaded object's maps.
+fn write_maps(ebpf: &mut Ebpf, config: &Config) -> Result<(), BenchError> {
+    loader::write_config(ebpf, config)?;
+    // A baseline build from before the local-address map has none to write.
+    if ebpf.map(tcp_common::maps::LOCAL_ADDRS).is_some() {
+        let local = loader::local_addrs(&[std::net::IpAddr::from([198, 18, 0, 2])], &[])?;
+        loader::write_local_addrs(ebpf, &local)?;
+    }
+    insert_known_flow(ebpf)
 }
 
 /// Keeps the measuring thread on the CPU it runs on, so that every run sees the same caches.

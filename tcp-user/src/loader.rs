@@ -5,6 +5,7 @@
 //! program, so synshield never leaves a stale program on an interface.
 
 use std::io;
+use std::net::IpAddr;
 
 use std::borrow::Borrow;
 use std::os::fd::AsFd as _;
@@ -15,6 +16,7 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode},
 };
 use tcp_common::flow::FlowTableSize;
+use tcp_common::local::LocalAddrs;
 use tcp_common::{Config, Counter, maps};
 
 use crate::stats::CounterSnapshot;
@@ -93,6 +95,8 @@ pub struct ShieldOptions {
     /// What the flow table must hold: `max_entries` of `SYNSHIELD_FLOWS` is set from it
     /// (`tcp_common::flow`). `None`: the object's own size (tests).
     pub flow_table: Option<FlowTableSize>,
+    /// Addresses whose SYNs are answered besides the interface's (`--address`).
+    pub addresses: Vec<IpAddr>,
 }
 
 /// The XDP program, loaded and attached; detached when dropped.
@@ -138,6 +142,13 @@ impl Shield {
     ) -> Result<Shield, LoadError> {
         let mut ebpf = load_with(object, options.flow_table)?;
         write_config(&mut ebpf, config)?;
+        let local = local_addrs(&interface_addresses(iface)?, &options.addresses)?;
+        if local.is_empty() {
+            log::warn!(
+                "{iface} has no IP address and none was given with --address: no SYN will be answered"
+            );
+        }
+        write_local_addrs(&mut ebpf, &local)?;
         let program: &mut Xdp = program(&mut ebpf)?;
         program.load().map_err(|e| program_error(&e, iface))?;
         let mode = match mode {
@@ -253,6 +264,76 @@ pub fn write_config(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
     array.set(0, config, 0).map_err(|e| other(&e))
 }
 
+/// Writes the addresses whose SYNs the program answers (`tcp_common::local`).
+pub fn write_local_addrs(ebpf: &mut Ebpf, local: &LocalAddrs) -> Result<(), LoadError> {
+    let map = ebpf.map_mut(maps::LOCAL_ADDRS).ok_or_else(|| {
+        LoadError::Other(format!("the XDP object has no map {}", maps::LOCAL_ADDRS))
+    })?;
+    let mut array: Array<_, LocalAddrs> = Array::try_from(map).map_err(|e| other(&e))?;
+    array.set(0, local, 0).map_err(|e| other(&e))
+}
+
+/// The list the program answers for: the interface's unicast addresses (`interface`; others,
+/// such as a loopback's, are left out) and the `extra` ones (`--address`, which must be
+/// unicast).
+pub fn local_addrs(interface: &[IpAddr], extra: &[IpAddr]) -> Result<LocalAddrs, LoadError> {
+    let mut local = LocalAddrs::default();
+    let push = |l: &mut LocalAddrs, a: &IpAddr| match a {
+        IpAddr::V4(a) => l.push_v4(a.octets()),
+        IpAddr::V6(a) => l.push_v6(a.octets()),
+    };
+    for a in extra {
+        push(&mut local, a).map_err(|e| LoadError::Other(format!("--address {a}: {e}")))?;
+    }
+    for a in interface {
+        match push(&mut local, a) {
+            Ok(()) | Err(tcp_common::local::LocalAddrError::NotUnicast) => {}
+            Err(e) => return Err(LoadError::Other(format!("the interface's address {a}: {e}"))),
+        }
+    }
+    Ok(local)
+}
+
+/// The IPv4 and IPv6 addresses of `iface` in the calling thread's network namespace (empty
+/// if there is no such interface).
+pub fn interface_addresses(iface: &str) -> Result<Vec<IpAddr>, LoadError> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head that we free below.
+    if unsafe { libc::getifaddrs(&raw mut head) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(LoadError::Other(format!("listing the interfaces' addresses: {e}")));
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: a node of the list getifaddrs made, valid until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        // SAFETY: ifa_name is a NUL-terminated string of the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        if ifa.ifa_addr.is_null() || name.to_bytes() != iface.as_bytes() {
+            continue;
+        }
+        // SAFETY: ifa_addr points at a sockaddr of the family it names.
+        unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = ifa.ifa_addr.cast::<libc::sockaddr_in>().read_unaligned();
+                    out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                }
+                libc::AF_INET6 => {
+                    let sin6 = ifa.ifa_addr.cast::<libc::sockaddr_in6>().read_unaligned();
+                    out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                }
+                _ => {}
+            }
+        }
+    }
+    // SAFETY: the list getifaddrs made, freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
 /// Reads every counter, summed over CPUs.
 pub fn read_counters(ebpf: &Ebpf) -> Result<CounterSnapshot, LoadError> {
     let map = ebpf
@@ -307,6 +388,17 @@ impl ConfigWriter {
     }
 }
 
+/// Rewrites the addresses whose SYNs are answered from anywhere (a task that follows the
+/// interface's addresses): see [`local_addrs`] and [`interface_addresses`].
+pub struct LocalAddrsWriter(Array<MapData, LocalAddrs>);
+
+impl LocalAddrsWriter {
+    /// Replaces the list the program reads.
+    pub fn write(&mut self, local: &LocalAddrs) -> Result<(), LoadError> {
+        self.0.set(0, local, 0).map_err(|e| other(&e))
+    }
+}
+
 /// Reads the counters from anywhere (status line, metrics).
 pub struct CounterReader(PerCpuArray<MapData, u64>);
 
@@ -322,6 +414,13 @@ impl Shield {
     pub fn config_writer(&self) -> Result<ConfigWriter, LoadError> {
         Array::try_from(map_handle(&self.ebpf, maps::CONFIG)?)
             .map(ConfigWriter)
+            .map_err(|e| other(&e))
+    }
+
+    /// A writer of the local addresses that does not borrow the shield.
+    pub fn local_addrs_writer(&self) -> Result<LocalAddrsWriter, LoadError> {
+        Array::try_from(map_handle(&self.ebpf, maps::LOCAL_ADDRS)?)
+            .map(LocalAddrsWriter)
             .map_err(|e| other(&e))
     }
 

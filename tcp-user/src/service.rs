@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
+    /// Addresses to answer SYNs for besides the interface's own, comma separated.
+    #[arg(long = "address", value_delimiter = ',', num_args = 1..)]
+    pub addresses: Vec<std::net::IpAddr>,
     /// Most connections held at once; beyond it new ones are reset.
     #[arg(long, default_value_t = 100_000)]
     pub max_conns: usize,
@@ -278,7 +281,10 @@ fn xdp_config(args: &ServeArgs) -> Result<Config> {
 /// How the loader sizes and fills the XDP program's maps.
 fn shield_options(args: &ServeArgs) -> ShieldOptions {
     let max_conns = u32::try_from(args.max_conns).unwrap_or(u32::MAX);
-    ShieldOptions { flow_table: Some(tcp_common::flow::FlowTableSize::for_max_conns(max_conns)) }
+    ShieldOptions {
+        flow_table: Some(tcp_common::flow::FlowTableSize::for_max_conns(max_conns)),
+        addresses: args.addresses.clone(),
+    }
 }
 
 /// The engine's configuration, consistent with what the XDP program advertises.

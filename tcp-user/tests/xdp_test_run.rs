@@ -6,6 +6,7 @@
 // Helpers unwrap as the tests do (allow-unwrap-in-tests covers only #[test] functions).
 #![cfg_attr(feature = "root-tests", expect(clippy::unwrap_used, reason = "test helpers"))]
 
+use std::net::IpAddr;
 use std::os::fd::AsRawFd as _;
 
 use aya::Ebpf;
@@ -79,6 +80,8 @@ impl Xdp {
         let mut ebpf = loader::load_with(loader::XDP_OBJECT, size).expect("load the XDP object");
         loader::program(&mut ebpf).unwrap().load().expect("verifier accepts the program");
         loader::write_config(&mut ebpf, cfg).unwrap();
+        let ours = [IpAddr::from(SHIELD_V4), IpAddr::from(SHIELD_V6)];
+        loader::write_local_addrs(&mut ebpf, &loader::local_addrs(&ours, &[]).unwrap()).unwrap();
         Xdp { ebpf }
     }
 
@@ -171,6 +174,9 @@ struct Segment {
     ecn_setup: bool,
     options: Vec<TcpOptionElement>,
     payload: Vec<u8>,
+    /// Source and destination, if not the client's and the shield's.
+    addrs: Option<(IpAddr, IpAddr)>,
+    dst_mac: [u8; 6],
 }
 
 impl Segment {
@@ -188,26 +194,30 @@ impl Segment {
             ecn_setup: false,
             options,
             payload: Vec::new(),
+            addrs: None,
+            dst_mac: SHIELD_MAC,
         }
     }
 
     fn frame(&self) -> Vec<u8> {
-        let eth = PacketBuilder::ethernet2(CLIENT_MAC, SHIELD_MAC);
+        let (s4, d4, s6, d6) = match self.addrs {
+            None => (CLIENT_V4, SHIELD_V4, CLIENT_V6, SHIELD_V6),
+            Some((IpAddr::V4(s), IpAddr::V4(d))) => (s.octets(), d.octets(), CLIENT_V6, SHIELD_V6),
+            Some((IpAddr::V6(s), IpAddr::V6(d))) => (CLIENT_V4, SHIELD_V4, s.octets(), d.octets()),
+            Some(other) => panic!("one family: {other:?}"),
+        };
+        let eth = PacketBuilder::ethernet2(CLIENT_MAC, self.dst_mac);
         let ip = match (self.vlan, self.ip) {
-            (Vlan::None, Ip::V4) => eth.ipv4(CLIENT_V4, SHIELD_V4, 64),
-            (Vlan::None, Ip::V6) => eth.ipv6(CLIENT_V6, SHIELD_V6, 64),
-            (Vlan::One, Ip::V4) => {
-                eth.single_vlan(VlanId::try_new(100).unwrap()).ipv4(CLIENT_V4, SHIELD_V4, 64)
-            }
-            (Vlan::One, Ip::V6) => {
-                eth.single_vlan(VlanId::try_new(100).unwrap()).ipv6(CLIENT_V6, SHIELD_V6, 64)
-            }
+            (Vlan::None, Ip::V4) => eth.ipv4(s4, d4, 64),
+            (Vlan::None, Ip::V6) => eth.ipv6(s6, d6, 64),
+            (Vlan::One, Ip::V4) => eth.single_vlan(VlanId::try_new(100).unwrap()).ipv4(s4, d4, 64),
+            (Vlan::One, Ip::V6) => eth.single_vlan(VlanId::try_new(100).unwrap()).ipv6(s6, d6, 64),
             (Vlan::Two, Ip::V4) => eth
                 .double_vlan(VlanId::try_new(10).unwrap(), VlanId::try_new(20).unwrap())
-                .ipv4(CLIENT_V4, SHIELD_V4, 64),
+                .ipv4(s4, d4, 64),
             (Vlan::Two, Ip::V6) => eth
                 .double_vlan(VlanId::try_new(10).unwrap(), VlanId::try_new(20).unwrap())
-                .ipv6(CLIENT_V6, SHIELD_V6, 64),
+                .ipv6(s6, d6, 64),
         };
         let mut tcp = ip.tcp(self.sport, self.dport, self.seq, 64240);
         if self.syn {
@@ -712,6 +722,102 @@ fn flow_table_holds_max_conns_and_evicts_instead_of_refusing() {
     let newest = 3000 + u16::try_from(more).unwrap();
     assert!(xdp.flow(&flow_key_from(Ip::V4, newest)).is_some(), "the newest is kept");
     assert!(xdp.flow(&flow_key_from(Ip::V4, 1)).is_none(), "the oldest went first");
+}
+
+/// SYNs are answered only for our addresses, and only from sources a peer can have: each
+/// refusal counted by its reason, IPv4 and IPv6; a RST (when configured) likewise.
+#[test]
+fn syns_are_answered_only_for_our_addresses_and_plausible_sources() {
+    let mut cfg = config();
+    cfg.flags |= ConfigFlags::RST_INVALID_ACK.0;
+    let mut xdp = Xdp::new(&cfg);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let cases = [
+        ("198.18.0.1", "198.18.0.2", None),
+        ("203.0.113.9", "198.18.0.2", None),
+        ("198.18.0.1", "198.18.0.3", Some(Counter::DropNotLocalDestination)),
+        ("198.18.0.1", "198.18.0.255", Some(Counter::DropNotLocalDestination)),
+        ("198.18.0.1", "255.255.255.255", Some(Counter::DropMulticastDestination)),
+        ("198.18.0.1", "224.0.0.1", Some(Counter::DropMulticastDestination)),
+        ("198.18.0.1", "240.0.0.9", Some(Counter::DropMulticastDestination)),
+        ("0.0.0.0", "198.18.0.2", Some(Counter::DropMartianSource)),
+        ("127.0.0.1", "198.18.0.2", Some(Counter::DropMartianSource)),
+        ("224.1.2.3", "198.18.0.2", Some(Counter::DropMartianSource)),
+        ("250.0.0.1", "198.18.0.2", Some(Counter::DropMartianSource)),
+        ("255.255.255.255", "198.18.0.2", Some(Counter::DropMartianSource)),
+        ("198.18.0.2", "198.18.0.2", Some(Counter::DropOwnSource)),
+        ("2001:2::1", "2001:2::2", None),
+        ("2001:2::1", "2001:2::3", Some(Counter::DropNotLocalDestination)),
+        ("2001:2::1", "ff02::1", Some(Counter::DropMulticastDestination)),
+        ("::", "2001:2::2", Some(Counter::DropMartianSource)),
+        ("::1", "2001:2::2", Some(Counter::DropMartianSource)),
+        ("ff02::2", "2001:2::2", Some(Counter::DropMartianSource)),
+        ("::ffff:198.18.0.1", "2001:2::2", Some(Counter::DropMartianSource)),
+        ("2001:2::2", "2001:2::2", Some(Counter::DropOwnSource)),
+    ];
+    for (src, dst, refused) in cases {
+        let family = if ip(src).is_ipv4() { Ip::V4 } else { Ip::V6 };
+        for vlan in [Vlan::None, Vlan::Two] {
+            let mut syn = Segment::syn(family, vlan, linux_syn_options());
+            syn.addrs = Some((ip(src), ip(dst)));
+            let r = xdp.run(&syn.frame());
+            let mut ack = third_ack(0x5555_0000);
+            (ack.ip, ack.vlan, ack.addrs) = (family, vlan, syn.addrs);
+            let rst = xdp.run(&ack.frame());
+            match refused {
+                None => {
+                    assert_eq!((r.action, r.verdict), (XDP_TX, Counter::TxSynAck), "{src} {dst}");
+                    assert_eq!((rst.action, rst.verdict), (XDP_TX, Counter::TxRst));
+                }
+                Some(c) => {
+                    assert_eq!((r.action, r.verdict), (XDP_DROP, c), "{src} -> {dst}");
+                    assert_eq!((rst.action, rst.verdict), (XDP_DROP, c), "RST {src} -> {dst}");
+                }
+            }
+        }
+    }
+    // To a broadcast or multicast MAC address: the SYN-ACK would come from it.
+    for mac in [[0xff; 6], [0x01, 0, 0x5e, 0, 0, 1], [0x33, 0x33, 0, 0, 0, 1]] {
+        for family in [Ip::V4, Ip::V6] {
+            let mut syn = Segment::syn(family, Vlan::One, Vec::new());
+            syn.dst_mac = mac;
+            let r = xdp.run(&syn.frame());
+            assert_eq!((r.action, r.verdict), (XDP_DROP, Counter::DropMulticastDestination));
+        }
+    }
+}
+
+/// The loader answers for the interface's own addresses (read in its network namespace) and
+/// the `--address` ones; an address that is not unicast is refused with a sentence.
+#[test]
+fn local_addresses_are_the_interface_s_and_the_extra_ones() {
+    let lab = Lab::new().unwrap();
+    let found = lab.shield.enter(|| loader::interface_addresses(SHIELD_IF)).unwrap().unwrap();
+    assert!(found.contains(&IpAddr::from(SHIELD_V4)), "{found:?}");
+    assert!(found.contains(&IpAddr::from(SHIELD_V6)), "{found:?}");
+    let extra: IpAddr = "203.0.113.7".parse().unwrap();
+    let options = loader::ShieldOptions { addresses: vec![extra], ..Default::default() };
+    let shield = lab
+        .shield
+        .enter(|| {
+            loader::Shield::attach_with(
+                SHIELD_IF,
+                loader::XdpModeChoice::Native,
+                &config(),
+                &options,
+            )
+        })
+        .unwrap()
+        .unwrap();
+    let map: aya::maps::Array<_, tcp_common::local::LocalAddrs> =
+        aya::maps::Array::try_from(shield.ebpf().map(maps::LOCAL_ADDRS).unwrap()).unwrap();
+    let local = map.get(&0, 0).unwrap();
+    let want = loader::local_addrs(&found, &[extra]).unwrap();
+    assert_eq!(local, want);
+    assert_eq!(local.v4_count, 2, "{local:?}");
+    assert!(local.v6_count >= 1, "{local:?}");
+    let err = loader::local_addrs(&found, &["224.0.0.1".parse().unwrap()]).unwrap_err();
+    assert!(err.to_string().contains("--address 224.0.0.1: not a unicast address"), "{err}");
 }
 
 /// With `--rst-invalid-ack`, an invalid ACK whose checksum does not verify is not answered.

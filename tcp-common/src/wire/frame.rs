@@ -50,6 +50,7 @@ use crate::config::{Config, PortSet};
 use crate::cookie::{TupleV4, TupleV6};
 use crate::counters::Counter;
 use crate::flow::FlowKey;
+use crate::local::AddrWords;
 use crate::proto::{
     ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN,
     TCP_HLEN, VLAN_HLEN,
@@ -352,6 +353,8 @@ pub trait IpHeader {
     fn addrs(&self) -> (IpAddr, IpAddr);
     /// The ECN field (RFC 3168: the low two bits of TOS / traffic class).
     fn ecn(&self) -> u8;
+    /// Source and destination as integers, for the checks of `local::LocalAddrs`.
+    fn addr_words(&self) -> AddrWords;
     /// Turns the IP header at `L2` into the reply's: addresses swapped, length for `tcp_len`
     /// bytes of TCP, TTL / hop limit `ttl`, not ECN-capable, Don't Fragment on IPv4.
     ///
@@ -404,6 +407,11 @@ impl IpHeader for Ipv4 {
     #[inline(always)]
     fn ecn(&self) -> u8 {
         self.tos & 3
+    }
+
+    #[inline(always)]
+    fn addr_words(&self) -> AddrWords {
+        AddrWords::V4 { src: u32::from_be_bytes(self.src), dst: u32::from_be_bytes(self.dst) }
     }
 
     #[inline(always)]
@@ -478,6 +486,11 @@ impl IpHeader for Ipv6 {
     #[inline(always)]
     fn ecn(&self) -> u8 {
         self.traffic_class & 3
+    }
+
+    #[inline(always)]
+    fn addr_words(&self) -> AddrWords {
+        AddrWords::V6 { src: self.src, dst: self.dst }
     }
 
     #[inline(always)]
