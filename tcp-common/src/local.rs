@@ -131,6 +131,33 @@ impl LocalAddrs {
         self.v4_count == 0 && self.v6_count == 0
     }
 
+    /// The common case in a few instructions, for the XDP program to inline: a list of one
+    /// or two addresses of the family (a host's address, an IPv6 global and link-local pair),
+    /// the destination one of them, the source neither and not a martian. `true` means
+    /// admitted; `false` means ask [`LocalAddrs::admits`], which also says why not.
+    #[inline(always)]
+    #[must_use]
+    pub fn admits_fast(&self, a: AddrWords) -> bool {
+        match a {
+            AddrWords::V4 { src, dst } => {
+                let n = self.v4_count;
+                if n == 0 || n > 2 {
+                    return false;
+                }
+                let (a0, a1) = (self.v4[0], self.v4[usize::from(n == 2)]);
+                (dst == a0 || dst == a1) && src != a0 && src != a1 && !martian_v4(src)
+            }
+            AddrWords::V6 { src, dst } => {
+                let n = self.v6_count;
+                if n == 0 || n > 2 {
+                    return false;
+                }
+                let (a0, a1) = (self.v6[0], self.v6[usize::from(n == 2)]);
+                (dst == a0 || dst == a1) && src != a0 && src != a1 && !martian_v6(src)
+            }
+        }
+    }
+
     /// Whether the shield answers a SYN with these addresses: [`LocalAddrs::admits_v4`] or
     /// [`LocalAddrs::admits_v6`].
     #[inline(always)]
@@ -296,6 +323,37 @@ mod tests {
             assert_eq!(l.admits_v6(v6(src), v6(dst)), Err(why), "{src} -> {dst}");
         }
         assert_eq!(l.admits_v6(v6("::2"), v6("2001:2::2")), Ok(()), "only :: and ::1");
+    }
+
+    /// The fast path never admits what the full check refuses, and admits the common case.
+    #[test]
+    fn fast_path_agrees_with_the_full_check() {
+        let mut one = LocalAddrs::default();
+        one.push_v4([198, 18, 0, 2]).unwrap();
+        one.push_v6("2001:2::2".parse::<Ipv6Addr>().unwrap().octets()).unwrap();
+        let mut three = ours();
+        three.push_v4([10, 0, 0, 9]).unwrap();
+        let v4s = ["198.18.0.1", "198.18.0.2", "10.0.0.1", "10.0.0.9", "0.0.0.0", "224.0.0.1"];
+        let v6s = ["2001:2::1", "2001:2::2", "fe80::2", "::", "ff02::1", "::ffff:1.2.3.4"];
+        for l in [LocalAddrs::default(), one, ours(), three] {
+            for (src, dst) in v4s.iter().flat_map(|s| v4s.iter().map(move |d| (*s, *d))) {
+                let a = AddrWords::V4 { src: v4(src), dst: v4(dst) };
+                if l.admits_fast(a) {
+                    assert_eq!(l.admits(a), Ok(()), "{src} -> {dst} with {l:?}");
+                }
+            }
+            for (src, dst) in v6s.iter().flat_map(|s| v6s.iter().map(move |d| (*s, *d))) {
+                let a = AddrWords::V6 { src: v6(src), dst: v6(dst) };
+                if l.admits_fast(a) {
+                    assert_eq!(l.admits(a), Ok(()), "{src} -> {dst} with {l:?}");
+                }
+            }
+        }
+        let client = AddrWords::V4 { src: v4("198.18.0.1"), dst: v4("198.18.0.2") };
+        assert!(one.admits_fast(client) && ours().admits_fast(client));
+        assert!(!three.admits_fast(client), "three addresses: the full check");
+        let client6 = AddrWords::V6 { src: v6("2001:2::1"), dst: v6("2001:2::2") };
+        assert!(one.admits_fast(client6) && ours().admits_fast(client6));
     }
 
     #[test]

@@ -233,7 +233,9 @@ fn syn_to_synack<const L2: usize, const L4: usize, F: IpHeader>(
 
 /// Whether we may answer the packet at all, going by its addresses (`tcp_common::local`):
 /// not to a group MAC address, not to an address that is not ours or is multicast, not from
-/// a martian or from ourselves. 0 if so, else the index of the refusal's counter.
+/// a martian or from ourselves. 0 if so, else the index of the refusal's counter. A list of
+/// one or two addresses is checked inline (`admits_fast`); anything else, and every refusal,
+/// by the global functions.
 #[inline(always)]
 fn check_answerable<F: IpHeader>(ctx: &XdpContext, ip: &F) -> u32 {
     // Verifier note: the check covers the Ethernet header, not one byte: LLVM turns
@@ -246,7 +248,11 @@ fn check_answerable<F: IpHeader>(ctx: &XdpContext, ip: &F) -> u32 {
     if is_group_mac(unsafe { frame.u8_at(0) }) {
         return Counter::DropMulticastDestination as u32;
     }
-    match ip.addr_words() {
+    let addrs = ip.addr_words();
+    if LOCAL_ADDRS.get(0).is_some_and(|l| l.admits_fast(addrs)) {
+        return 0;
+    }
+    match addrs {
         AddrWords::V4 { src, dst } => synshield_admits_v4(src, dst),
         AddrWords::V6 { src, dst } => synshield_admits_v6(src[0], src[1], dst[0], dst[1]),
     }
