@@ -1,6 +1,7 @@
 //! What userspace tells the XDP program, in one `#[repr(C)]` value so the hot path needs a
 //! single map lookup to learn everything it needs.
 
+use crate::adaptive::{self, RateParams, SynMode};
 use crate::cookie::{CookieKey, CookieSecrets};
 use crate::flow::FlowValue;
 
@@ -129,8 +130,17 @@ pub struct Config {
     pub wscale: u8,
     /// TTL (IPv4) / hop limit (IPv6) of what we send.
     pub ttl: u8,
+    /// Adaptive mode: SYNs per window on one CPU above which it answers with cookies
+    /// (`adaptive::window_limit`).
+    pub syn_window_limit: u32,
+    /// How SYNs are answered: a [`SynMode`] value.
+    pub syn_mode: u8,
+    /// Adaptive mode: the window is `2^syn_window_shift` ns.
+    pub syn_window_shift: u8,
+    /// Adaptive mode: calm windows in a row before a CPU goes back to stateful.
+    pub syn_calm_windows: u8,
     /// Zero (keeps the layout free of padding).
-    pub reserved: u32,
+    pub reserved: [u8; 5],
 }
 
 impl Config {
@@ -149,8 +159,40 @@ impl Config {
         window: 65535,
         wscale: 7,
         ttl: 64,
-        reserved: 0,
+        syn_window_limit: 168,
+        syn_mode: SynMode::Cookies as u8,
+        syn_window_shift: adaptive::DEFAULT_WINDOW_SHIFT,
+        syn_calm_windows: adaptive::DEFAULT_CALM_WINDOWS,
+        reserved: [0; 5],
     };
+
+    /// Sets how SYNs are answered: `mode`, and for adaptive mode the threshold in SYNs per
+    /// second summed over the `receiving_cpus` CPUs that run the program (default window and
+    /// calm windows).
+    pub fn set_syn_mode(&mut self, mode: SynMode, syn_threshold: u32, receiving_cpus: u32) {
+        self.syn_mode = mode as u8;
+        self.syn_window_shift = adaptive::DEFAULT_WINDOW_SHIFT;
+        self.syn_calm_windows = adaptive::DEFAULT_CALM_WINDOWS;
+        self.syn_window_limit =
+            adaptive::window_limit(syn_threshold, receiving_cpus, self.syn_window_shift);
+    }
+
+    /// How SYNs are answered.
+    #[must_use]
+    pub fn syn_mode(&self) -> SynMode {
+        SynMode::from_u8(self.syn_mode)
+    }
+
+    /// What a CPU judges its SYN rate by (adaptive mode).
+    #[inline(always)]
+    #[must_use]
+    pub fn rate_params(&self) -> RateParams {
+        RateParams {
+            limit: self.syn_window_limit,
+            shift: self.syn_window_shift,
+            calm_windows: self.syn_calm_windows,
+        }
+    }
 
     /// Lowers the MSS values to what an interface MTU allows (IPv4 and TCP headers 40 bytes,
     /// IPv6 and TCP 60).
@@ -188,7 +230,7 @@ mod tests {
 
     #[test]
     fn config_has_no_padding() {
-        assert_eq!(core::mem::size_of::<Config>(), 8192 + 40 + 4 + 2 + 2 + 2 + 1 + 1 + 4);
+        assert_eq!(core::mem::size_of::<Config>(), 8192 + 40 + 4 + 2 + 2 + 2 + 1 + 1 + 4 + 3 + 5);
     }
 
     #[test]
@@ -214,6 +256,16 @@ mod tests {
         assert!(!ConfigFlags(every.0 & !ConfigFlags::WINDOW_SCALING.0).offers(&ws_only));
         let nothing = FlowValue { peer_wscale: FlowValue::NO_WSCALE, ..ws_only };
         assert!(ConfigFlags(0).offers(&nothing), "a connection without options is always fine");
+    }
+
+    #[test]
+    fn syn_mode_and_its_window_limit() {
+        let mut c = Config::EMPTY;
+        assert_eq!(c.syn_mode(), SynMode::Cookies, "cookies by default");
+        assert_eq!(c.rate_params().limit, adaptive::window_limit(10_000, 1, 24));
+        c.set_syn_mode(SynMode::Adaptive, 20_000, 4);
+        assert_eq!(c.syn_mode(), SynMode::Adaptive);
+        assert_eq!(c.rate_params(), RateParams { limit: 84, shift: 24, calm_windows: 8 });
     }
 
     #[test]

@@ -101,6 +101,16 @@ counters! {
     RedirectNewFlow => "redirect_new_flow",
     /// Segment of a known flow redirected to userspace (metadata FLOW).
     RedirectFlow => "redirect_flow",
+    /// SYN for a tuple in the flow map that is not in TIME-WAIT (established: RFC 5961 section
+    /// 4, the engine answers with a challenge ACK; half-open: a retransmitted SYN, the shard
+    /// answers with its SYN-ACK again): redirected to userspace (metadata FLOW).
+    RedirectSynFlow => "redirect_syn_known_flow",
+    /// SYN redirected to userspace to be answered statefully (stateful or adaptive mode;
+    /// metadata SYN).
+    RedirectSyn => "redirect_syn",
+    /// SYN dropped in stateful mode: the RX queue's half-open table has no room (userspace
+    /// said so), as Linux drops SYNs on a full queue without cookies.
+    DropSynHalfOpenFull => "drop_syn_half_open_full",
     /// Bare ACK with a valid cookie for a tuple in TIME-WAIT, redirected to userspace to decide
     /// on a reopen (metadata REOPEN; the map is not written).
     RedirectReopen => "redirect_reopen",

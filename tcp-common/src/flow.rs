@@ -34,6 +34,7 @@
 //! reaches no flow (dropped as an invalid ACK) and times out.
 
 use crate::cookie::{TsOptions, ValidCookie};
+use crate::wire::options::TcpOptions;
 
 /// Entries of the flow table in the object: what a load without sizing (tests, benchmarks)
 /// gets. The loader of `synshield serve` sets `max_entries` from [`FlowTableSize`].
@@ -172,7 +173,8 @@ pub struct FlowValue {
     /// Our window scale shift (what the SYN-ACK offered); meaningful only if the peer's is set.
     pub local_wscale: u8,
     /// [`FlowValue::TIMESTAMPS`] | [`FlowValue::SACK`] | [`FlowValue::ECN`] (what the cookie
-    /// negotiated, written by XDP) and [`FlowValue::TIME_WAIT`] (set and cleared by userspace).
+    /// negotiated, written by XDP), [`FlowValue::TIME_WAIT`] and [`FlowValue::HALF_OPEN`] (set
+    /// and cleared by userspace).
     pub flags: u8,
     /// The RX queue whose AF_XDP socket owns the flow: written by XDP on insert (the queue the
     /// third ACK arrived on), rewritten by userspace if it moves the flow.
@@ -192,6 +194,19 @@ impl FlowValue {
     /// cookie for this tuple reaches userspace as a reopen candidate (RFC 6191) rather than as
     /// a segment of the old connection.
     pub const TIME_WAIT: u8 = 0x80;
+    /// A stateful handshake in progress (userspace sets and clears it): the entry of a
+    /// half-open connection. The contract:
+    ///
+    /// - userspace inserts the entry, with this flag, when it answers a SYN statefully (a SYN
+    ///   that reached it with `RxMeta` kind SYN), before the SYN-ACK leaves; its `queue` names
+    ///   the shard that holds the half-open connection; the other fields are userspace's;
+    /// - XDP sends every segment of the tuple to userspace as FLOW, as for an established
+    ///   connection: the third ACK (which carries no cookie, so XDP could not validate it), and
+    ///   a retransmitted SYN (the shard answers with its SYN-ACK again);
+    /// - userspace clears the flag when the handshake completes, and removes the entry when
+    ///   the half-open connection is dropped (retries exhausted, RST, timeout);
+    /// - XDP never writes such an entry; it counts in the flow table's `max_half_open`.
+    pub const HALF_OPEN: u8 = 0x40;
 
     /// The flow a valid cookie established (`queue` zero: the caller sets it). `timestamps` is the third ACK's (TSval, TSecr);
     /// without it, the connection has no timestamps, window scaling, SACK or ECN, as in Linux
@@ -236,6 +251,55 @@ impl FlowValue {
         }
     }
 
+    /// What a SYN offered, for userspace to answer it statefully (`RxMeta` kind SYN): its
+    /// ISN (`client_isn`), window, options as they were (no configuration applied: the shard
+    /// applies its own) and the RX queue. `server_isn`, `ts_synack`, `ts_offset` and
+    /// `local_wscale` are zero: userspace chooses them.
+    ///
+    /// - `mss`: the SYN's MSS option, 0 if it had none;
+    /// - `peer_wscale`: its window scale option (clamped to 14), or [`FlowValue::NO_WSCALE`];
+    /// - `ts_recent`: its TSval, with [`FlowValue::TIMESTAMPS`];
+    /// - flags [`FlowValue::SACK`] for SACK-permitted, [`FlowValue::ECN`] for an ECN setup SYN
+    ///   (ECE and CWR, RFC 3168 section 6.1.1).
+    #[inline(always)]
+    #[must_use]
+    pub fn syn_offer(
+        seq: u32,
+        window: u16,
+        opts: &TcpOptions,
+        ecn_setup: bool,
+        queue: u8,
+    ) -> FlowValue {
+        let mut flags = 0;
+        let mut ts_recent = 0;
+        if let Some(ts) = opts.timestamps() {
+            flags |= FlowValue::TIMESTAMPS;
+            ts_recent = ts.tsval;
+        }
+        if opts.sack_permitted() {
+            flags |= FlowValue::SACK;
+        }
+        if ecn_setup {
+            flags |= FlowValue::ECN;
+        }
+        FlowValue {
+            server_isn: 0,
+            client_isn: seq,
+            ts_recent,
+            ts_synack: 0,
+            ts_offset: 0,
+            mss: opts.mss().unwrap_or_default(),
+            peer_window: window,
+            peer_wscale: match opts.wscale() {
+                Some(w) => w,
+                None => FlowValue::NO_WSCALE,
+            },
+            local_wscale: 0,
+            flags,
+            queue,
+        }
+    }
+
     /// The options as the cookie carried them.
     #[must_use]
     pub fn ts_options(&self) -> TsOptions {
@@ -272,6 +336,23 @@ mod tests {
         let d = FlowTableSize::for_max_conns(100_000);
         assert_eq!(d.entries(4), 200_000 + DEFAULT_MAX_HALF_OPEN + 5 * 128);
         assert_eq!(FlowTableSize::for_max_conns(u32::MAX).entries(8), u32::MAX);
+    }
+
+    #[test]
+    fn a_syn_offer_is_the_syn_as_it_was() {
+        let o = TcpOptions::new(
+            Some(1460),
+            Some(200),
+            true,
+            Some(crate::wire::TcpTimestamp { tsval: 77, tsecr: 0 }),
+        );
+        let v = FlowValue::syn_offer(1000, 64240, &o, true, 3);
+        assert_eq!((v.client_isn, v.peer_window, v.mss, v.peer_wscale), (1000, 64240, 1460, 14));
+        assert_eq!((v.ts_recent, v.queue, v.server_isn), (77, 3, 0));
+        assert_eq!(v.flags, FlowValue::TIMESTAMPS | FlowValue::SACK | FlowValue::ECN);
+        let bare = FlowValue::syn_offer(5, 1, &TcpOptions::default(), false, 0);
+        assert_eq!((bare.mss, bare.peer_wscale, bare.flags), (0, FlowValue::NO_WSCALE, 0));
+        assert_eq!(bare.flags & (FlowValue::HALF_OPEN | FlowValue::TIME_WAIT), 0);
     }
 
     #[test]

@@ -5,9 +5,14 @@
 //! Pipeline (after Linux's `xdp_synproxy_kern.c`):
 //!
 //! ```text
-//! frame::dissect ─ ipv4 / ipv6 ─ tcp ┬─ syn_to_synack            SYN: XDP_TX a SYN-ACK
+//! frame::dissect ─ ipv4 / ipv6 ─ tcp ┬─ syn_to_synack            SYN:
 //!  (VLAN tags)    (per layout)  Shield│   ├─ check_syn            flags, payload, checksum, options
-//!                                    │   └─ write_synack         cookie, options, rewrite in place
+//!                                    │   ├─ check_answerable     our address, not multicast, not
+//!                                    │   │                       from a martian or ourselves
+//!                                    │   ├─ (flow map)           a tuple we hold: redirect (FLOW)
+//!                                    │   ├─ syn_answer           stateful / adaptive: redirect
+//!                                    │   │                       (SYN) or drop
+//!                                    │   └─ write_synack         XDP_TX a cookie SYN-ACK, in place
 //!                                    └─ flow_or_cookie_ack       known flow: redirect (FLOW)
 //!                                        ├─ reopen_or_flow       TIME-WAIT tuple, bare ACK with a
 //!                                        │                       valid cookie: redirect (REOPEN)
@@ -50,7 +55,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use tcp_common::{
-    Config, ConfigFlags, Counter, FlowKey, FlowValue, RxMeta,
+    Config, ConfigFlags, Counter, FlowKey, FlowValue, RxMeta, SynMode,
+    adaptive::SynRate,
     checksum::{Sum, verifies},
     cookie,
     counters::COUNTER_COUNT,
@@ -78,6 +84,14 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT,
 /// (`tcp_common::flow` explains the formula).
 #[map(name = "SYNSHIELD_FLOWS")]
 static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOW_TABLE_SIZE, 0);
+
+/// Per RX queue: 1 while its half-open table has room (`tcp_common::meta`).
+#[map(name = "SYNSHIELD_HALF_OPEN_ROOM")]
+static HALF_OPEN_ROOM: Array<u32> = Array::with_max_entries(MAX_RX_QUEUES, 0);
+
+/// Each CPU's SYN rate and answer in adaptive mode (`tcp_common::adaptive`).
+#[map(name = "SYNSHIELD_SYN_RATE")]
+static SYN_RATE: PerCpuArray<SynRate> = PerCpuArray::with_max_entries(1, 0);
 
 /// The addresses whose SYNs are answered (`tcp_common::local`).
 #[map(name = "SYNSHIELD_LOCAL_ADDRS")]
@@ -228,7 +242,79 @@ fn syn_to_synack<const L2: usize, const L4: usize, F: IpHeader>(
     if refused != 0 {
         return Verdict::refused(refused);
     }
-    write_synack::<L2, L4, F>(ctx, cfg, ip, th, &opts)
+    let queue = ctx.rx_queue_index();
+    if let Some(entry) = FLOWS.get_ptr(ip.flow_key(th.sport, th.dport)) {
+        // SAFETY: a value of the map, read in place (see `flow_or_cookie_ack`).
+        let value = unsafe { &*entry };
+        // RFC 5961 section 4: a SYN for a connection we hold goes to it (a challenge ACK),
+        // and a retransmitted SYN of a stateful handshake to its shard. A TIME-WAIT tuple
+        // may be reopened by a new handshake: answered as any SYN.
+        if value.flags & FlowValue::TIME_WAIT == 0 {
+            return redirect_to_userspace(
+                ctx,
+                queue,
+                RxMeta::FLOW,
+                Counter::RedirectSynFlow,
+                value,
+            );
+        }
+    }
+    match syn_answer(cfg, queue) {
+        SYN_STATEFUL => {
+            let ecn_setup = th.flags() & (flags::ECE | flags::CWR) == flags::ECE | flags::CWR;
+            #[expect(clippy::cast_possible_truncation, reason = "at most MAX_RX_QUEUES (64)")]
+            let offer = FlowValue::syn_offer(th.seq, th.window, &opts, ecn_setup, queue as u8);
+            redirect_to_userspace(ctx, queue, RxMeta::SYN, Counter::RedirectSyn, &offer)
+        }
+        SYN_DROP => drop(Counter::DropSynHalfOpenFull),
+        _ => write_synack::<L2, L4, F>(ctx, cfg, ip, th, &opts),
+    }
+}
+
+/// [`syn_answer`]: a cookie SYN-ACK from XDP.
+const SYN_COOKIE: u32 = 0;
+/// [`syn_answer`]: to userspace, to be answered statefully.
+const SYN_STATEFUL: u32 = 1;
+/// [`syn_answer`]: dropped (stateful mode, no room).
+const SYN_DROP: u32 = 2;
+
+/// How to answer a SYN for a new tuple that arrived on RX queue `queue`
+/// (`tcp_common::adaptive`): [`SYN_COOKIE`], [`SYN_STATEFUL`] or [`SYN_DROP`]. Cookie mode
+/// costs one comparison; the other modes are a global function.
+#[inline(always)]
+fn syn_answer(cfg: &Config, queue: u32) -> u32 {
+    if cfg.syn_mode == SynMode::Cookies as u8 {
+        return SYN_COOKIE;
+    }
+    synshield_syn_answer(queue)
+}
+
+/// [`syn_answer`] in stateful and adaptive modes: the queue's room
+/// (`SYNSHIELD_HALF_OPEN_ROOM`), and in adaptive mode this CPU's SYN rate
+/// (`SYNSHIELD_SYN_RATE`, counted here on the coarse clock).
+///
+/// A *global* BPF function (see `synshield_tcp_options`): verified once, not in each of the
+/// six SYN paths.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn synshield_syn_answer(queue: u32) -> u32 {
+    let Some(cfg) = config() else { return SYN_COOKIE };
+    let room = HALF_OPEN_ROOM.get(queue).is_some_and(|r| *r != 0);
+    match SynMode::from_u8(cfg.syn_mode) {
+        SynMode::Cookies => SYN_COOKIE,
+        SynMode::Stateful if room => SYN_STATEFUL,
+        SynMode::Stateful => SYN_DROP,
+        SynMode::Adaptive => {
+            // SAFETY: no preconditions.
+            let now = unsafe { bpf_ktime_get_coarse_ns() };
+            let flooded = match SYN_RATE.get_ptr_mut(0) {
+                // SAFETY: this CPU's slot, only this CPU writes it while the program runs.
+                Some(rate) => unsafe { (*rate).count_syn(now, &cfg.rate_params()) },
+                None => true,
+            };
+            if flooded || !room { SYN_COOKIE } else { SYN_STATEFUL }
+        }
+    }
 }
 
 /// Whether we may answer the packet at all, going by its addresses (`tcp_common::local`):
@@ -395,7 +481,8 @@ fn flow_or_cookie_ack<const L2: usize, const L4: usize, F: IpHeader>(
         if value.flags & FlowValue::TIME_WAIT != 0 && bare_ack {
             return reopen_or_flow::<L4, F>(ctx, cfg, ip, th, value);
         }
-        return redirect_to_userspace(ctx, ctx.rx_queue_index(), RxMeta::FLOW, value);
+        let queue = ctx.rx_queue_index();
+        return redirect_to_userspace(ctx, queue, RxMeta::FLOW, Counter::RedirectFlow, value);
     }
     if th.flags() & flags::RST != 0 {
         return drop(Counter::DropRstUnknown);
@@ -492,7 +579,7 @@ fn validate_cookie_ack<const L2: usize, const L4: usize, F: IpHeader>(
     if FLOWS.insert(&ip.flow_key(th.sport, th.dport), &value, 0).is_err() {
         return drop(Counter::DropFlowTableFull);
     }
-    redirect_to_userspace(ctx, queue, RxMeta::NEW_FLOW, &value)
+    redirect_to_userspace(ctx, queue, RxMeta::NEW_FLOW, Counter::RedirectNewFlow, &value)
 }
 
 /// A bare ACK for a tuple in TIME-WAIT: with a valid cookie it may open a new incarnation
@@ -508,24 +595,28 @@ fn reopen_or_flow<const L4: usize, F: IpHeader>(
 ) -> Verdict {
     let queue = ctx.rx_queue_index();
     match decode_cookie_ack::<L4, F>(ctx, cfg, ip, th, queue) {
-        Ok((new, _)) => redirect_to_userspace(ctx, queue, RxMeta::REOPEN, &new),
-        Err(_) => redirect_to_userspace(ctx, queue, RxMeta::FLOW, old),
+        Ok((new, _)) => {
+            redirect_to_userspace(ctx, queue, RxMeta::REOPEN, Counter::RedirectReopen, &new)
+        }
+        Err(_) => redirect_to_userspace(ctx, queue, RxMeta::FLOW, Counter::RedirectFlow, old),
     }
 }
 
 /// Hands the frame to the AF_XDP socket of its RX queue `queue`, with an [`RxMeta`] of `kind`
-/// for `flow` in front of it (or without, counted, if the kernel has no room for it).
+/// for `flow` in front of it (or without, counted, if the kernel has no room for it), counted
+/// by `counter`.
 ///
 /// Verifier note: callers read `rx_queue_index` once and pass it: read twice in one function,
 /// LLVM kept `ctx + 16` in a register, and the verifier refuses a context access through a
 /// modified pointer.
 #[inline(always)]
-fn redirect_to_userspace(ctx: &XdpContext, queue: u32, kind: u32, flow: &FlowValue) -> Verdict {
-    let counter = match kind {
-        RxMeta::NEW_FLOW => Counter::RedirectNewFlow,
-        RxMeta::REOPEN => Counter::RedirectReopen,
-        _ => Counter::RedirectFlow,
-    };
+fn redirect_to_userspace(
+    ctx: &XdpContext,
+    queue: u32,
+    kind: u32,
+    counter: Counter,
+    flow: &FlowValue,
+) -> Verdict {
     let counter = if write_meta(ctx, RxMeta::MAGIC | kind, flow) {
         counter
     } else {

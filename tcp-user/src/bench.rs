@@ -354,13 +354,39 @@ pub fn run(
 /// Writes the configuration, the shield's address (the frames' destination) and the known
 /// flow into a loaded object's maps.
 fn write_maps(ebpf: &mut Ebpf, config: &Config) -> Result<(), BenchError> {
-    loader::write_config(ebpf, config)?;
+    write_config_any_layout(ebpf, config)?;
     // A baseline build from before the local-address map has none to write.
     if ebpf.map(tcp_common::maps::LOCAL_ADDRS).is_some() {
         let local = loader::local_addrs(&[std::net::IpAddr::from([198, 18, 0, 2])], &[])?;
         loader::write_local_addrs(ebpf, &local)?;
     }
     insert_known_flow(ebpf)
+}
+
+/// `Config` as it was before the adaptive-mode fields (the last four bytes then were padding):
+/// what a baseline build from before them takes.
+const CONFIG_BEFORE_ADAPTIVE: usize = 8248;
+
+/// Writes the configuration into `ebpf`, or, for a baseline build from before the adaptive
+/// fields, its first [`CONFIG_BEFORE_ADAPTIVE`] bytes (everything that build reads).
+fn write_config_any_layout(ebpf: &mut Ebpf, config: &Config) -> Result<(), BenchError> {
+    let map = ebpf
+        .map_mut(tcp_common::maps::CONFIG)
+        .ok_or_else(|| BenchError::Unexpected("the XDP object has no config map".into()))?;
+    let size = match &*map {
+        aya::maps::Map::Array(d) => d.info().map(|i| i.value_size()).unwrap_or_default(),
+        _ => 0,
+    };
+    if size as usize != CONFIG_BEFORE_ADAPTIVE {
+        return Ok(loader::write_config(ebpf, config)?);
+    }
+    // SAFETY: `Config` is plain integers without padding; its first bytes are the old layout.
+    let bytes: [u8; CONFIG_BEFORE_ADAPTIVE] = unsafe {
+        std::ptr::from_ref(config).cast::<[u8; CONFIG_BEFORE_ADAPTIVE]>().read_unaligned()
+    };
+    let mut array: aya::maps::Array<_, [u8; CONFIG_BEFORE_ADAPTIVE]> =
+        aya::maps::Array::try_from(map).map_err(|e| BenchError::Unexpected(e.to_string()))?;
+    array.set(0, bytes, 0).map_err(|e| BenchError::Unexpected(e.to_string()))
 }
 
 /// Keeps the measuring thread on the CPU it runs on, so that every run sees the same caches.

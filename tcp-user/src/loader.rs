@@ -15,6 +15,7 @@ use aya::{
     maps::{Array, Map, MapData, PerCpuArray},
     programs::{ProgramError, Xdp, XdpMode},
 };
+use tcp_common::adaptive::{SynDefense, SynRate};
 use tcp_common::flow::FlowTableSize;
 use tcp_common::local::LocalAddrs;
 use tcp_common::{Config, Counter, maps};
@@ -35,6 +36,42 @@ pub enum XdpModeChoice {
     Native,
     /// Generic (skb) mode: works on every interface, slower.
     Generic,
+}
+
+/// How SYNs are answered (`--mode`; `tcp_common::adaptive`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SynModeChoice {
+    /// Stateful (userspace, SYN-ACK retransmission, exact options) while the SYN rate is below
+    /// --syn-threshold and the half-open table has room; SYN cookies from XDP otherwise.
+    Adaptive,
+    /// Every SYN gets a SYN cookie from XDP.
+    #[default]
+    Cookies,
+    /// Every SYN is answered by userspace; dropped when the half-open table is full.
+    Stateful,
+}
+
+impl From<SynModeChoice> for tcp_common::SynMode {
+    fn from(m: SynModeChoice) -> Self {
+        match m {
+            SynModeChoice::Adaptive => tcp_common::SynMode::Adaptive,
+            SynModeChoice::Cookies => tcp_common::SynMode::Cookies,
+            SynModeChoice::Stateful => tcp_common::SynMode::Stateful,
+        }
+    }
+}
+
+/// The CPUs that run the XDP program for `iface`, for each CPU's share of `--syn-threshold`:
+/// the interface's RX queues, at most the online CPUs (at least 1).
+#[must_use]
+pub fn receiving_cpus(iface: &str) -> u32 {
+    let queues = std::fs::read_dir(format!("/sys/class/net/{iface}/queues")).map_or(1, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+            .count()
+    });
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    u32::try_from(queues.min(cpus).max(1)).unwrap_or(1)
 }
 
 /// The mode the program ended up attached in.
@@ -334,6 +371,32 @@ pub fn interface_addresses(iface: &str) -> Result<Vec<IpAddr>, LoadError> {
     Ok(out)
 }
 
+/// Every CPU's SYN rate state (adaptive mode), summed up: how many CPUs answer with cookies
+/// now, and the switches so far.
+pub fn read_syn_defense(ebpf: &Ebpf) -> Result<SynDefense, LoadError> {
+    let map = ebpf
+        .map(maps::SYN_RATE)
+        .ok_or_else(|| LoadError::Other(format!("the XDP object has no map {}", maps::SYN_RATE)))?;
+    let array: PerCpuArray<_, SynRate> = PerCpuArray::try_from(map).map_err(|e| other(&e))?;
+    sum_syn_rates(&array)
+}
+
+fn sum_syn_rates<T: Borrow<MapData>>(
+    array: &PerCpuArray<T, SynRate>,
+) -> Result<SynDefense, LoadError> {
+    let per_cpu = array.get(&0, 0).map_err(|e| other(&e))?;
+    Ok(SynDefense::of(per_cpu.iter()))
+}
+
+/// Says whether RX queue `queue`'s half-open table has room (`SYNSHIELD_HALF_OPEN_ROOM`).
+pub fn write_half_open_room(ebpf: &mut Ebpf, queue: u32, room: bool) -> Result<(), LoadError> {
+    let map = ebpf.map_mut(maps::HALF_OPEN_ROOM).ok_or_else(|| {
+        LoadError::Other(format!("the XDP object has no map {}", maps::HALF_OPEN_ROOM))
+    })?;
+    let mut array: Array<_, u32> = Array::try_from(map).map_err(|e| other(&e))?;
+    array.set(queue, u32::from(room), 0).map_err(|e| other(&e))
+}
+
 /// Reads every counter, summed over CPUs.
 pub fn read_counters(ebpf: &Ebpf) -> Result<CounterSnapshot, LoadError> {
     let map = ebpf
@@ -399,6 +462,27 @@ impl LocalAddrsWriter {
     }
 }
 
+/// Reads the SYN defense's state from anywhere (status line, metrics, the switch log line).
+pub struct SynDefenseReader(PerCpuArray<MapData, SynRate>);
+
+impl SynDefenseReader {
+    /// Every CPU's state, summed up.
+    pub fn read(&self) -> Result<SynDefense, LoadError> {
+        sum_syn_rates(&self.0)
+    }
+}
+
+/// Tells the XDP program, from a shard's thread, whether its queue's half-open table has
+/// room (`tcp_common::meta`: 1 while the shard can take SYNs, 0 once full).
+pub struct HalfOpenRoomWriter(Array<MapData, u32>);
+
+impl HalfOpenRoomWriter {
+    /// Sets the flag of RX queue `queue`.
+    pub fn set(&mut self, queue: u32, room: bool) -> Result<(), LoadError> {
+        self.0.set(queue, u32::from(room), 0).map_err(|e| other(&e))
+    }
+}
+
 /// Reads the counters from anywhere (status line, metrics).
 pub struct CounterReader(PerCpuArray<MapData, u64>);
 
@@ -421,6 +505,20 @@ impl Shield {
     pub fn local_addrs_writer(&self) -> Result<LocalAddrsWriter, LoadError> {
         Array::try_from(map_handle(&self.ebpf, maps::LOCAL_ADDRS)?)
             .map(LocalAddrsWriter)
+            .map_err(|e| other(&e))
+    }
+
+    /// A reader of the SYN defense's state that does not borrow the shield.
+    pub fn syn_defense_reader(&self) -> Result<SynDefenseReader, LoadError> {
+        PerCpuArray::try_from(map_handle(&self.ebpf, maps::SYN_RATE)?)
+            .map(SynDefenseReader)
+            .map_err(|e| other(&e))
+    }
+
+    /// A writer of the half-open room flags that does not borrow the shield (one per shard).
+    pub fn half_open_room_writer(&self) -> Result<HalfOpenRoomWriter, LoadError> {
+        Array::try_from(map_handle(&self.ebpf, maps::HALF_OPEN_ROOM)?)
+            .map(HalfOpenRoomWriter)
             .map_err(|e| other(&e))
     }
 

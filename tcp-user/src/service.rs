@@ -14,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::app::{App, AppKind};
 use crate::datapath::manager::CookieVerifier;
 use crate::datapath::run::{DataPath, DataPathConfig, StatsHandle, serve_each};
-use crate::loader::{CounterReader, Shield, ShieldOptions, XdpModeChoice};
+use crate::loader::{CounterReader, Shield, ShieldOptions, SynModeChoice, XdpModeChoice};
 use crate::secrets::{SecretKeeper, SecretsSchedule};
 use crate::xsk::{XskConfig, XskMode};
 
@@ -52,6 +52,13 @@ pub struct ServeArgs {
     /// Addresses to answer SYNs for besides the interface's own, comma separated.
     #[arg(long = "address", value_delimiter = ',', num_args = 1..)]
     pub addresses: Vec<std::net::IpAddr>,
+    /// How SYNs are answered: cookies from XDP, statefully by userspace, or adaptive (stateful
+    /// below --syn-threshold, cookies above).
+    #[arg(long, value_enum, default_value_t = SynModeChoice::Cookies)]
+    pub mode: SynModeChoice,
+    /// SYNs per second (all CPUs) above which adaptive mode answers with cookies.
+    #[arg(long, default_value_t = tcp_common::adaptive::DEFAULT_SYN_THRESHOLD)]
+    pub syn_threshold: u32,
     /// Most connections held at once; beyond it new ones are reset.
     #[arg(long, default_value_t = 100_000)]
     pub max_conns: usize,
@@ -275,6 +282,8 @@ fn xdp_config(args: &ServeArgs) -> Result<Config> {
     if args.rst_invalid_ack {
         config.flags |= ConfigFlags::RST_INVALID_ACK.0;
     }
+    let receivers = crate::loader::receiving_cpus(&args.iface);
+    config.set_syn_mode(args.mode.into(), args.syn_threshold, receivers);
     Ok(config)
 }
 
