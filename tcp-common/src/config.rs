@@ -75,6 +75,15 @@ impl ConfigFlags {
     /// Answer an ACK whose cookie is invalid with a RST (off by default: under an ACK flood a
     /// RST per packet is reflection).
     pub const RST_INVALID_ACK: ConfigFlags = ConfigFlags(16);
+    /// Userspace marks the flow-map entries of connections in TIME-WAIT with
+    /// [`FlowValue::TIME_WAIT`] (and clears the mark when a new handshake takes the tuple
+    /// over). Then a SYN for a tuple in the map that is not marked is a live connection's, and
+    /// the XDP program hands it to userspace (FLOW, RFC 5961 section 4: a challenge ACK)
+    /// instead of answering it with a cookie. Without it (a data path that keeps TIME-WAIT
+    /// entries unmarked) only [`FlowValue::HALF_OPEN`] entries take SYNs this way, and other
+    /// SYNs for known tuples get cookies, so that a client reusing a port in TIME-WAIT still
+    /// reopens it with a cookie handshake.
+    pub const TIME_WAIT_MARKED: ConfigFlags = ConfigFlags(32);
     /// Linux's defaults: timestamps, SACK and window scaling on.
     pub const DEFAULT: ConfigFlags = ConfigFlags(1 | 2 | 4);
 

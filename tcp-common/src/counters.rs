@@ -101,9 +101,10 @@ counters! {
     RedirectNewFlow => "redirect_new_flow",
     /// Segment of a known flow redirected to userspace (metadata FLOW).
     RedirectFlow => "redirect_flow",
-    /// SYN for a tuple in the flow map that is not in TIME-WAIT (established: RFC 5961 section
-    /// 4, the engine answers with a challenge ACK; half-open: a retransmitted SYN, the shard
-    /// answers with its SYN-ACK again): redirected to userspace (metadata FLOW).
+    /// SYN for a tuple in the flow map that is half-open (a retransmitted SYN: the shard
+    /// answers with its SYN-ACK again) or, when userspace marks TIME-WAIT entries, established
+    /// (RFC 5961 section 4: the engine answers with a challenge ACK): redirected to userspace
+    /// (metadata FLOW).
     RedirectSynFlow => "redirect_syn_known_flow",
     /// SYN redirected to userspace to be answered statefully (stateful or adaptive mode;
     /// metadata SYN).

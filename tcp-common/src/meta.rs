@@ -45,11 +45,12 @@ use crate::flow::FlowValue;
 /// - REOPEN: a bare ACK with a valid cookie for a tuple in TIME-WAIT; userspace decides (RFC
 ///   6191) and rewrites the entry.
 /// - FLOW: a segment of a tuple in the flow map: an established connection, a TIME-WAIT record
-///   or a half-open connection ([`FlowValue::HALF_OPEN`]). Also a **SYN** for a tuple whose
-///   entry is not TIME-WAIT: an established one (RFC 5961 section 4: the engine answers with a
-///   challenge ACK) or a half-open one (a retransmitted SYN: the shard answers with its
-///   SYN-ACK again). A SYN for a TIME-WAIT tuple is answered like a new one (cookie or
-///   stateful), its third ACK then comes as REOPEN (cookie) or FLOW (stateful).
+///   or a half-open connection ([`FlowValue::HALF_OPEN`]). Also a **SYN** for a half-open
+///   tuple (a retransmitted SYN: the shard answers with its SYN-ACK again) and, when
+///   userspace marks TIME-WAIT entries (`ConfigFlags::TIME_WAIT_MARKED`), for any tuple whose
+///   entry is not marked TIME-WAIT (RFC 5961 section 4: the engine answers with a challenge
+///   ACK). A SYN for a TIME-WAIT tuple is answered like a new one (cookie or stateful), its
+///   third ACK then comes as REOPEN (cookie) or FLOW (stateful).
 /// - SYN: a SYN for a tuple not in the map, in stateful or adaptive mode (`adaptive`), while
 ///   the RX queue's half-open table has room; `flow` is what the SYN offered
 ///   ([`FlowValue::syn_offer`]). The XDP program checked its flags, length, checksum,

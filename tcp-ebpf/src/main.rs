@@ -248,8 +248,14 @@ fn syn_to_synack<const L2: usize, const L4: usize, F: IpHeader>(
         let value = unsafe { &*entry };
         // RFC 5961 section 4: a SYN for a connection we hold goes to it (a challenge ACK),
         // and a retransmitted SYN of a stateful handshake to its shard. A TIME-WAIT tuple
-        // may be reopened by a new handshake: answered as any SYN.
-        if value.flags & FlowValue::TIME_WAIT == 0 {
+        // may be reopened by a new handshake: answered as any SYN. Which entries are live
+        // needs userspace to mark TIME-WAIT (`ConfigFlags::TIME_WAIT_MARKED`).
+        let live = if ConfigFlags(cfg.flags).contains(ConfigFlags::TIME_WAIT_MARKED) {
+            value.flags & FlowValue::TIME_WAIT == 0
+        } else {
+            value.flags & FlowValue::HALF_OPEN != 0
+        };
+        if live {
             return redirect_to_userspace(
                 ctx,
                 queue,

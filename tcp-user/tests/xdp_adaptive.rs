@@ -18,7 +18,9 @@ use aya::maps::{HashMap, XskMap};
 use aya::programs::{TestRun as _, TestRunOptions};
 use tcp_common::adaptive::SynDefense;
 use tcp_common::cookie::{CookieKey, CookieSecrets, TupleV4};
-use tcp_common::{Config, Counter, FlowKey, FlowValue, PortSet, RxKind, RxMeta, SynMode, maps};
+use tcp_common::{
+    Config, ConfigFlags, Counter, FlowKey, FlowValue, PortSet, RxKind, RxMeta, SynMode, maps,
+};
 use tcp_user::bench::{PORT, ipv4_segment, ipv4_syn};
 use tcp_user::lab::{Lab, SHIELD_IF};
 use tcp_user::loader;
@@ -60,6 +62,7 @@ fn config(mode: SynMode) -> Config {
     };
     let mut c = Config { ports, secrets, ..Config::EMPTY };
     c.syn_mode = mode as u8;
+    c.flags |= ConfigFlags::TIME_WAIT_MARKED.0;
     c
 }
 
@@ -179,8 +182,9 @@ fn stateful_mode_redirects_syns_and_cookie_mode_answers_them() {
 }
 
 /// A SYN for a tuple the flow map holds goes to userspace as FLOW with the entry (RFC 5961
-/// section 4 for an established connection; a retransmitted SYN for a half-open one), in every
-/// mode; a SYN for a TIME-WAIT tuple is answered as a new one.
+/// section 4 for an established connection, when userspace marks TIME-WAIT; a retransmitted
+/// SYN for a half-open one), in every mode; a SYN for a TIME-WAIT tuple is answered as a new
+/// one.
 #[test]
 fn syns_for_tuples_we_hold_go_to_userspace() {
     let mut shield = Shield::new(&config(SynMode::Cookies));
@@ -203,6 +207,14 @@ fn syns_for_tuples_we_hold_go_to_userspace() {
         assert_eq!(shield.answer(&syn(2002)).0, fresh, "{mode}: TIME-WAIT is answered anew");
         assert_eq!(shield.answer(&syn(2003)).0, fresh, "{mode}");
     }
+    // A data path that does not mark TIME-WAIT: only half-open tuples take SYNs as FLOW; an
+    // unmarked entry may be in TIME-WAIT, so its SYN gets a cookie (the reopen handshake).
+    let mut unmarked = config(SynMode::Cookies);
+    unmarked.flags &= !ConfigFlags::TIME_WAIT_MARKED.0;
+    shield.set_config(&unmarked);
+    assert_eq!(shield.answer(&syn(2000)).0, Answer::Tx);
+    assert_eq!(shield.answer(&syn(2001)), (Answer::Redirect(RxKind::Flow), Some(half_open)));
+    assert_eq!(shield.answer(&syn(2002)).0, Answer::Tx);
 }
 
 /// Third ACKs of both kinds are accepted across a switch: a stateful handshake's (its entry
