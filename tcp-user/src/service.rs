@@ -282,8 +282,9 @@ fn xdp_config(args: &ServeArgs) -> Result<Config> {
     if args.rst_invalid_ack {
         config.flags |= ConfigFlags::RST_INVALID_ACK.0;
     }
-    let receivers = crate::loader::receiving_cpus(&args.iface);
-    config.set_syn_mode(args.mode.into(), args.syn_threshold, receivers);
+    let (receivers, tick) =
+        (crate::loader::receiving_cpus(&args.iface), crate::loader::kernel_tick_ns());
+    config.set_syn_mode(args.mode.into(), args.syn_threshold, receivers, tick);
     Ok(config)
 }
 

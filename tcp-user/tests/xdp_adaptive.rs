@@ -208,13 +208,19 @@ fn syns_for_tuples_we_hold_go_to_userspace() {
         assert_eq!(shield.answer(&syn(2003)).0, fresh, "{mode}");
     }
     // A data path that does not mark TIME-WAIT: only half-open tuples take SYNs as FLOW; an
-    // unmarked entry may be in TIME-WAIT, so its SYN gets a cookie (the reopen handshake).
-    let mut unmarked = config(SynMode::Cookies);
+    // unmarked entry may be in TIME-WAIT, so its SYN is answered as a new one (a cookie: the
+    // reopen handshake). In cookie mode there are no half-open entries: no lookup at all.
+    let mut unmarked = config(SynMode::Stateful);
     unmarked.flags &= !ConfigFlags::TIME_WAIT_MARKED.0;
     shield.set_config(&unmarked);
-    assert_eq!(shield.answer(&syn(2000)).0, Answer::Tx);
+    assert_eq!(shield.answer(&syn(2000)).0, Answer::Redirect(RxKind::Syn));
     assert_eq!(shield.answer(&syn(2001)), (Answer::Redirect(RxKind::Flow), Some(half_open)));
-    assert_eq!(shield.answer(&syn(2002)).0, Answer::Tx);
+    assert_eq!(shield.answer(&syn(2002)).0, Answer::Redirect(RxKind::Syn));
+    unmarked.syn_mode = SynMode::Cookies as u8;
+    shield.set_config(&unmarked);
+    for sport in [2000, 2001, 2002] {
+        assert_eq!(shield.answer(&syn(sport)).0, Answer::Tx, "{sport}");
+    }
 }
 
 /// Third ACKs of both kinds are accepted across a switch: a stateful handshake's (its entry
@@ -269,18 +275,20 @@ fn third_ack(sport: u16, ack: u32) -> Vec<u8> {
     f
 }
 
-/// `CLOCK_MONOTONIC_COARSE` in ns: the clock the XDP program counts windows on
-/// (`bpf_ktime_get_coarse_ns`).
-fn coarse_now() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid timespec to write.
-    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &raw mut ts) }, 0);
-    u64::try_from(ts.tv_sec).unwrap() * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap()
+/// The kernel's jiffies (from /proc/timer_list, root only): the clock the XDP program counts
+/// its windows in (`bpf_jiffies64`).
+fn jiffies() -> u64 {
+    let text = std::fs::read_to_string("/proc/timer_list").unwrap();
+    text.lines().find_map(|l| l.strip_prefix("jiffies: ")?.trim().parse().ok()).unwrap()
 }
 
-/// The window size of the switch test: 2^27 ns (134 ms), long enough that a burst of SYNs
-/// fits in one window on a busy machine.
-const SHIFT: u8 = 27;
+/// The switch test's window shift: at least 100 ms of ticks (128 ms at `HZ=250`), long enough
+/// that a burst of SYNs fits in one window on a busy machine.
+fn shift() -> u8 {
+    let tick = loader::kernel_tick_ns();
+    (0..20).find(|s| tick << s >= 100_000_000).unwrap()
+}
+
 /// The switch test's limit per window, and calm windows.
 const LIMIT: u32 = 20;
 const CALM: u8 = 3;
@@ -295,7 +303,7 @@ struct Late;
 #[test]
 fn adaptive_mode_switches_at_the_threshold_and_back_with_hysteresis() {
     let mut cfg = config(SynMode::Adaptive);
-    (cfg.syn_window_shift, cfg.syn_window_limit, cfg.syn_calm_windows) = (SHIFT, LIMIT, CALM);
+    (cfg.syn_window_shift, cfg.syn_window_limit, cfg.syn_calm_windows) = (shift(), LIMIT, CALM);
     for attempt in 1..=3 {
         let mut shield = Shield::new(&cfg);
         shield.set_room(true);
@@ -304,12 +312,13 @@ fn adaptive_mode_switches_at_the_threshold_and_back_with_hysteresis() {
             Err(Late) => eprintln!("attempt {attempt}: a window passed before its SYNs were sent"),
         }
     }
-    panic!("the machine was too busy for 134 ms windows three times");
+    panic!("the machine was too busy for 100 ms windows three times");
 }
 
 fn switch_sequence(shield: &mut Shield) -> Result<(), Late> {
+    let shift = shift();
     let mut sport = 10_000;
-    let mut window = next_window(coarse_now() >> SHIFT);
+    let mut window = next_window(jiffies() >> shift, shift);
     // `n` SYNs in window `w` (which must not have ended meanwhile); their answers.
     let mut burst = |shield: &mut Shield, w: u64, n: u32| -> Result<Vec<Answer>, Late> {
         let answers = (0..n)
@@ -318,7 +327,7 @@ fn switch_sequence(shield: &mut Shield) -> Result<(), Late> {
                 shield.answer(&syn(sport)).0
             })
             .collect();
-        if coarse_now() >> SHIFT == w { Ok(answers) } else { Err(Late) }
+        if jiffies() >> shift == w { Ok(answers) } else { Err(Late) }
     };
     let stateful = Answer::Redirect(RxKind::Syn);
     // Below the limit: stateful.
@@ -327,7 +336,7 @@ fn switch_sequence(shield: &mut Shield) -> Result<(), Late> {
     let d = shield.defense();
     assert_eq!((d.cpus_on_cookies, d.to_cookies, d.to_stateful), (0, 0, 0), "{d:?}");
     // Past the limit: the 21st SYN of the window is answered with a cookie, and the rest.
-    window = next_window(window);
+    window = next_window(window, shift);
     let a = burst(shield, window, 30)?;
     assert!(
         a[..20].iter().all(|x| *x == stateful) && a[20..].iter().all(|x| *x == Answer::Tx),
@@ -337,17 +346,17 @@ fn switch_sequence(shield: &mut Shield) -> Result<(), Late> {
     assert_eq!((d.cpus_on_cookies, d.to_cookies, d.to_stateful), (1, 1, 0), "{d:?}");
     // Between half the limit and the limit: cookies stay (no flapping).
     for _ in 0..4 {
-        window = next_window(window);
+        window = next_window(window, shift);
         let a = burst(shield, window, 15)?;
         assert!(a.iter().all(|x| *x == Answer::Tx), "{a:?}");
     }
     // Calm windows: each judged when the next starts; back after three.
     for _ in 0..3 {
-        window = next_window(window);
+        window = next_window(window, shift);
         let a = burst(shield, window, 2)?;
         assert!(a.iter().all(|x| *x == Answer::Tx), "{a:?}");
     }
-    window = next_window(window);
+    window = next_window(window, shift);
     let a = burst(shield, window, 2)?;
     assert!(a.iter().all(|x| *x == stateful), "back to stateful: {a:?}");
     let d = shield.defense();
@@ -358,14 +367,15 @@ fn switch_sequence(shield: &mut Shield) -> Result<(), Late> {
     Ok(())
 }
 
-/// Sleeps until window `w + 1` has started (on the coarse clock) and returns it.
-fn next_window(w: u64) -> u64 {
-    let start = (w + 1) << SHIFT;
+/// Sleeps until window `w + 1` (of `2^shift` jiffies) has started and returns it.
+fn next_window(w: u64, shift: u8) -> u64 {
+    let start = (w + 1) << shift;
+    let tick = Duration::from_nanos(loader::kernel_tick_ns());
     loop {
-        let now = coarse_now();
+        let now = jiffies();
         if now >= start {
             return w + 1;
         }
-        std::thread::sleep(Duration::from_nanos(start - now).max(Duration::from_micros(200)));
+        std::thread::sleep(tick * u32::try_from(start - now).unwrap_or(1));
     }
 }
