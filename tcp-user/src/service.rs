@@ -13,7 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::app::{App, AppKind, HttpConfig};
 use crate::datapath::run::{DataPath, DataPathConfig, OpenDataPath, StatsHandle};
-use crate::loader::{CounterReader, Shield, XdpModeChoice};
+use crate::loader::{CounterReader, Shield, ShieldOptions, SynModeChoice, XdpModeChoice};
 use crate::secrets::{FleetArgs, Keeper, SecretsSchedule};
 use crate::xsk::{XskConfig, XskMode};
 
@@ -55,6 +55,16 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
+    /// Addresses to answer SYNs for besides the interface's own, comma separated.
+    #[arg(long = "address", value_delimiter = ',', num_args = 1..)]
+    pub addresses: Vec<std::net::IpAddr>,
+    /// How SYNs are answered: cookies from XDP, statefully by userspace, or adaptive (stateful
+    /// below --syn-threshold, cookies above).
+    #[arg(long, value_enum, default_value_t = SynModeChoice::Cookies)]
+    pub mode: SynModeChoice,
+    /// SYNs per second (all CPUs) above which adaptive mode answers with cookies.
+    #[arg(long, default_value_t = tcp_common::adaptive::DEFAULT_SYN_THRESHOLD)]
+    pub syn_threshold: u32,
     /// Most connections held at once; beyond it new ones are reset.
     #[arg(long, default_value_t = 100_000)]
     pub max_conns: usize,
@@ -142,7 +152,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let keeper = Keeper::start(&args.fleet, schedule)?;
     let mut config = xdp_config(&args)?;
     config.secrets = keeper.secrets();
-    let shield = Shield::attach(&args.iface, args.xdp_mode, &config)?;
+    let shield = Shield::attach_with(&args.iface, args.xdp_mode, &config, &shield_options(&args))?;
     let engine = Arc::new(engine_config(&args, &config));
     let open = OpenDataPath::open(
         shield.ebpf(),
@@ -374,7 +384,22 @@ fn xdp_config(args: &ServeArgs) -> Result<Config> {
     if args.rst_invalid_ack {
         config.flags |= ConfigFlags::RST_INVALID_ACK.0;
     }
+    // The shards mark a TIME-WAIT tuple's entry: a new handshake for it comes as a reopen,
+    // and a SYN for any other tuple we hold goes to the engine (RFC 5961 section 4).
+    config.flags |= ConfigFlags::TIME_WAIT_MARKED.0;
+    let (receivers, tick) =
+        (crate::loader::receiving_cpus(&args.iface), crate::loader::kernel_tick_ns());
+    config.set_syn_mode(args.mode.into(), args.syn_threshold, receivers, tick);
     Ok(config)
+}
+
+/// How the loader sizes and fills the XDP program's maps.
+fn shield_options(args: &ServeArgs) -> ShieldOptions {
+    let max_conns = u32::try_from(args.max_conns).unwrap_or(u32::MAX);
+    ShieldOptions {
+        flow_table: Some(tcp_common::flow::FlowTableSize::for_max_conns(max_conns)),
+        addresses: args.addresses.clone(),
+    }
 }
 
 /// The engine's configuration, consistent with what the XDP program advertises.
