@@ -67,6 +67,37 @@
 //! [`CookieSecrets::activate_next_key`], a moment later, flips the slot. The previous key
 //! stays valid for one rotation, as long as the rotation period is at least two counter
 //! periods ([`MIN_KEY_ROTATION_PERIODS`]).
+//!
+//! # Fleet schedule
+//!
+//! Hosts behind ECMP share one key schedule (`synshield serve --key-file`; `FleetKeeper` in
+//! `tcp-user/src/secrets.rs`, the key file in `keyfile.rs`), so any of them checks a cookie any
+//! other made; they agree without talking, through their wall clocks, which may disagree by
+//! some skew. With
+//! [`CookieSecrets::schedule`] = [`CookieSecrets::FLEET`], userspace keeps:
+//!
+//! ```text
+//!   counter  = UNIX seconds / (R / 2)        half-epochs; R = key rotation period
+//!   epoch    = counter >> 1                  key of epoch e = HKDF(secret, e), in slot e & 1
+//!   current  = epoch & 1                     so K = bit 1 of the counter, T = bit 0
+//!   other slot: key of epoch - 1 in the first half of an epoch, of epoch + 1 in the second
+//! ```
+//!
+//! so the two clear bits `K T` are the counter modulo 4, and the checker takes the one counter
+//! of that residue among `{c - 1, c, c + 1, c + 2}` (`c` its own counter): still one hash.
+//! `c - 1 ..= c + 1` always finds its key in the slots (first half: epochs `e - 1, e`;
+//! second half: `e, e + 1`), `c + 2` only in the second half. Two hosts whose clocks differ
+//! by less than `R / 2` are at most one half-epoch apart, so a cookie from either is accepted
+//! by the other while it is less than `R / 2 - skew` old; with no skew a cookie lives `R / 2`
+//! to `R`, and a counter of `c - 2` or older never passes (its residue names `c + 2`, whose
+//! MAC input differs). The forgery bound stays 2^-28 per ACK: one candidate per ACK.
+//!
+//! The TSval's clock must not go backwards when a connection moves to another host (the
+//! client's PAWS check, RFC 7323 section 5, would drop every segment of the new host), so in
+//! a fleet each host adds [`CookieSecrets::ts_base`] (its wall clock minus its monotonic clock,
+//! in milliseconds) to every connection's timestamp offset: the hosts' timestamp clocks then
+//! agree as their wall clocks do. It is a multiple of 64 so that the options kept in the
+//! TSval's low six bits decode on any host.
 
 use core::hash::Hasher as _;
 
@@ -129,8 +160,16 @@ pub struct CookieSecrets {
     pub keys: [CookieKey; 2],
     /// Slot of the current key; only its lowest bit is used.
     pub current: u32,
-    /// Seconds of `CLOCK_MONOTONIC` divided by the counter period, written by userspace.
+    /// Seconds of `CLOCK_MONOTONIC` divided by the counter period, written by userspace; in
+    /// the fleet schedule, UNIX seconds divided by half the key rotation period.
     pub counter: u32,
+    /// Milliseconds added to every connection's timestamp offset: 0 on one host; in the fleet
+    /// schedule the host's wall clock minus its monotonic clock, a multiple of 64 (see
+    /// "Fleet schedule").
+    pub ts_base: u32,
+    /// [`CookieSecrets::HOST`] or [`CookieSecrets::FLEET`]: whether the key bit `K` is also bit
+    /// 1 of the time counter (only the lowest bit is used).
+    pub schedule: u32,
 }
 
 /// The connection a cookie is bound to, as the client's SYN carried it (client -> server).
@@ -273,6 +312,12 @@ fn mac<T: CookieTuple>(key: &CookieKey, counter: u32, tuple: &T, client_isn: u32
 }
 
 impl CookieSecrets {
+    /// [`CookieSecrets::schedule`]: keys and counter of one host (`K` is only the key slot).
+    pub const HOST: u32 = 0;
+    /// [`CookieSecrets::schedule`]: the fleet's wall-clock schedule (`K T` is the counter
+    /// modulo 4; see "Fleet schedule").
+    pub const FLEET: u32 = 1;
+
     /// Makes the cookie for a SYN with the given client ISN, for the MSS class `mss_index`
     /// (from [`mss_index`]; only its two low bits are used).
     #[inline(always)]
@@ -288,12 +333,13 @@ impl CookieSecrets {
             | ((counter & 1) << COUNTER_BIT)
             | (mss_bits << MSS_SHIFT)
             | (h_lo & MAC_MASK);
-        SynCookie { isn, ts_offset: (h >> 32) as u32 }
+        SynCookie { isn, ts_offset: ((h >> 32) as u32).wrapping_add(self.ts_base) }
     }
 
     /// Checks `cookie` (the ACK's `ack - 1`) for the connection whose client ISN was
     /// `client_isn` (the ACK's `seq - 1`). Valid for the current and the previous counter
-    /// period, under either key slot.
+    /// period, under either key slot; in the fleet schedule, for the previous, current and
+    /// next counter period (see "Fleet schedule").
     #[inline(always)]
     #[expect(clippy::cast_possible_truncation, reason = "the hash is split into halves")]
     pub fn check<T: CookieTuple>(
@@ -302,10 +348,16 @@ impl CookieSecrets {
         client_isn: u32,
         cookie: u32,
     ) -> Result<ValidCookie, CookieError> {
-        let slot = (cookie >> KEY_BIT) & 1;
-        let parity = (cookie >> COUNTER_BIT) & 1;
-        // The counter of this parity among {now, now - 1}.
-        let counter = self.counter.wrapping_sub((self.counter ^ parity) & 1);
+        let clear = cookie >> COUNTER_BIT; // K T
+        let slot = clear >> 1;
+        // The clear bits that carry the counter: T (0b01) on one host, K T (0b11) in a fleet.
+        let bits = 1 | ((self.schedule & 1) << 1);
+        // The counter congruent to them among {now - 1, now} (one host) or
+        // {now - 1, ..., now + 2} (fleet). Branch-free: the same instructions either way.
+        let counter = self
+            .counter
+            .wrapping_sub(1)
+            .wrapping_add(clear.wrapping_sub(self.counter).wrapping_add(1) & bits);
         let h = mac(&self.keys[slot as usize], counter, tuple, client_isn);
         let h_lo = h as u32;
         if (cookie ^ h_lo) & MAC_MASK != 0 {
@@ -315,7 +367,7 @@ impl CookieSecrets {
         Ok(ValidCookie {
             mss: tuple.mss_table()[mss_index as usize],
             mss_index: mss_index as u8,
-            ts_offset: (h >> 32) as u32,
+            ts_offset: ((h >> 32) as u32).wrapping_add(self.ts_base),
         })
     }
 
@@ -446,7 +498,7 @@ mod tests {
     const KEY_B: CookieKey = CookieKey { k0: 0xdead_beef_0000_0001, k1: 0x1234_5678_9abc_def0 };
 
     fn secrets(counter: u32) -> CookieSecrets {
-        CookieSecrets { keys: [KEY_A, KEY_B], current: 0, counter }
+        CookieSecrets { keys: [KEY_A, KEY_B], current: 0, counter, ..CookieSecrets::default() }
     }
 
     const V4: TupleV4 = TupleV4 {
@@ -547,6 +599,72 @@ mod tests {
         assert!(ts <= 1000);
     }
 
+    /// The key of fleet epoch `e` (any distinct keys do: userspace derives them with HKDF).
+    fn epoch_key(e: u32) -> CookieKey {
+        CookieKey { k0: u64::from(e).wrapping_mul(0x9e37_79b9_7f4a_7c15), k1: !u64::from(e) }
+    }
+
+    /// What userspace writes in the fleet schedule at half-epoch `counter` (see "Fleet
+    /// schedule"), with timestamp base `ts_base`.
+    fn fleet(counter: u32, ts_base: u32) -> CookieSecrets {
+        let e = counter >> 1;
+        let other = if counter & 1 == 0 { e.wrapping_sub(1) } else { e.wrapping_add(1) };
+        let mut keys = [CookieKey::default(); 2];
+        keys[(e & 1) as usize] = epoch_key(e);
+        keys[(other & 1) as usize] = epoch_key(other);
+        CookieSecrets { keys, current: e & 1, counter, ts_base, schedule: CookieSecrets::FLEET }
+    }
+
+    #[test]
+    fn fleet_accepts_the_previous_current_and_next_half_epoch() {
+        for c in [100u32, 101, 102, 103, 1, 2, u32::MAX - 1] {
+            let checker = fleet(c, 0);
+            for made_at in [c.wrapping_sub(1), c, c.wrapping_add(1)] {
+                let cookie = fleet(made_at, 0).make(&V4, 5, 1);
+                assert!(
+                    checker.check(&V4, 5, cookie.isn).is_ok(),
+                    "made at {made_at}, checked at {c}"
+                );
+            }
+            // Two half-epochs ahead: its key is already in the spare slot in the second half.
+            let ahead = fleet(c.wrapping_add(2), 0).make(&V4, 5, 1);
+            assert_eq!(checker.check(&V4, 5, ahead.isn).is_ok(), c & 1 == 1, "c + 2 at {c}");
+            for made_at in [c.wrapping_sub(2), c.wrapping_sub(3), c.wrapping_add(3)] {
+                let cookie = fleet(made_at, 0).make(&V4, 5, 1);
+                assert_eq!(
+                    checker.check(&V4, 5, cookie.isn),
+                    Err(CookieError::BadMac),
+                    "made at {made_at}, checked at {c}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fleet_clear_bits_are_the_counter_modulo_4() {
+        for c in 0..16u32 {
+            let cookie = fleet(c, 0).make(&V4, 9, 0);
+            assert_eq!(cookie.isn >> COUNTER_BIT, c & 3, "K T at {c}");
+        }
+    }
+
+    #[test]
+    fn fleet_timestamp_base_survives_a_move_between_hosts() {
+        let opts = TsOptions { wscale: Some(7), sack: true, ecn: false };
+        // Two hosts whose wall clocks stand 6400 ms apart from their monotonic clocks.
+        let (a, b) = (fleet(40, 64 * 1000), fleet(40, 64 * 1100));
+        let made = a.make(&V4, 77, 3);
+        let tsval = encode_tsval(123_456, made.ts_offset, opts);
+        let checked = b.check(&V4, 77, made.isn).unwrap();
+        assert_eq!(checked.ts_offset.wrapping_sub(made.ts_offset), 64 * 100);
+        assert_eq!(decode_tsecr(tsval, checked.ts_offset), opts);
+        // The connection's timestamp clock on host b: its own clock plus the offset.
+        assert_eq!(
+            made.ts_offset.wrapping_sub(a.ts_base),
+            checked.ts_offset.wrapping_sub(b.ts_base)
+        );
+    }
+
     fn any_v4() -> impl Strategy<Value = TupleV4> {
         (any::<[u8; 4]>(), any::<[u8; 4]>(), any::<u16>(), any::<u16>()).prop_map(
             |(client, server, client_port, server_port)| TupleV4 {
@@ -606,7 +724,7 @@ mod tests {
             opts in any_ts_options(), now_ts in any::<u32>(), counter in any::<u32>(),
             slot in 0u32..2, ticks in 0u32..2,
         ) {
-            let mut s = CookieSecrets { keys: [key, key], current: slot, counter };
+            let mut s = CookieSecrets { keys: [key, key], current: slot, counter, ..CookieSecrets::default() };
             s.keys[(slot ^ 1) as usize] = CookieKey { k0: key.k1, k1: key.k0 };
             roundtrip(&s, &t, isn, mss, opts, now_ts, ticks)?;
         }
@@ -617,7 +735,7 @@ mod tests {
             opts in any_ts_options(), now_ts in any::<u32>(), counter in any::<u32>(),
             ticks in 0u32..2,
         ) {
-            let s = CookieSecrets { keys: [key, key], current: 1, counter };
+            let s = CookieSecrets { keys: [key, key], current: 1, counter, ..CookieSecrets::default() };
             roundtrip(&s, &t, isn, mss, opts, now_ts, ticks)?;
         }
 
@@ -626,7 +744,7 @@ mod tests {
             key in any_key(), t in any_v4(), isn in any::<u32>(), counter in any::<u32>(),
             age in 2u32..1000, idx in 0u8..4,
         ) {
-            let s = CookieSecrets { keys: [key, key], current: 0, counter };
+            let s = CookieSecrets { keys: [key, key], current: 0, counter, ..CookieSecrets::default() };
             let c = s.make(&t, isn, idx);
             let mut later = s;
             later.counter = counter.wrapping_add(age);
@@ -638,14 +756,26 @@ mod tests {
         }
 
         #[test]
+        fn fleet_cookies_pass_within_one_half_epoch_and_never_two_back(
+            t in any_v4(), isn in any::<u32>(), counter in any::<u32>(), idx in 0u8..4,
+            skew in -1i32..=1, age in 2u32..1000,
+        ) {
+            let made = fleet(counter, 0).make(&t, isn, idx);
+            let there = fleet(counter.wrapping_add_signed(skew), 0);
+            prop_assert_eq!(u32::from(there.check(&t, isn, made.isn).unwrap().mss_index), u32::from(idx));
+            let later = fleet(counter.wrapping_add(age), 0);
+            prop_assert_eq!(later.check(&t, isn, made.isn), Err(CookieError::BadMac));
+        }
+
+        #[test]
         fn wrong_key_is_rejected(
             key in any_key(), other in any_key(), t in any_v6(), isn in any::<u32>(),
             counter in any::<u32>(), idx in 0u8..4,
         ) {
             prop_assume!(key != other);
-            let s = CookieSecrets { keys: [key, key], current: 0, counter };
+            let s = CookieSecrets { keys: [key, key], current: 0, counter, ..CookieSecrets::default() };
             let c = s.make(&t, isn, idx);
-            let wrong = CookieSecrets { keys: [other, other], current: 0, counter };
+            let wrong = CookieSecrets { keys: [other, other], current: 0, counter, ..CookieSecrets::default() };
             prop_assert_eq!(wrong.check(&t, isn, c.isn), Err(CookieError::BadMac));
         }
 
@@ -654,7 +784,7 @@ mod tests {
             key in any_key(), t in any_v4(), isn in any::<u32>(), counter in any::<u32>(),
             which in 0usize..6, flip in 1u32..,
         ) {
-            let s = CookieSecrets { keys: [key, key], current: 0, counter };
+            let s = CookieSecrets { keys: [key, key], current: 0, counter, ..CookieSecrets::default() };
             let c = s.make(&t, isn, 2);
             let mut t2 = t;
             let mut isn2 = isn;
@@ -671,21 +801,23 @@ mod tests {
         }
     }
 
-    /// The acceptance rate of random ACKs is about 2^-28: none in a million.
+    /// The acceptance rate of random ACKs is about 2^-28: none in a million, on one host and
+    /// in the fleet schedule (whose clear bits pick among four counters, still one candidate).
     #[test]
     fn random_acks_are_rejected() {
-        let s = secrets(42);
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut accepted = 0;
-        for _ in 0..1_000_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if s.check(&V4, x as u32, (x >> 32) as u32).is_ok() {
-                accepted += 1;
+        for s in [secrets(42), fleet(42, 0)] {
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            let mut accepted = 0;
+            for _ in 0..1_000_000 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if s.check(&V4, x as u32, (x >> 32) as u32).is_ok() {
+                    accepted += 1;
+                }
             }
+            assert_eq!(accepted, 0);
         }
-        assert_eq!(accepted, 0);
     }
 
     #[test]

@@ -1,11 +1,82 @@
-//! The flow table (`SYNSHIELD_FLOWS`, a hash map `FlowKey -> FlowValue`): connections whose
+//! The flow table (`SYNSHIELD_FLOWS`, an LRU hash map `FlowKey -> FlowValue`): connections whose
 //! third ACK carried a valid cookie. The XDP program inserts them and redirects their segments
 //! to userspace; userspace removes them when the connection is gone.
+//!
+//! # Size: evict, never refuse
+//!
+//! The map is an LRU hash (`BPF_MAP_TYPE_LRU_HASH`): an insert into a full map evicts the least
+//! recently used entry instead of failing, so a full map never turns a new client away
+//! silently. The loader sizes it at load time from what userspace promises to hold at once
+//! ([`FlowTableSize::entries`]):
+//!
+//! ```text
+//! entries = max_conns + max_time_wait + max_half_open + (possible CPUs + 1) * 128
+//! ```
+//!
+//! - `max_conns` (`--max-conns`): live connections; userspace refuses new handshakes beyond it;
+//! - `max_time_wait`: TIME-WAIT records, each still an entry (flag [`FlowValue::TIME_WAIT`]);
+//! - `max_half_open`: stateful half-open connections (flag [`FlowValue::HALF_OPEN`]);
+//! - the slack: the kernel's LRU keeps free entries in per-CPU lists (up to 128 each,
+//!   `LOCAL_FREE_TARGET` in kernel/bpf/bpf_lru_list.c; since Linux 6.16, `target_free`, at most
+//!   that) and starts evicting when its global free list runs short, while the other CPUs'
+//!   lists may still hold free entries. With the slack, nothing is evicted while userspace
+//!   stays within its three bounds, so `drop_flow_table_full` cannot happen before `--max-conns`
+//!   is reached (and an LRU map returns that error only if it can find no entry to evict).
+//!
+//! An entry costs the kernel about 120 bytes (the element header, the 36-byte key and the
+//! 28-byte value, each rounded up to 8) plus its hash bucket, all allocated at load time (an
+//! LRU map is preallocated): about 25 MiB for the default `--max-conns 100000`.
+//!
+//! Eviction picks the least recently used entry (a lookup by the XDP program marks an entry
+//! used; userspace's lookups do not): when userspace exceeds its bounds, idle entries (TIME-WAIT
+//! records first, as nothing looks them up) go before busy ones. Userspace reconciles the map
+//! with its connections, so an evicted entry is at worst a connection whose next segment
+//! reaches no flow (dropped as an invalid ACK) and times out.
 
 use crate::cookie::{TsOptions, ValidCookie};
+use crate::wire::options::TcpOptions;
 
-/// Entries of the flow table (`max_entries` of `SYNSHIELD_FLOWS`).
+/// Entries of the flow table in the object: what a load without sizing (tests, benchmarks)
+/// gets. The loader of `synshield serve` sets `max_entries` from [`FlowTableSize`].
 pub const FLOW_TABLE_SIZE: u32 = 65536;
+
+/// Free entries the kernel's LRU map may hold back per CPU (`LOCAL_FREE_TARGET`).
+pub const LRU_PER_CPU_FREE: u32 = 128;
+
+/// Half-open connections assumed when the caller sets no bound of its own.
+pub const DEFAULT_MAX_HALF_OPEN: u32 = 4096;
+
+/// What the flow table must hold at once, for [`FlowTableSize::entries`] (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowTableSize {
+    /// Live connections (`--max-conns`).
+    pub max_conns: u32,
+    /// TIME-WAIT records.
+    pub max_time_wait: u32,
+    /// Half-open (SYN-RECEIVED) connections of the stateful path.
+    pub max_half_open: u32,
+}
+
+impl FlowTableSize {
+    /// The table for `max_conns` live connections, as many TIME-WAIT records (a server that
+    /// closes first holds one per connection it closed within 2 MSL) and
+    /// [`DEFAULT_MAX_HALF_OPEN`] half-open ones.
+    #[must_use]
+    pub fn for_max_conns(max_conns: u32) -> FlowTableSize {
+        FlowTableSize { max_conns, max_time_wait: max_conns, max_half_open: DEFAULT_MAX_HALF_OPEN }
+    }
+
+    /// `max_entries` of the map on a machine with `possible_cpus` CPUs (see the module docs),
+    /// saturating at `u32::MAX` (the kernel then refuses the map: too much memory).
+    #[must_use]
+    pub fn entries(&self, possible_cpus: u32) -> u32 {
+        let slack = possible_cpus.saturating_add(1).saturating_mul(LRU_PER_CPU_FREE);
+        self.max_conns
+            .saturating_add(self.max_time_wait)
+            .saturating_add(self.max_half_open)
+            .saturating_add(slack)
+    }
+}
 
 /// Entries of the AF_XDP socket map (`SYNSHIELD_XSKS`): one per RX queue.
 pub const MAX_RX_QUEUES: u32 = 64;
@@ -102,7 +173,8 @@ pub struct FlowValue {
     /// Our window scale shift (what the SYN-ACK offered); meaningful only if the peer's is set.
     pub local_wscale: u8,
     /// [`FlowValue::TIMESTAMPS`] | [`FlowValue::SACK`] | [`FlowValue::ECN`] (what the cookie
-    /// negotiated, written by XDP) and [`FlowValue::TIME_WAIT`] (set and cleared by userspace).
+    /// negotiated, written by XDP), [`FlowValue::TIME_WAIT`] and [`FlowValue::HALF_OPEN`] (set
+    /// and cleared by userspace).
     pub flags: u8,
     /// The RX queue whose AF_XDP socket owns the flow: written by XDP on insert (the queue the
     /// third ACK arrived on), rewritten by userspace if it moves the flow.
@@ -122,6 +194,19 @@ impl FlowValue {
     /// cookie for this tuple reaches userspace as a reopen candidate (RFC 6191) rather than as
     /// a segment of the old connection.
     pub const TIME_WAIT: u8 = 0x80;
+    /// A stateful handshake in progress (userspace sets and clears it): the entry of a
+    /// half-open connection. The contract:
+    ///
+    /// - userspace inserts the entry, with this flag, when it answers a SYN statefully (a SYN
+    ///   that reached it with `RxMeta` kind SYN), before the SYN-ACK leaves; its `queue` names
+    ///   the shard that holds the half-open connection; the other fields are userspace's;
+    /// - XDP sends every segment of the tuple to userspace as FLOW, as for an established
+    ///   connection: the third ACK (which carries no cookie, so XDP could not validate it), and
+    ///   a retransmitted SYN (the shard answers with its SYN-ACK again);
+    /// - userspace clears the flag when the handshake completes, and removes the entry when
+    ///   the half-open connection is dropped (retries exhausted, RST, timeout);
+    /// - XDP never writes such an entry; it counts in the flow table's `max_half_open`.
+    pub const HALF_OPEN: u8 = 0x40;
 
     /// The flow a valid cookie established (`queue` zero: the caller sets it). `timestamps` is the third ACK's (TSval, TSecr);
     /// without it, the connection has no timestamps, window scaling, SACK or ECN, as in Linux
@@ -166,6 +251,55 @@ impl FlowValue {
         }
     }
 
+    /// What a SYN offered, for userspace to answer it statefully (`RxMeta` kind SYN): its
+    /// ISN (`client_isn`), window, options as they were (no configuration applied: the shard
+    /// applies its own) and the RX queue. `server_isn`, `ts_synack`, `ts_offset` and
+    /// `local_wscale` are zero: userspace chooses them.
+    ///
+    /// - `mss`: the SYN's MSS option, 0 if it had none;
+    /// - `peer_wscale`: its window scale option (clamped to 14), or [`FlowValue::NO_WSCALE`];
+    /// - `ts_recent`: its TSval, with [`FlowValue::TIMESTAMPS`];
+    /// - flags [`FlowValue::SACK`] for SACK-permitted, [`FlowValue::ECN`] for an ECN setup SYN
+    ///   (ECE and CWR, RFC 3168 section 6.1.1).
+    #[inline(always)]
+    #[must_use]
+    pub fn syn_offer(
+        seq: u32,
+        window: u16,
+        opts: &TcpOptions,
+        ecn_setup: bool,
+        queue: u8,
+    ) -> FlowValue {
+        let mut flags = 0;
+        let mut ts_recent = 0;
+        if let Some(ts) = opts.timestamps() {
+            flags |= FlowValue::TIMESTAMPS;
+            ts_recent = ts.tsval;
+        }
+        if opts.sack_permitted() {
+            flags |= FlowValue::SACK;
+        }
+        if ecn_setup {
+            flags |= FlowValue::ECN;
+        }
+        FlowValue {
+            server_isn: 0,
+            client_isn: seq,
+            ts_recent,
+            ts_synack: 0,
+            ts_offset: 0,
+            mss: opts.mss().unwrap_or_default(),
+            peer_window: window,
+            peer_wscale: match opts.wscale() {
+                Some(w) => w,
+                None => FlowValue::NO_WSCALE,
+            },
+            local_wscale: 0,
+            flags,
+            queue,
+        }
+    }
+
     /// The options as the cookie carried them.
     #[must_use]
     pub fn ts_options(&self) -> TsOptions {
@@ -193,6 +327,32 @@ mod tests {
     fn layouts_have_no_padding() {
         assert_eq!(core::mem::size_of::<FlowKey>(), 36);
         assert_eq!(core::mem::size_of::<FlowValue>(), 28);
+    }
+
+    #[test]
+    fn table_size_covers_live_time_wait_half_open_and_the_lru_slack() {
+        let s = FlowTableSize { max_conns: 1000, max_time_wait: 200, max_half_open: 30 };
+        assert_eq!(s.entries(2), 1000 + 200 + 30 + 3 * 128);
+        let d = FlowTableSize::for_max_conns(100_000);
+        assert_eq!(d.entries(4), 200_000 + DEFAULT_MAX_HALF_OPEN + 5 * 128);
+        assert_eq!(FlowTableSize::for_max_conns(u32::MAX).entries(8), u32::MAX);
+    }
+
+    #[test]
+    fn a_syn_offer_is_the_syn_as_it_was() {
+        let o = TcpOptions::new(
+            Some(1460),
+            Some(200),
+            true,
+            Some(crate::wire::TcpTimestamp { tsval: 77, tsecr: 0 }),
+        );
+        let v = FlowValue::syn_offer(1000, 64240, &o, true, 3);
+        assert_eq!((v.client_isn, v.peer_window, v.mss, v.peer_wscale), (1000, 64240, 1460, 14));
+        assert_eq!((v.ts_recent, v.queue, v.server_isn), (77, 3, 0));
+        assert_eq!(v.flags, FlowValue::TIMESTAMPS | FlowValue::SACK | FlowValue::ECN);
+        let bare = FlowValue::syn_offer(5, 1, &TcpOptions::default(), false, 0);
+        assert_eq!((bare.mss, bare.peer_wscale, bare.flags), (0, FlowValue::NO_WSCALE, 0));
+        assert_eq!(bare.flags & (FlowValue::HALF_OPEN | FlowValue::TIME_WAIT), 0);
     }
 
     #[test]

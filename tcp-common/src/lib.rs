@@ -7,16 +7,19 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod adaptive;
 pub mod checksum;
 pub mod config;
 pub mod cookie;
 pub mod counters;
 pub mod flow;
+pub mod local;
 pub mod meta;
 pub mod proto;
 pub mod synack;
 pub mod wire;
 
+pub use adaptive::SynMode;
 pub use config::{Config, ConfigFlags, PortSet};
 pub use cookie::{CookieKey, CookieSecrets};
 pub use counters::Counter;
@@ -29,8 +32,18 @@ pub mod maps {
     pub const CONFIG: &str = "SYNSHIELD_CONFIG";
     /// `PerCpuArray<u64>`, indexed by [`crate::Counter`].
     pub const COUNTERS: &str = "SYNSHIELD_COUNTERS";
-    /// `HashMap<FlowKey, FlowValue>`: connections whose third ACK carried a valid cookie.
+    /// `LruHashMap<FlowKey, FlowValue>`: connections whose third ACK carried a valid cookie,
+    /// sized at load time (`flow::FlowTableSize`).
     pub const FLOWS: &str = "SYNSHIELD_FLOWS";
+    /// `Array<local::LocalAddrs>` with one entry: the addresses whose SYNs are answered.
+    pub const LOCAL_ADDRS: &str = "SYNSHIELD_LOCAL_ADDRS";
+    /// `PerCpuArray<adaptive::SynRate>` with one entry: each CPU's SYN rate and answer
+    /// (adaptive mode), for userspace to read.
+    pub const SYN_RATE: &str = "SYNSHIELD_SYN_RATE";
+    /// `Array<u32>`, indexed by RX queue: 1 while the queue's half-open table has room for a
+    /// stateful SYN, 0 (the initial value) while it has none or no one serves it (written by
+    /// userspace, see `meta`).
+    pub const HALF_OPEN_ROOM: &str = "SYNSHIELD_HALF_OPEN_ROOM";
     /// `XskMap`, indexed by RX queue: the AF_XDP sockets that receive the flows' segments.
     pub const XSKS: &str = "SYNSHIELD_XSKS";
 }

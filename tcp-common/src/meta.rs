@@ -39,15 +39,43 @@
 
 use crate::flow::FlowValue;
 
+/// # Kinds, and what userspace does with them
+///
+/// - NEW_FLOW: a third ACK whose cookie and checksum validated; XDP inserted the flow.
+/// - REOPEN: a bare ACK with a valid cookie for a tuple in TIME-WAIT; userspace decides (RFC
+///   6191) and rewrites the entry.
+/// - FLOW: a segment of a tuple in the flow map: an established connection, a TIME-WAIT record
+///   or a half-open connection ([`FlowValue::HALF_OPEN`]). Also a **SYN** for a half-open
+///   tuple (a retransmitted SYN: the shard answers with its SYN-ACK again) and, when
+///   userspace marks TIME-WAIT entries (`ConfigFlags::TIME_WAIT_MARKED`), for any tuple whose
+///   entry is not marked TIME-WAIT (RFC 5961 section 4: the engine answers with a challenge
+///   ACK). A SYN for a TIME-WAIT tuple is answered like a new one (cookie or stateful), its
+///   third ACK then comes as REOPEN (cookie) or FLOW (stateful).
+/// - SYN: a SYN for a tuple not in the map, in stateful or adaptive mode (`adaptive`), while
+///   the RX queue's half-open table has room; `flow` is what the SYN offered
+///   ([`FlowValue::syn_offer`]). The XDP program checked its flags, length, checksum,
+///   options and addresses; it did not write the map. Userspace answers it statefully: it
+///   inserts the tuple with [`FlowValue::HALF_OPEN`] (so the third ACK and retransmitted SYNs
+///   reach it as FLOW) and sends its SYN-ACK.
+///
+/// Userspace keeps `SYNSHIELD_HALF_OPEN_ROOM[queue]` at 1 while the queue's shard can take
+/// SYNs and at 0 once its half-open table is full (or the shard is not running): XDP then
+/// answers that queue's SYNs with cookies (adaptive) or drops them (stateful). The flag is
+/// read per SYN, and SYNs already in the RX ring when it changes still arrive: set it to 0
+/// while the table still has room for a ring's worth, or answer the overflow with cookies in
+/// userspace (`tcp_common::cookie`, `synack`).
+///
 /// What the XDP program knows about a frame it hands to AF_XDP: 32 bytes, no padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct RxMeta {
-    /// [`RxMeta::MAGIC`] | one of [`RxMeta::NEW_FLOW`], [`RxMeta::REOPEN`], [`RxMeta::FLOW`].
+    /// [`RxMeta::MAGIC`] | one of [`RxMeta::NEW_FLOW`], [`RxMeta::REOPEN`], [`RxMeta::FLOW`],
+    /// [`RxMeta::SYN`].
     pub tag: u32,
     /// NEW_FLOW: the flow the cookie established, as inserted into the map (its `queue` is the
     /// RX queue the ACK arrived on). REOPEN: the flow the NEW cookie decodes to; the map still
     /// holds the old connection's entry. FLOW: the map's value (its `queue` names the owner).
+    /// SYN: what the SYN offered ([`FlowValue::syn_offer`], `queue` the RX queue).
     pub flow: FlowValue,
 }
 
@@ -60,8 +88,10 @@ pub enum RxKind {
     /// [`FlowValue::TIME_WAIT`]. XDP did not write the map: userspace decides (RFC 6191) and
     /// rewrites the entry itself.
     Reopen,
-    /// A segment of a known flow.
+    /// A segment of a known flow (a SYN included: see [`RxMeta`]).
     Flow,
+    /// A SYN to answer statefully (stateful or adaptive mode).
+    Syn,
 }
 
 impl RxMeta {
@@ -78,6 +108,8 @@ impl RxMeta {
     pub const REOPEN: u32 = 2;
     /// Kind: a segment of a known flow.
     pub const FLOW: u32 = 3;
+    /// Kind: a SYN for userspace to answer statefully.
+    pub const SYN: u32 = 4;
 
     /// The metadata for a frame of `kind` ([`RxMeta::NEW_FLOW`], ...).
     #[inline(always)]
@@ -96,6 +128,7 @@ impl RxMeta {
             RxMeta::NEW_FLOW => Some(RxKind::NewFlow),
             RxMeta::REOPEN => Some(RxKind::Reopen),
             RxMeta::FLOW => Some(RxKind::Flow),
+            RxMeta::SYN => Some(RxKind::Syn),
             _ => None,
         }
     }
@@ -202,6 +235,7 @@ mod tests {
             (RxMeta::NEW_FLOW, RxKind::NewFlow),
             (RxMeta::REOPEN, RxKind::Reopen),
             (RxMeta::FLOW, RxKind::Flow),
+            (RxMeta::SYN, RxKind::Syn),
         ] {
             let mut headroom = [0xaau8; 256];
             headroom[224..].copy_from_slice(&RxMeta::new(kind, flow()).to_bytes());
@@ -217,7 +251,7 @@ mod tests {
         let good = RxMeta::new(RxMeta::FLOW, flow()).to_bytes();
         assert_eq!(RxMeta::read(&good[1..]), None);
         assert_eq!(RxMeta::read(&[]), None);
-        for tag in [0, RxMeta::MAGIC, RxMeta::MAGIC | 4, RxMeta::MAGIC ^ 0x100 | 1, u32::MAX] {
+        for tag in [0, RxMeta::MAGIC, RxMeta::MAGIC | 5, RxMeta::MAGIC ^ 0x100 | 1, u32::MAX] {
             let mut b = good;
             b[..4].copy_from_slice(&tag.to_ne_bytes());
             assert_eq!(RxMeta::read(&b), None, "tag {tag:#x}");

@@ -186,7 +186,12 @@ mod tests {
 
     fn config() -> Config {
         let mut c = Config::EMPTY;
-        c.secrets = CookieSecrets { keys: [CookieKey { k0: 1, k1: 2 }; 2], current: 0, counter: 3 };
+        c.secrets = CookieSecrets {
+            keys: [CookieKey { k0: 1, k1: 2 }; 2],
+            current: 0,
+            counter: 3,
+            ..CookieSecrets::default()
+        };
         c
     }
 

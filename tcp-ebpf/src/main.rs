@@ -5,13 +5,19 @@
 //! Pipeline (after Linux's `xdp_synproxy_kern.c`):
 //!
 //! ```text
-//! frame::dissect ─ ipv4 / ipv6 ─ tcp ┬─ syn_to_synack            SYN: XDP_TX a SYN-ACK
+//! frame::dissect ─ ipv4 / ipv6 ─ tcp ┬─ syn_to_synack            SYN:
 //!  (VLAN tags)    (per layout)  Shield│   ├─ check_syn            flags, payload, checksum, options
-//!                                    │   └─ write_synack         cookie, options, rewrite in place
+//!                                    │   ├─ check_answerable     our address, not multicast, not
+//!                                    │   │                       from a martian or ourselves
+//!                                    │   ├─ (flow map)           a tuple we hold: redirect (FLOW)
+//!                                    │   ├─ syn_answer           stateful / adaptive: redirect
+//!                                    │   │                       (SYN) or drop
+//!                                    │   └─ write_synack         XDP_TX a cookie SYN-ACK, in place
 //!                                    └─ flow_or_cookie_ack       known flow: redirect (FLOW)
 //!                                        ├─ reopen_or_flow       TIME-WAIT tuple, bare ACK with a
 //!                                        │                       valid cookie: redirect (REOPEN)
-//!                                        ├─ validate_cookie_ack  valid third ACK: insert, redirect
+//!                                        ├─ validate_cookie_ack  valid third ACK whose checksum
+//!                                        │                       verifies: insert, redirect
 //!                                        │                       (NEW_FLOW)
 //!                                        └─ ack_to_rst           invalid ACK: drop, or RST if asked
 //! ```
@@ -43,18 +49,20 @@ mod probes;
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
-    helpers::{bpf_ktime_get_coarse_ns, bpf_xdp_adjust_tail},
+    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns, bpf_xdp_adjust_tail},
     macros::{map, xdp},
-    maps::{Array, HashMap, PerCpuArray, XskMap},
+    maps::{Array, LruHashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
 use tcp_common::{
-    Config, ConfigFlags, Counter, FlowKey, FlowValue, RxMeta,
-    checksum::verifies,
+    Config, ConfigFlags, Counter, FlowKey, FlowValue, RxMeta, SynMode,
+    adaptive::SynRate,
+    checksum::{Sum, verifies},
     cookie,
     counters::COUNTER_COUNT,
     flow::{FLOW_TABLE_SIZE, MAX_RX_QUEUES},
-    proto::TCP_HLEN,
+    local::{AddrWords, LocalAddrs, is_group_mac},
+    proto::{ETH_HLEN, TCP_HLEN},
     synack::{self, flags},
     wire::{
         frame::{self, IpHeader, TcpFixed, TcpSink},
@@ -64,7 +72,7 @@ use tcp_common::{
 
 use tcp_common::wire::frame::FrameBytes as _;
 
-use crate::packet::{XdpFrame, store_be16, store_be32, swap_macs, write_meta};
+use crate::packet::{XdpFrame, payload_sum, store_be16, store_be32, swap_macs, write_meta};
 
 #[map(name = "SYNSHIELD_CONFIG")]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -72,8 +80,22 @@ static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 #[map(name = "SYNSHIELD_COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
+/// An LRU hash: a full map evicts instead of refusing; the loader sets its size
+/// (`tcp_common::flow` explains the formula).
 #[map(name = "SYNSHIELD_FLOWS")]
-static FLOWS: HashMap<FlowKey, FlowValue> = HashMap::with_max_entries(FLOW_TABLE_SIZE, 0);
+static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(FLOW_TABLE_SIZE, 0);
+
+/// Per RX queue: 1 while its half-open table has room (`tcp_common::meta`).
+#[map(name = "SYNSHIELD_HALF_OPEN_ROOM")]
+static HALF_OPEN_ROOM: Array<u32> = Array::with_max_entries(MAX_RX_QUEUES, 0);
+
+/// Each CPU's SYN rate and answer in adaptive mode (`tcp_common::adaptive`).
+#[map(name = "SYNSHIELD_SYN_RATE")]
+static SYN_RATE: PerCpuArray<SynRate> = PerCpuArray::with_max_entries(1, 0);
+
+/// The addresses whose SYNs are answered (`tcp_common::local`).
+#[map(name = "SYNSHIELD_LOCAL_ADDRS")]
+static LOCAL_ADDRS: Array<LocalAddrs> = Array::with_max_entries(1, 0);
 
 #[map(name = "SYNSHIELD_XSKS")]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_RX_QUEUES, 0);
@@ -89,6 +111,12 @@ impl Verdict {
     #[inline(always)]
     fn new(c: Counter, action: u32) -> Verdict {
         Verdict((u64::from(c as u32) << 32) | u64::from(action))
+    }
+
+    /// A drop counted by the counter at index `counter` (from a global function).
+    #[inline(always)]
+    fn refused(counter: u32) -> Verdict {
+        Verdict((u64::from(counter) << 32) | u64::from(XDP_DROP))
     }
 
     #[inline(always)]
@@ -171,7 +199,7 @@ impl TcpSink<XdpFrame> for Shield<'_> {
         if th.flags() & flags::SYN != 0 {
             return syn_to_synack::<L2, L4, A>(self.ctx, self.cfg, ip, th, tcp_len);
         }
-        flow_or_cookie_ack::<L2, L4, A>(self.ctx, self.cfg, ip, th)
+        flow_or_cookie_ack::<L2, L4, A>(self.ctx, self.cfg, ip, th, tcp_len)
     }
 }
 
@@ -210,7 +238,152 @@ fn syn_to_synack<const L2: usize, const L4: usize, F: IpHeader>(
     if let Err(c) = check_syn::<L4, F>(ctx, ip, th, tcp_len, &mut opts) {
         return drop(c);
     }
-    write_synack::<L2, L4, F>(ctx, cfg, ip, th, &opts)
+    let refused = check_answerable(ctx, ip);
+    if refused != 0 {
+        return Verdict::refused(refused);
+    }
+    let queue = ctx.rx_queue_index();
+    if let Some(value) = live_flow(cfg, ip, th) {
+        return redirect_to_userspace(ctx, queue, RxMeta::FLOW, Counter::RedirectSynFlow, value);
+    }
+    match syn_answer(cfg, queue) {
+        SYN_STATEFUL => {
+            let ecn_setup = th.flags() & (flags::ECE | flags::CWR) == flags::ECE | flags::CWR;
+            #[expect(clippy::cast_possible_truncation, reason = "at most MAX_RX_QUEUES (64)")]
+            let offer = FlowValue::syn_offer(th.seq, th.window, &opts, ecn_setup, queue as u8);
+            redirect_to_userspace(ctx, queue, RxMeta::SYN, Counter::RedirectSyn, &offer)
+        }
+        SYN_DROP => drop(Counter::DropSynHalfOpenFull),
+        _ => write_synack::<L2, L4, F>(ctx, cfg, ip, th, &opts),
+    }
+}
+
+/// The flow-map entry of a live connection on the SYN's tuple, which the SYN goes to:
+/// RFC 5961 section 4, a SYN for a connection we hold draws a challenge ACK from it, and a
+/// retransmitted SYN of a stateful handshake goes to its shard (`FlowValue::HALF_OPEN`). A
+/// TIME-WAIT tuple may be reopened by a new handshake: its SYN is answered as any other.
+///
+/// Telling TIME-WAIT entries apart needs userspace to mark them
+/// (`ConfigFlags::TIME_WAIT_MARKED`); without the mark only half-open entries are live, and
+/// in cookie mode there are none (userspace answers no SYN itself), so the lookup, a hash of
+/// the 36-byte key (18 ns per SYN here), is made only when its answer can matter.
+#[inline(always)]
+fn live_flow<F: IpHeader>(cfg: &Config, ip: &F, th: &TcpFixed) -> Option<&'static FlowValue> {
+    let marked = ConfigFlags(cfg.flags).contains(ConfigFlags::TIME_WAIT_MARKED);
+    if !marked && cfg.syn_mode == SynMode::Cookies as u8 {
+        return None;
+    }
+    let entry = FLOWS.get_ptr(ip.flow_key(th.sport, th.dport))?;
+    // SAFETY: a value of the map, read in place (see `flow_or_cookie_ack`).
+    let value = unsafe { &*entry };
+    let live = if marked {
+        value.flags & FlowValue::TIME_WAIT == 0
+    } else {
+        value.flags & FlowValue::HALF_OPEN != 0
+    };
+    live.then_some(value)
+}
+
+/// [`syn_answer`]: a cookie SYN-ACK from XDP.
+const SYN_COOKIE: u32 = 0;
+/// [`syn_answer`]: to userspace, to be answered statefully.
+const SYN_STATEFUL: u32 = 1;
+/// [`syn_answer`]: dropped (stateful mode, no room).
+const SYN_DROP: u32 = 2;
+
+/// How to answer a SYN for a new tuple that arrived on RX queue `queue`
+/// (`tcp_common::adaptive`): [`SYN_COOKIE`], [`SYN_STATEFUL`] or [`SYN_DROP`]. Cookie mode
+/// costs one comparison; the other modes are a global function.
+#[inline(always)]
+fn syn_answer(cfg: &Config, queue: u32) -> u32 {
+    if cfg.syn_mode == SynMode::Cookies as u8 {
+        return SYN_COOKIE;
+    }
+    synshield_syn_answer(queue)
+}
+
+/// [`syn_answer`] in stateful and adaptive modes: the queue's room
+/// (`SYNSHIELD_HALF_OPEN_ROOM`), and in adaptive mode this CPU's SYN rate
+/// (`SYNSHIELD_SYN_RATE`, counted here in windows of jiffies: `bpf_jiffies64`, which the
+/// verifier inlines as one load, where `bpf_ktime_get_coarse_ns` cost 23 ns per SYN).
+///
+/// A *global* BPF function (see `synshield_tcp_options`): verified once, not in each of the
+/// six SYN paths.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn synshield_syn_answer(queue: u32) -> u32 {
+    let Some(cfg) = config() else { return SYN_COOKIE };
+    let room = HALF_OPEN_ROOM.get(queue).is_some_and(|r| *r != 0);
+    match SynMode::from_u8(cfg.syn_mode) {
+        SynMode::Cookies => SYN_COOKIE,
+        SynMode::Stateful if room => SYN_STATEFUL,
+        SynMode::Stateful => SYN_DROP,
+        SynMode::Adaptive => {
+            // SAFETY: no preconditions.
+            let now = unsafe { bpf_jiffies64() };
+            let flooded = match SYN_RATE.get_ptr_mut(0) {
+                // SAFETY: this CPU's slot, only this CPU writes it while the program runs.
+                Some(rate) => unsafe { (*rate).count_syn(now, &cfg.rate_params()) },
+                None => true,
+            };
+            if flooded || !room { SYN_COOKIE } else { SYN_STATEFUL }
+        }
+    }
+}
+
+/// Whether we may answer the packet at all, going by its addresses (`tcp_common::local`):
+/// not to a group MAC address, not to an address that is not ours or is multicast, not from
+/// a martian or from ourselves. 0 if so, else the index of the refusal's counter. A list of
+/// one or two addresses is checked inline (`admits_fast`); anything else, and every refusal,
+/// by the global functions.
+#[inline(always)]
+fn check_answerable<F: IpHeader>(ctx: &XdpContext, ip: &F) -> u32 {
+    // Verifier note: the check covers the Ethernet header, not one byte: LLVM turns
+    // `data + 1 <= end` into `data < end`, from which the verifier learns no range.
+    let frame = XdpFrame::new(ctx);
+    if !frame.has(ETH_HLEN) {
+        return Counter::DropTruncated as u32;
+    }
+    // SAFETY: 14 bytes checked.
+    if is_group_mac(unsafe { frame.u8_at(0) }) {
+        return Counter::DropMulticastDestination as u32;
+    }
+    let addrs = ip.addr_words();
+    if LOCAL_ADDRS.get(0).is_some_and(|l| l.admits_fast(addrs)) {
+        return 0;
+    }
+    match addrs {
+        AddrWords::V4 { src, dst } => synshield_admits_v4(src, dst),
+        AddrWords::V6 { src, dst } => synshield_admits_v6(src[0], src[1], dst[0], dst[1]),
+    }
+}
+
+/// Whether we may answer an IPv4 packet from `src` to `dst` (`u32::from_be_bytes`): 0, or the
+/// index of the counter of the refusal (`tcp_common::local::LocalAddrs::admits_v4`).
+///
+/// A *global* BPF function, as `synshield_tcp_options`: verified once on its own. Inlined
+/// into the SYN and RST paths of the six frame layouts, the scan of the address list (each
+/// step a branch) left as many states as there were ways out of it, and the verifier walked
+/// the rest of the SYN path from each: five times the instructions of the whole program.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn synshield_admits_v4(src: u32, dst: u32) -> u32 {
+    let Some(local) = LOCAL_ADDRS.get(0) else { return Counter::DropNotLocalDestination as u32 };
+    match local.admits_v4(src, dst) {
+        Ok(()) => 0,
+        Err(c) => c as u32,
+    }
+}
+
+/// As [`synshield_admits_v4`] for IPv6 (addresses as big-endian halves).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn synshield_admits_v6(src_hi: u64, src_lo: u64, dst_hi: u64, dst_lo: u64) -> u32 {
+    let Some(local) = LOCAL_ADDRS.get(0) else { return Counter::DropNotLocalDestination as u32 };
+    match local.admits_v6([src_hi, src_lo], [dst_hi, dst_lo]) {
+        Ok(()) => 0,
+        Err(c) => c as u32,
+    }
 }
 
 /// Whether the SYN may be answered (flags, no payload, checksum, options); its options into
@@ -309,6 +482,7 @@ fn flow_or_cookie_ack<const L2: usize, const L4: usize, F: IpHeader>(
     cfg: &Config,
     ip: &F,
     th: &TcpFixed,
+    tcp_len: usize,
 ) -> Verdict {
     let key = ip.flow_key(th.sport, th.dport);
     if let Some(entry) = FLOWS.get_ptr(&key) {
@@ -321,7 +495,8 @@ fn flow_or_cookie_ack<const L2: usize, const L4: usize, F: IpHeader>(
         if value.flags & FlowValue::TIME_WAIT != 0 && bare_ack {
             return reopen_or_flow::<L4, F>(ctx, cfg, ip, th, value);
         }
-        return redirect_to_userspace(ctx, ctx.rx_queue_index(), RxMeta::FLOW, value);
+        let queue = ctx.rx_queue_index();
+        return redirect_to_userspace(ctx, queue, RxMeta::FLOW, Counter::RedirectFlow, value);
     }
     if th.flags() & flags::RST != 0 {
         return drop(Counter::DropRstUnknown);
@@ -329,12 +504,13 @@ fn flow_or_cookie_ack<const L2: usize, const L4: usize, F: IpHeader>(
     if th.flags() & flags::ACK == 0 {
         return drop(Counter::DropNoAckUnknown);
     }
-    validate_cookie_ack::<L2, L4, F>(ctx, cfg, ip, th, &key)
+    validate_cookie_ack::<L2, L4, F>(ctx, cfg, ip, th, tcp_len)
 }
 
 /// The flow a third ACK establishes if `ack - 1` is a valid cookie for `seq - 1` and the
-/// tuple; its `queue` is `queue`, the RX queue the ACK arrived on. `Err(None)`: the cookie is not
-/// valid; `Err(Some(c))`: it is, but the options are malformed (`c` says why).
+/// tuple, and the sum of its options (for the checksum); its `queue` is `queue`, the RX queue
+/// the ACK arrived on. `Err(None)`: the cookie is not valid; `Err(Some(c))`: it is, but the
+/// options are malformed or claim one the configuration does not offer (`c` says why).
 #[inline(always)]
 fn decode_cookie_ack<const L4: usize, F: IpHeader>(
     ctx: &XdpContext,
@@ -342,11 +518,12 @@ fn decode_cookie_ack<const L4: usize, F: IpHeader>(
     ip: &F,
     th: &TcpFixed,
     queue: u32,
-) -> Result<FlowValue, Option<Counter>> {
+) -> Result<(FlowValue, Sum), Option<Counter>> {
     let tuple = ip.tuple(th.sport, th.dport);
     let checked = cfg.secrets.check(&tuple, th.seq.wrapping_sub(1), th.ack.wrapping_sub(1));
     let Ok(valid) = checked else { return Err(None) };
-    let (opts, _) = options::read_options::<L4>(ctx, th.header_len() - TCP_HLEN).map_err(Some)?;
+    let (opts, opts_sum) =
+        options::read_options::<L4>(ctx, th.header_len() - TCP_HLEN).map_err(Some)?;
     let local_wscale =
         if cfg.wscale > cookie::MAX_WSCALE { cookie::MAX_WSCALE } else { cfg.wscale };
     let mut value = FlowValue::from_cookie(
@@ -360,32 +537,63 @@ fn decode_cookie_ack<const L4: usize, F: IpHeader>(
     #[expect(clippy::cast_possible_truncation, reason = "at most MAX_RX_QUEUES (64) queues")]
     let queue = queue as u8;
     value.queue = queue;
-    Ok(value)
+    if !ConfigFlags(cfg.flags).offers(&value) {
+        return Err(Some(Counter::DropAckOptionNotOffered));
+    }
+    Ok((value, opts_sum))
 }
 
-/// A third ACK for an unknown flow: valid cookie, the flow goes into the table and the segment
-/// to userspace (NEW_FLOW).
+/// Whether the segment's TCP checksum verifies: pseudo-header, fixed header, options (their
+/// sum `opts_sum`, from reading them) and payload. The dissector checked the IPv4 header's.
+#[inline(always)]
+fn checksum_verifies<const L4: usize, F: IpHeader>(
+    ctx: &XdpContext,
+    ip: &F,
+    th: &TcpFixed,
+    tcp_len: usize,
+    opts_sum: Sum,
+) -> bool {
+    let hlen = th.header_len();
+    let Some(payload) = payload_sum(ctx, L4 + hlen, tcp_len - hlen) else { return false };
+    #[expect(clippy::cast_possible_truncation, reason = "an IP payload length")]
+    let s = synack::pseudo_header_sum(ip.addr_sum(), tcp_len as u16)
+        .add_sum(th.sum())
+        .add_sum(opts_sum)
+        .add_sum(payload);
+    verifies(s)
+}
+
+/// A third ACK for an unknown flow: valid cookie and checksum, the flow goes into the table
+/// and the segment to userspace (NEW_FLOW). The checksum is verified after the cookie (an
+/// ACK flood's forgeries cost one hash and no sum) and before the insert, so a corrupted or
+/// deliberately broken ACK never leaves an entry that userspace would not claim.
+///
+/// A subprogram (at most five arguments in BPF: the flow key is made again here rather than
+/// passed).
 #[inline(never)]
 fn validate_cookie_ack<const L2: usize, const L4: usize, F: IpHeader>(
     ctx: &XdpContext,
     cfg: &Config,
     ip: &F,
     th: &TcpFixed,
-    key: &FlowKey,
+    tcp_len: usize,
 ) -> Verdict {
     let queue = ctx.rx_queue_index();
-    let value = match decode_cookie_ack::<L4, F>(ctx, cfg, ip, th, queue) {
+    let (value, opts_sum) = match decode_cookie_ack::<L4, F>(ctx, cfg, ip, th, queue) {
         Ok(v) => v,
         Err(Some(c)) => return drop(c),
         Err(None) if ConfigFlags(cfg.flags).contains(ConfigFlags::RST_INVALID_ACK) => {
-            return ack_to_rst::<L2, L4, F>(ctx, cfg, ip, th);
+            return ack_to_rst::<L2, L4, F>(ctx, cfg, ip, th, tcp_len);
         }
         Err(None) => return drop(Counter::DropAckInvalid),
     };
-    if FLOWS.insert(key, &value, 0).is_err() {
+    if !checksum_verifies::<L4, F>(ctx, ip, th, tcp_len, opts_sum) {
+        return drop(Counter::DropAckBadChecksum);
+    }
+    if FLOWS.insert(&ip.flow_key(th.sport, th.dport), &value, 0).is_err() {
         return drop(Counter::DropFlowTableFull);
     }
-    redirect_to_userspace(ctx, queue, RxMeta::NEW_FLOW, &value)
+    redirect_to_userspace(ctx, queue, RxMeta::NEW_FLOW, Counter::RedirectNewFlow, &value)
 }
 
 /// A bare ACK for a tuple in TIME-WAIT: with a valid cookie it may open a new incarnation
@@ -401,24 +609,28 @@ fn reopen_or_flow<const L4: usize, F: IpHeader>(
 ) -> Verdict {
     let queue = ctx.rx_queue_index();
     match decode_cookie_ack::<L4, F>(ctx, cfg, ip, th, queue) {
-        Ok(new) => redirect_to_userspace(ctx, queue, RxMeta::REOPEN, &new),
-        Err(_) => redirect_to_userspace(ctx, queue, RxMeta::FLOW, old),
+        Ok((new, _)) => {
+            redirect_to_userspace(ctx, queue, RxMeta::REOPEN, Counter::RedirectReopen, &new)
+        }
+        Err(_) => redirect_to_userspace(ctx, queue, RxMeta::FLOW, Counter::RedirectFlow, old),
     }
 }
 
 /// Hands the frame to the AF_XDP socket of its RX queue `queue`, with an [`RxMeta`] of `kind`
-/// for `flow` in front of it (or without, counted, if the kernel has no room for it).
+/// for `flow` in front of it (or without, counted, if the kernel has no room for it), counted
+/// by `counter`.
 ///
 /// Verifier note: callers read `rx_queue_index` once and pass it: read twice in one function,
 /// LLVM kept `ctx + 16` in a register, and the verifier refuses a context access through a
 /// modified pointer.
 #[inline(always)]
-fn redirect_to_userspace(ctx: &XdpContext, queue: u32, kind: u32, flow: &FlowValue) -> Verdict {
-    let counter = match kind {
-        RxMeta::NEW_FLOW => Counter::RedirectNewFlow,
-        RxMeta::REOPEN => Counter::RedirectReopen,
-        _ => Counter::RedirectFlow,
-    };
+fn redirect_to_userspace(
+    ctx: &XdpContext,
+    queue: u32,
+    kind: u32,
+    counter: Counter,
+    flow: &FlowValue,
+) -> Verdict {
     let counter = if write_meta(ctx, RxMeta::MAGIC | kind, flow) {
         counter
     } else {
@@ -432,14 +644,27 @@ fn redirect_to_userspace(ctx: &XdpContext, queue: u32, kind: u32, flow: &FlowVal
 
 /// Answers an ACK with an invalid cookie with `<SEQ=SEG.ACK><CTL=RST>` (RFC 9293 section
 /// 3.10.7.1, an ACK in LISTEN), rewriting it in place. Only when configured: under an ACK
-/// flood a RST per packet is reflection.
+/// flood a RST per packet is reflection. A segment whose checksum does not verify is not
+/// answered (RFC 9293 section 3.10.7: it is discarded first).
 #[inline(always)]
 fn ack_to_rst<const L2: usize, const L4: usize, F: IpHeader>(
     ctx: &XdpContext,
     cfg: &Config,
     ip: &F,
     th: &TcpFixed,
+    tcp_len: usize,
 ) -> Verdict {
+    let refused = check_answerable(ctx, ip);
+    if refused != 0 {
+        return Verdict::refused(refused);
+    }
+    let opts_sum = match options::read_options::<L4>(ctx, th.header_len() - TCP_HLEN) {
+        Ok((_, sum)) => sum,
+        Err(c) => return drop(c),
+    };
+    if !checksum_verifies::<L4, F>(ctx, ip, th, tcp_len, opts_sum) {
+        return drop(Counter::DropBadChecksum);
+    }
     let words: [u32; 5] = [
         u32::from(th.dport) << 16 | u32::from(th.sport),
         th.ack,

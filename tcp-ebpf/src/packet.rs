@@ -17,7 +17,10 @@
 //!   stack accesses.) Only this module accesses the packet, and only on the BPF target.
 
 use aya_ebpf::{
-    helpers::{bpf_xdp_adjust_meta, bpf_xdp_load_bytes},
+    bindings::xdp_md,
+    helpers::{bpf_csum_diff, bpf_xdp_adjust_meta, bpf_xdp_load_bytes},
+    macros::map,
+    maps::PerCpuArray,
     programs::XdpContext,
 };
 use tcp_common::{
@@ -243,6 +246,109 @@ pub fn load_options(
         sum = sum.add32((w >> 32) as u32).add32(w as u32);
     }
     Some(OptionsArea { bytes: buf, sum })
+}
+
+/// Bytes of payload summed per step: `bpf_csum_diff`'s limit (net/core/filter.c).
+const PAYLOAD_CHUNK: usize = 512;
+/// Steps: 4 KiB, more than a single-buffer XDP frame holds (the program does not take
+/// multi-buffer frames).
+const MAX_PAYLOAD_CHUNKS: usize = 8;
+
+/// Per-CPU buffer for one chunk of payload being summed (see [`payload_sum`]); 8 bytes more
+/// than a chunk, see the verifier note there.
+#[map(name = "SYNSHIELD_PAYLOAD")]
+static PAYLOAD_BUF: PerCpuArray<[u8; PAYLOAD_CHUNK + 8]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Ones'-complement sum of the `len` bytes of payload at frame offset `offset` (a trailing odd
+/// byte padded with zero, as RFC 1071 pads), for the checksum of a third ACK that carries data.
+/// `None` if the frame ends first or is longer than a single-buffer frame can be.
+///
+/// Each 512-byte chunk is copied out (`bpf_xdp_load_bytes`, one call for a variable length)
+/// and summed by `bpf_csum_diff`, which adds words as they sit in memory (little-endian here):
+/// a ones'-complement sum is byte-order independent up to swapping the bytes of the folded
+/// result (RFC 1071 section 2(B)), so each chunk's folded sum is swapped into network order.
+/// Chunks are even in length, so their 16-bit words line up with the segment's. The result
+/// of `bpf_csum_diff` is folded here whatever its width (32 bits before Linux 6.13, 16 after).
+///
+/// A *global* BPF function (see `synshield_tcp_options` in options.rs): verified once, on its
+/// own; a static subprogram was verified again for each of the twelve ACK paths that call it
+/// (more than the rest of the program). It returns the folded sum, or [`PAYLOAD_SUM_FAILED`].
+///
+/// Verifier notes: LLVM tests the loop's end on `done` and `len`, two registers, so the
+/// verifier does not learn that a chunk's length is at least 1 (`bpf_xdp_load_bytes` refuses a
+/// possibly zero size). The length is read back through a volatile load, which LLVM cannot
+/// see through, and mapped onto 1..=512 by arithmetic the verifier follows. Rounded up to whole
+/// words its bound is 515 for the verifier (it bounds `x & !3` by `x`), hence the 8 spare
+/// bytes of the buffer.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn synshield_payload_sum(ctx: *mut xdp_md, offset: u64, len: u64) -> u64 {
+    match payload_sum_inner(ctx, offset, len) {
+        Some(s) => u64::from(s.fold()),
+        None => PAYLOAD_SUM_FAILED,
+    }
+}
+
+/// [`synshield_payload_sum`]'s answer when the payload could not be read.
+pub const PAYLOAD_SUM_FAILED: u64 = u64::MAX;
+
+/// The sum of the payload (see [`synshield_payload_sum`]).
+#[inline(always)]
+pub fn payload_sum(ctx: &XdpContext, offset: usize, len: usize) -> Option<Sum> {
+    if len == 0 {
+        return Some(Sum::default());
+    }
+    let r = synshield_payload_sum(ctx.ctx, offset as u64, len as u64);
+    if r == PAYLOAD_SUM_FAILED {
+        return None;
+    }
+    Some(Sum(r))
+}
+
+#[inline(always)]
+fn payload_sum_inner(ctx: *mut xdp_md, offset: u64, len: u64) -> Option<Sum> {
+    if ctx.is_null() || len > (PAYLOAD_CHUNK * MAX_PAYLOAD_CHUNKS) as u64 || offset > 0xffff {
+        return None;
+    }
+    #[expect(clippy::cast_possible_truncation, reason = "both checked just above")]
+    let (offset, len) = (offset as usize, len as usize);
+    let buf = PAYLOAD_BUF.get_ptr_mut(0)?;
+    let mut sum = Sum::default();
+    let mut done = 0;
+    for _ in 0..MAX_PAYLOAD_CHUNKS {
+        let left = len - done;
+        if left == 0 {
+            break;
+        }
+        let n = if left > PAYLOAD_CHUNK { PAYLOAD_CHUNK } else { left };
+        // SAFETY: a read of a local.
+        let n = (unsafe { core::ptr::read_volatile(&raw const n) }.wrapping_sub(1)
+            & (PAYLOAD_CHUNK - 1))
+            + 1;
+        // The word the chunk ends in is zeroed first, so the copy leaves zero padding up to a
+        // whole word, which `bpf_csum_diff` needs.
+        let last_word = (n - 1) & (PAYLOAD_CHUNK - 4);
+        // SAFETY: `last_word` is a multiple of 4 and at most 508: an aligned word of the slot.
+        unsafe { buf.cast::<u8>().add(last_word).cast::<u32>().write(0) };
+        #[expect(clippy::cast_possible_truncation, reason = "below 64 KiB + 4 KiB; at most 512")]
+        // SAFETY: `buf` has room for `n` (1 to 512) bytes.
+        let r = unsafe { bpf_xdp_load_bytes(ctx, (offset + done) as u32, buf.cast(), n as u32) };
+        if r != 0 {
+            return None;
+        }
+        #[expect(clippy::cast_possible_truncation, reason = "at most 512")]
+        let words = ((n + 3) & !3) as u32;
+        // SAFETY: `buf` holds `words` (4 to 512) bytes; NULL with size 0 for `from` is allowed.
+        let c = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, buf.cast(), words, 0) };
+        if c < 0 {
+            return None;
+        }
+        #[expect(clippy::cast_sign_loss, reason = "checked above")]
+        let folded = Sum(c as u64 & 0xffff_ffff).fold();
+        sum = sum.add16(folded.swap_bytes());
+        done += n;
+    }
+    Some(sum)
 }
 
 /// Puts an [`RxMeta`] (`tag`, `flow`) in front of the frame (`bpf_xdp_adjust_meta`), for

@@ -50,6 +50,12 @@ pub enum Subject {
     /// Our program from another build (`XDP_BENCH_BASELINE`), to compare before and after a
     /// change in one run.
     Baseline,
+    /// Our program in cookie mode with `ConfigFlags::TIME_WAIT_MARKED` (the data path marks
+    /// TIME-WAIT entries): one flow-map lookup per SYN for RFC 5961 section 4.
+    Marked,
+    /// Our program in adaptive mode, flooded (its SYN rate counted, then a cookie SYN-ACK):
+    /// a copy loaded with a limit of zero SYNs per window.
+    Adaptive,
 }
 
 impl Subject {
@@ -57,7 +63,9 @@ impl Subject {
         match self {
             Subject::Drop => DROP_PROGRAM,
             Subject::KernelCookie => KERNEL_COOKIE_PROGRAM,
-            Subject::Synshield | Subject::Baseline => tcp_common::XDP_PROGRAM,
+            Subject::Synshield | Subject::Baseline | Subject::Marked | Subject::Adaptive => {
+                tcp_common::XDP_PROGRAM
+            }
         }
     }
 
@@ -69,6 +77,8 @@ impl Subject {
             }
             Subject::Synshield => "**synshield** (SipHash-1-3 cookie, incremental checksums)",
             Subject::Baseline => "synshield, baseline build (`XDP_BENCH_BASELINE`)",
+            Subject::Marked => "synshield, TIME-WAIT marked: a flow lookup per SYN (RFC 5961)",
+            Subject::Adaptive => "synshield, `--mode adaptive` under flood (rate counted, cookie)",
         }
     }
 
@@ -231,15 +241,68 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, BenchError
     Ok(p)
 }
 
-/// The program measured for `subject`: the baseline object's for [`Subject::Baseline`].
-fn pick<'a>(
-    ebpf: &'a mut Ebpf,
-    base: Option<&'a mut Ebpf>,
-    subject: Subject,
-) -> Result<&'a mut Xdp, BenchError> {
-    match (subject, base) {
-        (Subject::Baseline, Some(b)) => program(b, subject.program()),
-        _ => program(ebpf, subject.program()),
+/// The loaded objects: ours (as `serve` configures it by default, with TIME-WAIT marked, in
+/// adaptive mode), and the baseline build if any.
+struct Loaded {
+    ours: Ebpf,
+    marked: Ebpf,
+    adaptive: Ebpf,
+    base: Option<Ebpf>,
+}
+
+impl Loaded {
+    /// Loads the objects, writes their maps and loads their programs.
+    fn new(object: &[u8], baseline: Option<&[u8]>) -> Result<Loaded, BenchError> {
+        let mut ports = PortSet::EMPTY;
+        ports.insert(PORT);
+        let keeper = secrets::SecretKeeper::new(
+            secrets::SecretsSchedule::default(),
+            secrets::monotonic_secs(),
+        )
+        .map_err(|e| BenchError::Unexpected(format!("cookie keys: {e}")))?;
+        let config = Config { ports, secrets: keeper.secrets(), ..Config::EMPTY };
+        let mut marked = config;
+        marked.flags |= tcp_common::ConfigFlags::TIME_WAIT_MARKED.0;
+        let mut flooded = marked;
+        flooded.syn_mode = tcp_common::SynMode::Adaptive as u8;
+        flooded.syn_window_limit = 0;
+        let mut loaded = Loaded {
+            ours: loader::load(object)?,
+            marked: loader::load(object)?,
+            adaptive: loader::load(object)?,
+            base: baseline.map(loader::load).transpose()?,
+        };
+        let loading = |subject: Subject| {
+            move |source| BenchError::Program {
+                what: format!("loading {}", subject.program()),
+                source,
+            }
+        };
+        write_maps(&mut loaded.ours, &config)?;
+        for subject in [Subject::Drop, Subject::KernelCookie, Subject::Synshield] {
+            program(&mut loaded.ours, subject.program())?.load().map_err(loading(subject))?;
+        }
+        write_maps(&mut loaded.marked, &marked)?;
+        loaded.pick(Subject::Marked)?.load().map_err(loading(Subject::Marked))?;
+        write_maps(&mut loaded.adaptive, &flooded)?;
+        loader::write_half_open_room(&mut loaded.adaptive, 0, true)?;
+        loaded.pick(Subject::Adaptive)?.load().map_err(loading(Subject::Adaptive))?;
+        if let Some(base) = &mut loaded.base {
+            write_maps(base, &config)?;
+            let p = program(base, Subject::Baseline.program())?;
+            p.load().map_err(loading(Subject::Baseline))?;
+        }
+        Ok(loaded)
+    }
+
+    /// The program measured for `subject`.
+    fn pick(&mut self, subject: Subject) -> Result<&mut Xdp, BenchError> {
+        match (subject, self.base.as_mut()) {
+            (Subject::Baseline, Some(b)) => program(b, subject.program()),
+            (Subject::Marked, _) => program(&mut self.marked, subject.program()),
+            (Subject::Adaptive, _) => program(&mut self.adaptive, subject.program()),
+            _ => program(&mut self.ours, subject.program()),
+        }
     }
 }
 
@@ -253,15 +316,7 @@ pub fn run(
     rounds: usize,
 ) -> Result<Vec<Row>, BenchError> {
     pin_to_one_cpu();
-    let mut ebpf = loader::load(object)?;
-    let mut base = baseline.map(loader::load).transpose()?;
-    let mut ports = PortSet::EMPTY;
-    ports.insert(PORT);
-    let keeper =
-        secrets::SecretKeeper::new(secrets::SecretsSchedule::default(), secrets::monotonic_secs())
-            .map_err(|e| BenchError::Unexpected(format!("cookie keys: {e}")))?;
-    let config = Config { ports, secrets: keeper.secrets(), ..Config::EMPTY };
-    loader::write_config(&mut ebpf, &config)?;
+    let mut loaded = Loaded::new(object, baseline)?;
     let mut cases = vec![
         (Subject::Drop, Frame::Bare),
         (Subject::KernelCookie, Frame::Bare),
@@ -270,18 +325,11 @@ pub fn run(
         (Subject::Synshield, Frame::LinuxOptions),
         (Subject::Synshield, Frame::ForgedAck),
         (Subject::Synshield, Frame::KnownFlow),
+        (Subject::Marked, Frame::Bare),
+        (Subject::Adaptive, Frame::Bare),
+        (Subject::Adaptive, Frame::LinuxOptions),
     ];
-    insert_known_flow(&mut ebpf)?;
-    let loading = |subject: Subject| {
-        move |source| BenchError::Program { what: format!("loading {}", subject.program()), source }
-    };
-    for subject in [Subject::Drop, Subject::KernelCookie, Subject::Synshield] {
-        program(&mut ebpf, subject.program())?.load().map_err(loading(subject))?;
-    }
-    if let Some(base) = &mut base {
-        loader::write_config(base, &config)?;
-        program(base, Subject::Baseline.program())?.load().map_err(loading(Subject::Baseline))?;
-        insert_known_flow(base)?;
+    if loaded.base.is_some() {
         for frame in [
             Frame::Bare,
             Frame::BarePadded,
@@ -293,7 +341,7 @@ pub fn run(
         }
     }
     for &(subject, frame) in &cases {
-        let p = pick(&mut ebpf, base.as_mut(), subject)?;
+        let p = loaded.pick(subject)?;
         // One plain run first: the program must really answer (or drop) this SYN.
         let data = frame.bytes();
         let mut out = vec![0u8; 256];
@@ -323,7 +371,7 @@ pub fn run(
     let per_round = (repeat / u32::try_from(rounds.max(1)).unwrap_or(1)).max(1);
     for _ in 0..rounds {
         for (i, (subject, frame)) in cases.iter().enumerate() {
-            let p = pick(&mut ebpf, base.as_mut(), *subject)?;
+            let p = loaded.pick(*subject)?;
             let data = frame.bytes();
             let mut total = Duration::ZERO;
             for _ in 0..per_round {
@@ -351,6 +399,44 @@ pub fn run(
             }
         })
         .collect())
+}
+
+/// Writes the configuration, the shield's address (the frames' destination) and the known
+/// flow into a loaded object's maps.
+fn write_maps(ebpf: &mut Ebpf, config: &Config) -> Result<(), BenchError> {
+    write_config_any_layout(ebpf, config)?;
+    // A baseline build from before the local-address map has none to write.
+    if ebpf.map(tcp_common::maps::LOCAL_ADDRS).is_some() {
+        let local = loader::local_addrs(&[std::net::IpAddr::from([198, 18, 0, 2])], &[])?;
+        loader::write_local_addrs(ebpf, &local)?;
+    }
+    insert_known_flow(ebpf)
+}
+
+/// `Config` as it was before the adaptive-mode fields (the last four bytes then were padding):
+/// what a baseline build from before them takes.
+const CONFIG_BEFORE_ADAPTIVE: usize = 8248;
+
+/// Writes the configuration into `ebpf`, or, for a baseline build from before the adaptive
+/// fields, its first [`CONFIG_BEFORE_ADAPTIVE`] bytes (everything that build reads).
+fn write_config_any_layout(ebpf: &mut Ebpf, config: &Config) -> Result<(), BenchError> {
+    let map = ebpf
+        .map_mut(tcp_common::maps::CONFIG)
+        .ok_or_else(|| BenchError::Unexpected("the XDP object has no config map".into()))?;
+    let size = match &*map {
+        aya::maps::Map::Array(d) => d.info().map(|i| i.value_size()).unwrap_or_default(),
+        _ => 0,
+    };
+    if size as usize != CONFIG_BEFORE_ADAPTIVE {
+        return Ok(loader::write_config(ebpf, config)?);
+    }
+    // SAFETY: `Config` is plain integers without padding; its first bytes are the old layout.
+    let bytes: [u8; CONFIG_BEFORE_ADAPTIVE] = unsafe {
+        std::ptr::from_ref(config).cast::<[u8; CONFIG_BEFORE_ADAPTIVE]>().read_unaligned()
+    };
+    let mut array: aya::maps::Array<_, [u8; CONFIG_BEFORE_ADAPTIVE]> =
+        aya::maps::Array::try_from(map).map_err(|e| BenchError::Unexpected(e.to_string()))?;
+    array.set(0, bytes, 0).map_err(|e| BenchError::Unexpected(e.to_string()))
 }
 
 /// Keeps the measuring thread on the CPU it runs on, so that every run sees the same caches.

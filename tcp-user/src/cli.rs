@@ -40,6 +40,18 @@ pub enum Command {
     /// A live view of a running synshield, read from its metrics endpoint: SYN/s, SYN-ACK/s,
     /// third ACKs, connections by state, bytes, retransmissions, the mode, the last minute.
     Top(TopArgs),
+    /// Write a new 256-bit fleet secret for `serve --key-file` (mode 0600): copy the same file
+    /// to every host behind the same service address, so any of them accepts a cookie another
+    /// made.
+    Keygen {
+        /// The key file to write.
+        #[arg(value_name = "FILE")]
+        path: PathBuf,
+        /// Replace an existing file (hosts with the old secret then reject the cookies of hosts
+        /// with the new one, until every host has the new file and got SIGHUP).
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on standard output.
     Completions {
         /// The shell.
@@ -244,6 +256,43 @@ rst-invalid-ack = true
         let a = serve(parse(args(&["serve", "--config", path])).unwrap());
         assert_eq!(a.iface, "eth0");
         assert!(a.metrics.is_some(), "the example serves metrics, for top and Prometheus");
+    }
+
+    #[test]
+    fn keygen_and_the_fleet_options_parse() {
+        let Command::Keygen { path, force } =
+            parse(args(&["keygen", "/etc/synshield/fleet.key"])).unwrap().command
+        else {
+            panic!("not keygen")
+        };
+        assert_eq!((path.to_str(), force), (Some("/etc/synshield/fleet.key"), false));
+        let Command::Keygen { force, .. } =
+            parse(args(&["keygen", "--force", "k"])).unwrap().command
+        else {
+            panic!("not keygen")
+        };
+        assert!(force);
+
+        let base = ["serve", "--iface", "eth0", "--port", "80"];
+        let a = serve(parse(args(&base)).unwrap());
+        assert_eq!((a.fleet.key_file, a.fleet.test_clock_offset), (None, None));
+        let mut list = base.to_vec();
+        list.extend(["--key-file", "/k", "--test-clock-offset", "-20"]);
+        let a = serve(parse(args(&list)).unwrap());
+        assert_eq!(a.fleet.key_file.as_deref(), Some(Path::new("/k")));
+        assert_eq!(a.fleet.test_clock_offset, Some(-20));
+        let mut list = base.to_vec();
+        list.extend(["--test-clock-offset", "20"]);
+        assert!(parse(args(&list)).is_err(), "the clock offset only goes with a key file");
+
+        let f = ConfigFile::new("iface = \"eth0\"\nport = [80]\nkey-file = \"/etc/fleet.key\"\n");
+        let a = serve(parse(args(&["serve", "--config", f.path()])).unwrap());
+        assert_eq!(a.fleet.key_file.as_deref(), Some(Path::new("/etc/fleet.key")));
+
+        let help =
+            Cli::command().find_subcommand_mut("serve").unwrap().render_long_help().to_string();
+        assert!(help.contains("--key-file"), "{help}");
+        assert!(!help.contains("test-clock-offset"), "the test-only option is hidden: {help}");
     }
 
     #[test]

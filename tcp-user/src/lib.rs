@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config_file;
 pub mod datapath;
 pub mod impair;
+pub mod keyfile;
 pub mod lab;
 pub mod loader;
 pub mod logging;

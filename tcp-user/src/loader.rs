@@ -5,6 +5,7 @@
 //! program, so synshield never leaves a stale program on an interface.
 
 use std::io;
+use std::net::IpAddr;
 
 use std::borrow::Borrow;
 use std::os::fd::AsFd as _;
@@ -14,6 +15,9 @@ use aya::{
     maps::{Array, Map, MapData, PerCpuArray},
     programs::{ProgramError, Xdp, XdpMode},
 };
+use tcp_common::adaptive::{SynDefense, SynRate};
+use tcp_common::flow::FlowTableSize;
+use tcp_common::local::LocalAddrs;
 use tcp_common::{Config, Counter, maps};
 
 use crate::stats::CounterSnapshot;
@@ -32,6 +36,56 @@ pub enum XdpModeChoice {
     Native,
     /// Generic (skb) mode: works on every interface, slower.
     Generic,
+}
+
+/// How SYNs are answered (`--mode`; `tcp_common::adaptive`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SynModeChoice {
+    /// Stateful (userspace, SYN-ACK retransmission, exact options) while the SYN rate is below
+    /// --syn-threshold and the half-open table has room; SYN cookies from XDP otherwise.
+    Adaptive,
+    /// Every SYN gets a SYN cookie from XDP.
+    #[default]
+    Cookies,
+    /// Every SYN is answered by userspace; dropped when the half-open table is full.
+    Stateful,
+}
+
+impl From<SynModeChoice> for tcp_common::SynMode {
+    fn from(m: SynModeChoice) -> Self {
+        match m {
+            SynModeChoice::Adaptive => tcp_common::SynMode::Adaptive,
+            SynModeChoice::Cookies => tcp_common::SynMode::Cookies,
+            SynModeChoice::Stateful => tcp_common::SynMode::Stateful,
+        }
+    }
+}
+
+/// The CPUs that run the XDP program for `iface`, for each CPU's share of `--syn-threshold`:
+/// the interface's RX queues, at most the online CPUs (at least 1).
+#[must_use]
+pub fn receiving_cpus(iface: &str) -> u32 {
+    let queues = std::fs::read_dir(format!("/sys/class/net/{iface}/queues")).map_or(1, |d| {
+        d.filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+            .count()
+    });
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    u32::try_from(queues.min(cpus).max(1)).unwrap_or(1)
+}
+
+/// The kernel's timer tick (`1 / HZ`) in ns, which the adaptive mode's windows count in:
+/// the resolution of `CLOCK_MONOTONIC_COARSE`. The default tick if it cannot be read.
+#[must_use]
+pub fn kernel_tick_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec to write.
+    if unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &raw mut ts) } != 0 {
+        return tcp_common::adaptive::DEFAULT_TICK_NS;
+    }
+    let ns = u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000
+        + u64::try_from(ts.tv_nsec).unwrap_or(0);
+    if ns == 0 { tcp_common::adaptive::DEFAULT_TICK_NS } else { ns }
 }
 
 /// The mode the program ended up attached in.
@@ -86,6 +140,16 @@ pub enum LoadError {
     Other(String),
 }
 
+/// What the loader sets up besides the configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShieldOptions {
+    /// What the flow table must hold: `max_entries` of `SYNSHIELD_FLOWS` is set from it
+    /// (`tcp_common::flow`). `None`: the object's own size (tests).
+    pub flow_table: Option<FlowTableSize>,
+    /// Addresses whose SYNs are answered besides the interface's (`--address`).
+    pub addresses: Vec<IpAddr>,
+}
+
 /// The XDP program, loaded and attached; detached when dropped.
 pub struct Shield {
     ebpf: Ebpf,
@@ -104,20 +168,38 @@ impl std::fmt::Debug for Shield {
 
 impl Shield {
     /// Loads the embedded program, writes `config`, and attaches to `iface` (in the calling
-    /// thread's network namespace).
+    /// thread's network namespace), with default [`ShieldOptions`].
     pub fn attach(iface: &str, mode: XdpModeChoice, config: &Config) -> Result<Shield, LoadError> {
-        Shield::attach_object(XDP_OBJECT, iface, mode, config)
+        Shield::attach_with(iface, mode, config, &ShieldOptions::default())
     }
 
-    /// As [`Shield::attach`], with the object given (tests, benchmarks).
+    /// As [`Shield::attach`], with the maps set up as `options` say.
+    pub fn attach_with(
+        iface: &str,
+        mode: XdpModeChoice,
+        config: &Config,
+        options: &ShieldOptions,
+    ) -> Result<Shield, LoadError> {
+        Shield::attach_object(XDP_OBJECT, iface, mode, config, options)
+    }
+
+    /// As [`Shield::attach_with`], with the object given (tests, benchmarks).
     pub fn attach_object(
         object: &[u8],
         iface: &str,
         mode: XdpModeChoice,
         config: &Config,
+        options: &ShieldOptions,
     ) -> Result<Shield, LoadError> {
-        let mut ebpf = load(object)?;
+        let mut ebpf = load_with(object, options.flow_table)?;
         write_config(&mut ebpf, config)?;
+        let local = local_addrs(&interface_addresses(iface)?, &options.addresses)?;
+        if local.is_empty() {
+            log::warn!(
+                "{iface} has no IP address and none was given with --address: no SYN will be answered"
+            );
+        }
+        write_local_addrs(&mut ebpf, &local)?;
         let program: &mut Xdp = program(&mut ebpf)?;
         program.load().map_err(|e| program_error(&e, iface))?;
         let mode = match mode {
@@ -164,8 +246,15 @@ impl Shield {
     }
 }
 
-/// Loads (but does not attach) the object: for `BPF_PROG_TEST_RUN` tests and benchmarks.
+/// Loads (but does not attach) the object: for `BPF_PROG_TEST_RUN` tests and benchmarks. The
+/// flow table has the object's own size.
 pub fn load(object: &[u8]) -> Result<Ebpf, LoadError> {
+    load_with(object, None)
+}
+
+/// Loads (but does not attach) the object, the flow table sized for `flow_table` on this
+/// machine's possible CPUs ([`flow_table_entries`]), or the object's own size for `None`.
+pub fn load_with(object: &[u8], flow_table: Option<FlowTableSize>) -> Result<Ebpf, LoadError> {
     if object.is_empty() {
         return Err(LoadError::NoObject);
     }
@@ -173,14 +262,38 @@ pub fn load(object: &[u8]) -> Result<Ebpf, LoadError> {
     if unsafe { libc::geteuid() } != 0 {
         return Err(LoadError::NotRoot);
     }
-    EbpfLoader::new().load(object).map_err(|e| match &e {
+    let mut loader = EbpfLoader::new();
+    let entries = flow_table.map(|t| flow_table_entries(&t)).transpose()?;
+    if let Some(n) = entries {
+        loader.map_max_entries(maps::FLOWS, n);
+    }
+    loader.load(object).map_err(|e| match &e {
         aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
             if io_error.kind() == io::ErrorKind::PermissionDenied =>
         {
             LoadError::NotRoot
         }
+        aya::EbpfError::MapError(aya::maps::MapError::CreateError { name, io_error, .. })
+            if name == maps::FLOWS && io_error.raw_os_error() == Some(libc::ENOMEM) =>
+        {
+            let n = u64::from(entries.unwrap_or(tcp_common::flow::FLOW_TABLE_SIZE));
+            LoadError::Other(format!(
+                "the kernel has no memory for a flow table of {n} entries (about {} MiB, sized \
+                 from --max-conns): give a smaller --max-conns",
+                n * 128 / (1 << 20)
+            ))
+        }
         _ => other(&e),
     })
+}
+
+/// `max_entries` of the flow table for `size` on this machine (its possible CPUs, for the
+/// LRU's per-CPU free lists): `tcp_common::flow::FlowTableSize::entries`.
+pub fn flow_table_entries(size: &FlowTableSize) -> Result<u32, LoadError> {
+    let cpus = aya::util::nr_cpus().map_err(|(what, e)| {
+        LoadError::Other(format!("counting this machine's CPUs ({what}): {e}"))
+    })?;
+    Ok(size.entries(u32::try_from(cpus).unwrap_or(u32::MAX)))
 }
 
 /// The XDP program in a loaded object.
@@ -200,6 +313,102 @@ pub fn write_config(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
         .ok_or_else(|| LoadError::Other(format!("the XDP object has no map {}", maps::CONFIG)))?;
     let mut array: Array<_, Config> = Array::try_from(map).map_err(|e| other(&e))?;
     array.set(0, config, 0).map_err(|e| other(&e))
+}
+
+/// Writes the addresses whose SYNs the program answers (`tcp_common::local`).
+pub fn write_local_addrs(ebpf: &mut Ebpf, local: &LocalAddrs) -> Result<(), LoadError> {
+    let map = ebpf.map_mut(maps::LOCAL_ADDRS).ok_or_else(|| {
+        LoadError::Other(format!("the XDP object has no map {}", maps::LOCAL_ADDRS))
+    })?;
+    let mut array: Array<_, LocalAddrs> = Array::try_from(map).map_err(|e| other(&e))?;
+    array.set(0, local, 0).map_err(|e| other(&e))
+}
+
+/// The list the program answers for: the interface's unicast addresses (`interface`; others,
+/// such as a loopback's, are left out) and the `extra` ones (`--address`, which must be
+/// unicast).
+pub fn local_addrs(interface: &[IpAddr], extra: &[IpAddr]) -> Result<LocalAddrs, LoadError> {
+    let mut local = LocalAddrs::default();
+    let push = |l: &mut LocalAddrs, a: &IpAddr| match a {
+        IpAddr::V4(a) => l.push_v4(a.octets()),
+        IpAddr::V6(a) => l.push_v6(a.octets()),
+    };
+    for a in extra {
+        push(&mut local, a).map_err(|e| LoadError::Other(format!("--address {a}: {e}")))?;
+    }
+    for a in interface {
+        match push(&mut local, a) {
+            Ok(()) | Err(tcp_common::local::LocalAddrError::NotUnicast) => {}
+            Err(e) => return Err(LoadError::Other(format!("the interface's address {a}: {e}"))),
+        }
+    }
+    Ok(local)
+}
+
+/// The IPv4 and IPv6 addresses of `iface` in the calling thread's network namespace (empty
+/// if there is no such interface).
+pub fn interface_addresses(iface: &str) -> Result<Vec<IpAddr>, LoadError> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head that we free below.
+    if unsafe { libc::getifaddrs(&raw mut head) } != 0 {
+        let e = io::Error::last_os_error();
+        return Err(LoadError::Other(format!("listing the interfaces' addresses: {e}")));
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: a node of the list getifaddrs made, valid until freeifaddrs.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        // SAFETY: ifa_name is a NUL-terminated string of the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        if ifa.ifa_addr.is_null() || name.to_bytes() != iface.as_bytes() {
+            continue;
+        }
+        // SAFETY: ifa_addr points at a sockaddr of the family it names.
+        unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let sin = ifa.ifa_addr.cast::<libc::sockaddr_in>().read_unaligned();
+                    out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                }
+                libc::AF_INET6 => {
+                    let sin6 = ifa.ifa_addr.cast::<libc::sockaddr_in6>().read_unaligned();
+                    out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                }
+                _ => {}
+            }
+        }
+    }
+    // SAFETY: the list getifaddrs made, freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+/// Every CPU's SYN rate state (adaptive mode), summed up: how many CPUs answer with cookies
+/// now, and the switches so far.
+pub fn read_syn_defense(ebpf: &Ebpf) -> Result<SynDefense, LoadError> {
+    let map = ebpf
+        .map(maps::SYN_RATE)
+        .ok_or_else(|| LoadError::Other(format!("the XDP object has no map {}", maps::SYN_RATE)))?;
+    let array: PerCpuArray<_, SynRate> = PerCpuArray::try_from(map).map_err(|e| other(&e))?;
+    sum_syn_rates(&array)
+}
+
+fn sum_syn_rates<T: Borrow<MapData>>(
+    array: &PerCpuArray<T, SynRate>,
+) -> Result<SynDefense, LoadError> {
+    let per_cpu = array.get(&0, 0).map_err(|e| other(&e))?;
+    Ok(SynDefense::of(per_cpu.iter()))
+}
+
+/// Says whether RX queue `queue`'s half-open table has room (`SYNSHIELD_HALF_OPEN_ROOM`).
+pub fn write_half_open_room(ebpf: &mut Ebpf, queue: u32, room: bool) -> Result<(), LoadError> {
+    let map = ebpf.map_mut(maps::HALF_OPEN_ROOM).ok_or_else(|| {
+        LoadError::Other(format!("the XDP object has no map {}", maps::HALF_OPEN_ROOM))
+    })?;
+    let mut array: Array<_, u32> = Array::try_from(map).map_err(|e| other(&e))?;
+    array.set(queue, u32::from(room), 0).map_err(|e| other(&e))
 }
 
 /// Reads every counter, summed over CPUs.
@@ -236,6 +445,7 @@ pub fn map_handle(ebpf: &Ebpf, name: &str) -> Result<Map, LoadError> {
         Map::Array(d) => Map::Array(dup(d)?),
         Map::PerCpuArray(d) => Map::PerCpuArray(dup(d)?),
         Map::HashMap(d) => Map::HashMap(dup(d)?),
+        Map::LruHashMap(d) => Map::LruHashMap(dup(d)?),
         Map::XskMap(d) => Map::XskMap(dup(d)?),
         _ => {
             return Err(LoadError::Other(format!(
@@ -255,6 +465,38 @@ impl ConfigWriter {
     }
 }
 
+/// Rewrites the addresses whose SYNs are answered from anywhere (a task that follows the
+/// interface's addresses): see [`local_addrs`] and [`interface_addresses`].
+pub struct LocalAddrsWriter(Array<MapData, LocalAddrs>);
+
+impl LocalAddrsWriter {
+    /// Replaces the list the program reads.
+    pub fn write(&mut self, local: &LocalAddrs) -> Result<(), LoadError> {
+        self.0.set(0, local, 0).map_err(|e| other(&e))
+    }
+}
+
+/// Reads the SYN defense's state from anywhere (status line, metrics, the switch log line).
+pub struct SynDefenseReader(PerCpuArray<MapData, SynRate>);
+
+impl SynDefenseReader {
+    /// Every CPU's state, summed up.
+    pub fn read(&self) -> Result<SynDefense, LoadError> {
+        sum_syn_rates(&self.0)
+    }
+}
+
+/// Tells the XDP program, from a shard's thread, whether its queue's half-open table has
+/// room (`tcp_common::meta`: 1 while the shard can take SYNs, 0 once full).
+pub struct HalfOpenRoomWriter(Array<MapData, u32>);
+
+impl HalfOpenRoomWriter {
+    /// Sets the flag of RX queue `queue`.
+    pub fn set(&mut self, queue: u32, room: bool) -> Result<(), LoadError> {
+        self.0.set(queue, u32::from(room), 0).map_err(|e| other(&e))
+    }
+}
+
 /// Reads the counters from anywhere (status line, metrics).
 pub struct CounterReader(PerCpuArray<MapData, u64>);
 
@@ -270,6 +512,27 @@ impl Shield {
     pub fn config_writer(&self) -> Result<ConfigWriter, LoadError> {
         Array::try_from(map_handle(&self.ebpf, maps::CONFIG)?)
             .map(ConfigWriter)
+            .map_err(|e| other(&e))
+    }
+
+    /// A writer of the local addresses that does not borrow the shield.
+    pub fn local_addrs_writer(&self) -> Result<LocalAddrsWriter, LoadError> {
+        Array::try_from(map_handle(&self.ebpf, maps::LOCAL_ADDRS)?)
+            .map(LocalAddrsWriter)
+            .map_err(|e| other(&e))
+    }
+
+    /// A reader of the SYN defense's state that does not borrow the shield.
+    pub fn syn_defense_reader(&self) -> Result<SynDefenseReader, LoadError> {
+        PerCpuArray::try_from(map_handle(&self.ebpf, maps::SYN_RATE)?)
+            .map(SynDefenseReader)
+            .map_err(|e| other(&e))
+    }
+
+    /// A writer of the half-open room flags that does not borrow the shield (one per shard).
+    pub fn half_open_room_writer(&self) -> Result<HalfOpenRoomWriter, LoadError> {
+        Array::try_from(map_handle(&self.ebpf, maps::HALF_OPEN_ROOM)?)
+            .map(HalfOpenRoomWriter)
             .map_err(|e| other(&e))
     }
 

@@ -21,6 +21,14 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Check(args) => tcp_user::check::check(&args),
         Command::Top(args) => tcp_user::top::top(&args),
+        Command::Keygen { path, force } => tcp_user::keyfile::generate(&path, force)
+            .map(|()| {
+                println!(
+                    "synshield: wrote a new fleet secret to {}: copy it to every host (mode 0600) and give it with --key-file",
+                    path.display()
+                );
+            })
+            .map_err(anyhow::Error::from),
         Command::Completions { shell } => {
             tcp_user::cli::completions(shell, &mut std::io::stdout());
             Ok(())

@@ -13,8 +13,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::app::{App, AppKind, HttpConfig};
 use crate::datapath::run::{DataPath, DataPathConfig, OpenDataPath, StatsHandle};
-use crate::loader::{CounterReader, Shield, XdpModeChoice};
-use crate::secrets::{SecretKeeper, SecretsSchedule};
+use crate::loader::{CounterReader, Shield, ShieldOptions, SynModeChoice, XdpModeChoice};
+use crate::secrets::{FleetArgs, Keeper, SecretsSchedule};
 use crate::xsk::{XskConfig, XskMode};
 
 /// Options of `synshield serve`.
@@ -55,6 +55,16 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
+    /// Addresses to answer SYNs for besides the interface's own, comma separated.
+    #[arg(long = "address", value_delimiter = ',', num_args = 1..)]
+    pub addresses: Vec<std::net::IpAddr>,
+    /// How SYNs are answered: cookies from XDP, statefully by userspace, or adaptive (stateful
+    /// below --syn-threshold, cookies above).
+    #[arg(long, value_enum, default_value_t = SynModeChoice::Cookies)]
+    pub mode: SynModeChoice,
+    /// SYNs per second (all CPUs) above which adaptive mode answers with cookies.
+    #[arg(long, default_value_t = tcp_common::adaptive::DEFAULT_SYN_THRESHOLD)]
+    pub syn_threshold: u32,
     /// Most connections held at once; beyond it new ones are reset.
     #[arg(long, default_value_t = 100_000)]
     pub max_conns: usize,
@@ -99,6 +109,9 @@ pub struct ServeArgs {
     /// ends the process is tested with it).
     #[arg(long, hide = true)]
     pub test_fail_after_frames: Option<u64>,
+    /// The fleet's shared cookie keys (`--key-file`).
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 }
 
 /// Runs `synshield serve` until SIGINT or SIGTERM.
@@ -136,12 +149,10 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         counter_period: Duration::from_secs(args.cookie_period),
         key_rotation: Duration::from_secs(args.key_rotation),
     };
-    schedule.validate()?;
-    let keeper = SecretKeeper::new(schedule, crate::secrets::monotonic_secs())
-        .context("reading the OS random source for the cookie key")?;
+    let keeper = Keeper::start(&args.fleet, schedule)?;
     let mut config = xdp_config(&args)?;
     config.secrets = keeper.secrets();
-    let shield = Shield::attach(&args.iface, args.xdp_mode, &config)?;
+    let shield = Shield::attach_with(&args.iface, args.xdp_mode, &config, &shield_options(&args))?;
     let engine = Arc::new(engine_config(&args, &config));
     let open = OpenDataPath::open(
         shield.ebpf(),
@@ -180,7 +191,7 @@ struct Running {
     args: ServeArgs,
     shield: Shield,
     config: Config,
-    keeper: SecretKeeper,
+    keeper: Keeper,
     writer: crate::loader::ConfigWriter,
     counters: Arc<CounterReader>,
     started: std::time::SystemTime,
@@ -189,10 +200,14 @@ struct Running {
 impl Running {
     async fn run(self, data_path: DataPath, metrics_listener: Option<TcpListener>) -> Result<()> {
         let Running { args, shield, mut config, keeper, mut writer, counters, started } = self;
-        let mut secrets = tokio::spawn(crate::secrets::run(keeper, move |s| {
-            config.secrets = *s;
-            writer.write(&config).map_err(std::io::Error::other)
-        }));
+        let mut secrets = tokio::spawn(
+            keeper
+                .run(move |s| {
+                    config.secrets = *s;
+                    writer.write(&config).map_err(std::io::Error::other)
+                })
+                .context("installing the SIGHUP handler")?,
+        );
         let stats = data_path.stats_handle();
         let info = crate::metrics::Info {
             iface: shield.iface().to_owned(),
@@ -369,7 +384,22 @@ fn xdp_config(args: &ServeArgs) -> Result<Config> {
     if args.rst_invalid_ack {
         config.flags |= ConfigFlags::RST_INVALID_ACK.0;
     }
+    // The shards mark a TIME-WAIT tuple's entry: a new handshake for it comes as a reopen,
+    // and a SYN for any other tuple we hold goes to the engine (RFC 5961 section 4).
+    config.flags |= ConfigFlags::TIME_WAIT_MARKED.0;
+    let (receivers, tick) =
+        (crate::loader::receiving_cpus(&args.iface), crate::loader::kernel_tick_ns());
+    config.set_syn_mode(args.mode.into(), args.syn_threshold, receivers, tick);
     Ok(config)
+}
+
+/// How the loader sizes and fills the XDP program's maps.
+fn shield_options(args: &ServeArgs) -> ShieldOptions {
+    let max_conns = u32::try_from(args.max_conns).unwrap_or(u32::MAX);
+    ShieldOptions {
+        flow_table: Some(tcp_common::flow::FlowTableSize::for_max_conns(max_conns)),
+        addresses: args.addresses.clone(),
+    }
 }
 
 /// The engine's configuration, consistent with what the XDP program advertises.
@@ -379,6 +409,9 @@ fn engine_config(args: &ServeArgs, xdp: &Config) -> tcp_engine::Config {
         mss: xdp.mss_v4,
         window_scale: xdp.wscale,
         msl: secs(args.msl),
+        // Every application sends without Nagle's delay (see `crate::app`): a whole response,
+        // an echo of what arrived, or what a backend handed over.
+        nagle: false,
         keepalive: tcp_engine::KeepaliveConfig {
             enabled: args.keepalive_idle > 0,
             idle: secs(args.keepalive_idle),

@@ -6,6 +6,7 @@
 // Helpers unwrap as the tests do (allow-unwrap-in-tests covers only #[test] functions).
 #![cfg_attr(feature = "root-tests", expect(clippy::unwrap_used, reason = "test helpers"))]
 
+use std::net::IpAddr;
 use std::os::fd::AsRawFd as _;
 
 use aya::Ebpf;
@@ -16,6 +17,7 @@ use etherparse::{
     TcpOptionElement, TransportSlice, VlanId,
 };
 use tcp_common::cookie::{self, CookieKey, CookieSecrets, TsOptions, TupleV4, TupleV6};
+use tcp_common::flow::FlowTableSize;
 use tcp_common::{Config, ConfigFlags, Counter, FlowKey, FlowValue, PortSet, RxKind, RxMeta, maps};
 use tcp_user::lab::{Lab, SHIELD_IF};
 use tcp_user::loader;
@@ -50,6 +52,7 @@ fn config() -> Config {
             ],
             current: 0,
             counter: 1000,
+            ..CookieSecrets::default()
         },
         ..Config::EMPTY
     }
@@ -70,9 +73,16 @@ struct Run {
 
 impl Xdp {
     fn new(cfg: &Config) -> Xdp {
-        let mut ebpf = loader::load(loader::XDP_OBJECT).expect("load the XDP object");
+        Xdp::with_flow_table(cfg, None)
+    }
+
+    /// With the flow table sized as `synshield serve` sizes it for `size`.
+    fn with_flow_table(cfg: &Config, size: Option<FlowTableSize>) -> Xdp {
+        let mut ebpf = loader::load_with(loader::XDP_OBJECT, size).expect("load the XDP object");
         loader::program(&mut ebpf).unwrap().load().expect("verifier accepts the program");
         loader::write_config(&mut ebpf, cfg).unwrap();
+        let ours = [IpAddr::from(SHIELD_V4), IpAddr::from(SHIELD_V6)];
+        loader::write_local_addrs(&mut ebpf, &loader::local_addrs(&ours, &[]).unwrap()).unwrap();
         Xdp { ebpf }
     }
 
@@ -100,6 +110,23 @@ impl Xdp {
             .find(|c| **c != Counter::RxFrames && d.get(**c) == 1)
             .expect("a verdict");
         Run { action: r.return_value, frame: out, verdict }
+    }
+
+    /// One run without looking at the counters: the action.
+    fn action(&mut self, frame: &[u8]) -> u32 {
+        let prog = loader::program(&mut self.ebpf).unwrap();
+        let r = prog.test_run(TestRunOptions { data_in: Some(frame), ..TestRunOptions::new() });
+        r.expect("BPF_PROG_TEST_RUN").return_value
+    }
+
+    fn counters(&self) -> tcp_user::stats::CounterSnapshot {
+        loader::read_counters(&self.ebpf).unwrap()
+    }
+
+    fn flow_count(&self) -> usize {
+        let map: HashMap<_, FlowKey, FlowValue> =
+            HashMap::try_from(self.ebpf.map(maps::FLOWS).unwrap()).unwrap();
+        map.keys().count()
     }
 
     fn flow(&self, key: &FlowKey) -> Option<FlowValue> {
@@ -138,6 +165,7 @@ enum Ip {
 struct Segment {
     ip: Ip,
     vlan: Vlan,
+    sport: u16,
     dport: u16,
     seq: u32,
     ack: Option<u32>,
@@ -147,6 +175,9 @@ struct Segment {
     ecn_setup: bool,
     options: Vec<TcpOptionElement>,
     payload: Vec<u8>,
+    /// Source and destination, if not the client's and the shield's.
+    addrs: Option<(IpAddr, IpAddr)>,
+    dst_mac: [u8; 6],
 }
 
 impl Segment {
@@ -154,6 +185,7 @@ impl Segment {
         Segment {
             ip,
             vlan,
+            sport: CLIENT_PORT,
             dport: PORT,
             seq: CLIENT_ISN,
             ack: None,
@@ -163,28 +195,32 @@ impl Segment {
             ecn_setup: false,
             options,
             payload: Vec::new(),
+            addrs: None,
+            dst_mac: SHIELD_MAC,
         }
     }
 
     fn frame(&self) -> Vec<u8> {
-        let eth = PacketBuilder::ethernet2(CLIENT_MAC, SHIELD_MAC);
+        let (s4, d4, s6, d6) = match self.addrs {
+            None => (CLIENT_V4, SHIELD_V4, CLIENT_V6, SHIELD_V6),
+            Some((IpAddr::V4(s), IpAddr::V4(d))) => (s.octets(), d.octets(), CLIENT_V6, SHIELD_V6),
+            Some((IpAddr::V6(s), IpAddr::V6(d))) => (CLIENT_V4, SHIELD_V4, s.octets(), d.octets()),
+            Some(other) => panic!("one family: {other:?}"),
+        };
+        let eth = PacketBuilder::ethernet2(CLIENT_MAC, self.dst_mac);
         let ip = match (self.vlan, self.ip) {
-            (Vlan::None, Ip::V4) => eth.ipv4(CLIENT_V4, SHIELD_V4, 64),
-            (Vlan::None, Ip::V6) => eth.ipv6(CLIENT_V6, SHIELD_V6, 64),
-            (Vlan::One, Ip::V4) => {
-                eth.single_vlan(VlanId::try_new(100).unwrap()).ipv4(CLIENT_V4, SHIELD_V4, 64)
-            }
-            (Vlan::One, Ip::V6) => {
-                eth.single_vlan(VlanId::try_new(100).unwrap()).ipv6(CLIENT_V6, SHIELD_V6, 64)
-            }
+            (Vlan::None, Ip::V4) => eth.ipv4(s4, d4, 64),
+            (Vlan::None, Ip::V6) => eth.ipv6(s6, d6, 64),
+            (Vlan::One, Ip::V4) => eth.single_vlan(VlanId::try_new(100).unwrap()).ipv4(s4, d4, 64),
+            (Vlan::One, Ip::V6) => eth.single_vlan(VlanId::try_new(100).unwrap()).ipv6(s6, d6, 64),
             (Vlan::Two, Ip::V4) => eth
                 .double_vlan(VlanId::try_new(10).unwrap(), VlanId::try_new(20).unwrap())
-                .ipv4(CLIENT_V4, SHIELD_V4, 64),
+                .ipv4(s4, d4, 64),
             (Vlan::Two, Ip::V6) => eth
                 .double_vlan(VlanId::try_new(10).unwrap(), VlanId::try_new(20).unwrap())
-                .ipv6(CLIENT_V6, SHIELD_V6, 64),
+                .ipv6(s6, d6, 64),
         };
-        let mut tcp = ip.tcp(CLIENT_PORT, self.dport, self.seq, 64240);
+        let mut tcp = ip.tcp(self.sport, self.dport, self.seq, 64240);
         if self.syn {
             tcp = tcp.syn();
         }
@@ -248,7 +284,7 @@ fn parse_synack(frame: &[u8], syn: &Segment) -> SynAck {
         }
         None => panic!("no IP"),
     }
-    assert_eq!((tcp.source_port(), tcp.destination_port()), (syn.dport, CLIENT_PORT));
+    assert_eq!((tcp.source_port(), tcp.destination_port()), (syn.dport, syn.sport));
     assert!(tcp.syn() && tcp.ack() && !tcp.fin() && !tcp.rst() && !tcp.cwr());
     assert_eq!(tcp.acknowledgment_number(), syn.seq.wrapping_add(1));
     assert!(tcp.payload().is_empty());
@@ -525,6 +561,280 @@ fn meta_of(out: &[u8], frame: &[u8]) -> (RxKind, FlowValue) {
     RxMeta::read(&out[..RxMeta::LEN]).expect("a valid tag")
 }
 
+/// The cookie our SYN-ACK would carry for a SYN from `sport` with `CLIENT_ISN` (MSS class 0),
+/// made on the host: the third ACK then needs no SYN run first.
+fn host_cookie(cfg: &Config, ip: Ip, sport: u16) -> cookie::SynCookie {
+    match ip {
+        Ip::V4 => {
+            let t = TupleV4 {
+                client: CLIENT_V4,
+                server: SHIELD_V4,
+                client_port: sport,
+                server_port: PORT,
+            };
+            cfg.secrets.make(&t, CLIENT_ISN, 0)
+        }
+        Ip::V6 => {
+            let t = TupleV6::new(CLIENT_V6, SHIELD_V6, sport, PORT);
+            cfg.secrets.make(&t, CLIENT_ISN, 0)
+        }
+    }
+}
+
+/// A third ACK with a valid cookie (no timestamps) from `sport`, carrying `payload`.
+fn valid_third_ack(cfg: &Config, ip: Ip, sport: u16, payload: &[u8]) -> Segment {
+    Segment {
+        syn: false,
+        sport,
+        seq: CLIENT_ISN + 1,
+        ack: Some(host_cookie(cfg, ip, sport).isn.wrapping_add(1)),
+        payload: payload.to_vec(),
+        ..Segment::syn(ip, Vlan::None, Vec::new())
+    }
+}
+
+fn flow_key_from(ip: Ip, sport: u16) -> FlowKey {
+    match ip {
+        Ip::V4 => FlowKey::v4(CLIENT_V4, SHIELD_V4, sport, PORT),
+        Ip::V6 => FlowKey::v6(CLIENT_V6, SHIELD_V6, sport, PORT),
+    }
+}
+
+/// The TCP checksum of the third ACK is verified before its flow is inserted, payload
+/// included (any length, odd or beyond one 512-byte chunk): a broken one leaves no entry.
+#[test]
+fn third_ack_checksum_is_verified_before_the_insert() {
+    let cfg = config();
+    let mut xdp = Xdp::new(&cfg);
+    let mut sport = 20_000;
+    for ip in [Ip::V4, Ip::V6] {
+        for len in [0usize, 1, 2, 3, 511, 512, 513, 1024, 1025, 1379, 2999] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 + 1).to_le_bytes()[0]).collect();
+            // A good one is admitted (no AF_XDP socket here: the redirect fails after the
+            // insert).
+            sport += 1;
+            let good = valid_third_ack(&cfg, ip, sport, &payload).frame();
+            let r = xdp.run(&good);
+            assert_eq!((r.action, r.verdict), (XDP_DROP, Counter::DropNoSocket), "{ip:?} {len}");
+            assert!(xdp.flow(&flow_key_from(ip, sport)).is_some(), "{ip:?} {len}: inserted");
+            // The same with one bit flipped in the checksum, then in the last byte.
+            sport += 1;
+            let mut bad = valid_third_ack(&cfg, ip, sport, &payload).frame();
+            let tcp = bad.len() - len - 20;
+            bad[tcp + 17] ^= 0x01;
+            let mut bad_last = valid_third_ack(&cfg, ip, sport, &payload).frame();
+            *bad_last.last_mut().unwrap() ^= 0x80;
+            let broken = if len == 0 { vec![bad] } else { vec![bad, bad_last] };
+            for f in &broken {
+                let r = xdp.run(f);
+                let want = (XDP_DROP, Counter::DropAckBadChecksum);
+                assert_eq!((r.action, r.verdict), want, "{ip:?} {len}");
+            }
+            assert!(xdp.flow(&flow_key_from(ip, sport)).is_none(), "{ip:?} {len}: no entry");
+        }
+    }
+    // A bad IPv4 header checksum is caught by the dissector, before the cookie.
+    sport += 1;
+    let mut f = valid_third_ack(&cfg, Ip::V4, sport, b"x").frame();
+    f[14 + 10] ^= 0x10;
+    assert_eq!(xdp.run(&f).verdict, Counter::DropBadChecksum);
+    assert!(xdp.flow(&flow_key_from(Ip::V4, sport)).is_none());
+}
+
+/// A third ACK whose echoed timestamp claims an option the configuration does not offer is
+/// refused (the bits are outside the cookie's MAC); claiming only what is offered is fine.
+#[test]
+fn third_ack_claiming_an_option_not_offered_is_refused() {
+    let all = TsOptions { wscale: Some(7), sack: true, ecn: true };
+    let none = TsOptions::default();
+    let cases = [
+        (ConfigFlags::TIMESTAMPS, none, false),
+        (ConfigFlags::SACK, TsOptions { sack: true, ..none }, false),
+        (ConfigFlags::SACK, TsOptions { wscale: Some(7), ..none }, true),
+        (ConfigFlags::WINDOW_SCALING, TsOptions { wscale: Some(0), ..none }, false),
+        (ConfigFlags::WINDOW_SCALING, TsOptions { sack: true, ..none }, true),
+        (ConfigFlags::ECN, TsOptions { ecn: true, ..none }, false),
+        (ConfigFlags::ECN, all, false),
+        (ConfigFlags(0), all, true),
+    ];
+    for (i, (off, claim, admitted)) in cases.into_iter().enumerate() {
+        let mut cfg = config();
+        cfg.flags = (ConfigFlags::DEFAULT.0 | ConfigFlags::ECN.0) & !off.0;
+        let mut xdp = Xdp::new(&cfg);
+        for ip in [Ip::V4, Ip::V6] {
+            let sport = 30_000 + u16::try_from(i).unwrap();
+            let c = host_cookie(&cfg, ip, sport);
+            let mut ack = valid_third_ack(&cfg, ip, sport, &[]);
+            let tsecr = cookie::encode_tsval(5_000_000, c.ts_offset, claim);
+            ack.options = vec![
+                TcpOptionElement::Noop,
+                TcpOptionElement::Noop,
+                TcpOptionElement::Timestamp(CLIENT_TSVAL, tsecr),
+            ];
+            let r = xdp.run(&ack.frame());
+            let key = flow_key_from(ip, sport);
+            if admitted {
+                assert_eq!(r.verdict, Counter::DropNoSocket, "{off:?} {claim:?} {ip:?}");
+                assert_eq!(xdp.flow(&key).unwrap().ts_options(), claim);
+            } else {
+                let want = (XDP_DROP, Counter::DropAckOptionNotOffered);
+                assert_eq!((r.action, r.verdict), want, "{off:?} {claim:?} {ip:?}");
+                assert!(xdp.flow(&key).is_none());
+            }
+        }
+    }
+}
+
+/// The flow table is an LRU map sized from `--max-conns` (plus TIME-WAIT, half-open and the
+/// LRU's per-CPU slack): below `max_conns` nothing is evicted and nothing refused; beyond it,
+/// the least recently used entries make room and a new client is still admitted, never
+/// `drop_flow_table_full`. (The test thread may run on either CPU, as XDP does.)
+#[test]
+fn flow_table_holds_max_conns_and_evicts_instead_of_refusing() {
+    let cfg = config();
+    let size = FlowTableSize { max_conns: 3000, max_time_wait: 0, max_half_open: 0 };
+    let mut xdp = Xdp::with_flow_table(&cfg, Some(size));
+    let entries = loader::flow_table_entries(&size).unwrap();
+    let cpus = u32::try_from(aya::util::nr_cpus().unwrap()).unwrap();
+    assert_eq!(entries, 3000 + (cpus + 1) * 128);
+    let aya::maps::Map::LruHashMap(data) = xdp.ebpf.map(maps::FLOWS).unwrap() else {
+        panic!("the flow table is an LRU hash map")
+    };
+    assert_eq!(data.info().unwrap().max_entries(), entries);
+    let before = xdp.counters();
+    for sport in 1..=3000 {
+        let f = valid_third_ack(&cfg, Ip::V4, sport, &[]).frame();
+        assert_eq!(xdp.action(&f), XDP_DROP, "no socket: dropped after the insert");
+    }
+    let d = xdp.counters().since(&before);
+    assert_eq!(d.get(Counter::DropNoSocket), 3000, "{d:?}");
+    assert_eq!(xdp.flow_count(), 3000, "every entry kept up to max_conns");
+    // Twice the table's size more: every one admitted, the oldest evicted.
+    let more = 2 * entries;
+    for i in 0..more {
+        let sport = 3001 + u16::try_from(i).unwrap();
+        assert_eq!(xdp.action(&valid_third_ack(&cfg, Ip::V4, sport, &[]).frame()), XDP_DROP);
+    }
+    let d = xdp.counters().since(&before);
+    assert_eq!(d.get(Counter::DropNoSocket), u64::from(3000 + more), "{d:?}");
+    assert_eq!(d.get(Counter::DropFlowTableFull), 0);
+    let held = xdp.flow_count();
+    assert!(held <= entries as usize && held >= 3000, "{held} of {entries}");
+    let newest = 3000 + u16::try_from(more).unwrap();
+    assert!(xdp.flow(&flow_key_from(Ip::V4, newest)).is_some(), "the newest is kept");
+    assert!(xdp.flow(&flow_key_from(Ip::V4, 1)).is_none(), "the oldest went first");
+}
+
+/// SYNs are answered only for our addresses, and only from sources a peer can have: each
+/// refusal counted by its reason, IPv4 and IPv6; a RST (when configured) likewise.
+#[test]
+fn syns_are_answered_only_for_our_addresses_and_plausible_sources() {
+    let mut cfg = config();
+    cfg.flags |= ConfigFlags::RST_INVALID_ACK.0;
+    let mut xdp = Xdp::new(&cfg);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let cases = [
+        ("198.18.0.1", "198.18.0.2", None),
+        ("203.0.113.9", "198.18.0.2", None),
+        ("198.18.0.1", "198.18.0.3", Some(Counter::DropNotLocalDestination)),
+        ("198.18.0.1", "198.18.0.255", Some(Counter::DropNotLocalDestination)),
+        ("198.18.0.1", "255.255.255.255", Some(Counter::DropMulticastDestination)),
+        ("198.18.0.1", "224.0.0.1", Some(Counter::DropMulticastDestination)),
+        ("198.18.0.1", "240.0.0.9", Some(Counter::DropMulticastDestination)),
+        ("0.0.0.0", "198.18.0.2", Some(Counter::DropMartianSource)),
+        ("127.0.0.1", "198.18.0.2", Some(Counter::DropMartianSource)),
+        ("224.1.2.3", "198.18.0.2", Some(Counter::DropMartianSource)),
+        ("250.0.0.1", "198.18.0.2", Some(Counter::DropMartianSource)),
+        ("255.255.255.255", "198.18.0.2", Some(Counter::DropMartianSource)),
+        ("198.18.0.2", "198.18.0.2", Some(Counter::DropOwnSource)),
+        ("2001:2::1", "2001:2::2", None),
+        ("2001:2::1", "2001:2::3", Some(Counter::DropNotLocalDestination)),
+        ("2001:2::1", "ff02::1", Some(Counter::DropMulticastDestination)),
+        ("::", "2001:2::2", Some(Counter::DropMartianSource)),
+        ("::1", "2001:2::2", Some(Counter::DropMartianSource)),
+        ("ff02::2", "2001:2::2", Some(Counter::DropMartianSource)),
+        ("::ffff:198.18.0.1", "2001:2::2", Some(Counter::DropMartianSource)),
+        ("2001:2::2", "2001:2::2", Some(Counter::DropOwnSource)),
+    ];
+    for (src, dst, refused) in cases {
+        let family = if ip(src).is_ipv4() { Ip::V4 } else { Ip::V6 };
+        for vlan in [Vlan::None, Vlan::Two] {
+            let mut syn = Segment::syn(family, vlan, linux_syn_options());
+            syn.addrs = Some((ip(src), ip(dst)));
+            let r = xdp.run(&syn.frame());
+            let mut ack = third_ack(0x5555_0000);
+            (ack.ip, ack.vlan, ack.addrs) = (family, vlan, syn.addrs);
+            let rst = xdp.run(&ack.frame());
+            match refused {
+                None => {
+                    assert_eq!((r.action, r.verdict), (XDP_TX, Counter::TxSynAck), "{src} {dst}");
+                    assert_eq!((rst.action, rst.verdict), (XDP_TX, Counter::TxRst));
+                }
+                Some(c) => {
+                    assert_eq!((r.action, r.verdict), (XDP_DROP, c), "{src} -> {dst}");
+                    assert_eq!((rst.action, rst.verdict), (XDP_DROP, c), "RST {src} -> {dst}");
+                }
+            }
+        }
+    }
+    // To a broadcast or multicast MAC address: the SYN-ACK would come from it.
+    for mac in [[0xff; 6], [0x01, 0, 0x5e, 0, 0, 1], [0x33, 0x33, 0, 0, 0, 1]] {
+        for family in [Ip::V4, Ip::V6] {
+            let mut syn = Segment::syn(family, Vlan::One, Vec::new());
+            syn.dst_mac = mac;
+            let r = xdp.run(&syn.frame());
+            assert_eq!((r.action, r.verdict), (XDP_DROP, Counter::DropMulticastDestination));
+        }
+    }
+}
+
+/// The loader answers for the interface's own addresses (read in its network namespace) and
+/// the `--address` ones; an address that is not unicast is refused with a sentence.
+#[test]
+fn local_addresses_are_the_interface_s_and_the_extra_ones() {
+    let lab = Lab::new().unwrap();
+    let found = lab.shield.enter(|| loader::interface_addresses(SHIELD_IF)).unwrap().unwrap();
+    assert!(found.contains(&IpAddr::from(SHIELD_V4)), "{found:?}");
+    assert!(found.contains(&IpAddr::from(SHIELD_V6)), "{found:?}");
+    let extra: IpAddr = "203.0.113.7".parse().unwrap();
+    let options = loader::ShieldOptions { addresses: vec![extra], ..Default::default() };
+    let shield = lab
+        .shield
+        .enter(|| {
+            loader::Shield::attach_with(
+                SHIELD_IF,
+                loader::XdpModeChoice::Native,
+                &config(),
+                &options,
+            )
+        })
+        .unwrap()
+        .unwrap();
+    let map: aya::maps::Array<_, tcp_common::local::LocalAddrs> =
+        aya::maps::Array::try_from(shield.ebpf().map(maps::LOCAL_ADDRS).unwrap()).unwrap();
+    let local = map.get(&0, 0).unwrap();
+    let want = loader::local_addrs(&found, &[extra]).unwrap();
+    assert_eq!(local, want);
+    assert_eq!(local.v4_count, 2, "{local:?}");
+    assert!(local.v6_count >= 1, "{local:?}");
+    let err = loader::local_addrs(&found, &["224.0.0.1".parse().unwrap()]).unwrap_err();
+    assert!(err.to_string().contains("--address 224.0.0.1: not a unicast address"), "{err}");
+}
+
+/// With `--rst-invalid-ack`, an invalid ACK whose checksum does not verify is not answered.
+#[test]
+fn no_rst_for_a_segment_with_a_bad_checksum() {
+    let mut cfg = config();
+    cfg.flags |= ConfigFlags::RST_INVALID_ACK.0;
+    let mut xdp = Xdp::new(&cfg);
+    let mut ack = third_ack(0x5555_0000);
+    ack.payload = b"GET / HTTP/1.0\r\n\r\n".to_vec();
+    let mut f = ack.frame();
+    *f.last_mut().unwrap() ^= 1;
+    let r = xdp.run(&f);
+    assert_eq!((r.action, r.verdict), (XDP_DROP, Counter::DropBadChecksum));
+}
+
 #[test]
 fn forged_expired_and_wrong_key_acks_are_rejected() {
     let cfg = config();
@@ -705,6 +1015,45 @@ fn fragments_ip_options_and_extension_headers() {
     other.dport = 22;
     let r = xdp.run(&with_ipv6_hop_by_hop(&other.frame()));
     assert_eq!((r.action, r.verdict), (XDP_PASS, Counter::PassOtherPort));
+}
+
+/// IPv6 extension header chains: up to four are walked (so a protected port behind them is
+/// found and dropped, another port passed); a longer chain is dropped whatever its port, never
+/// passed to the kernel.
+#[test]
+fn ipv6_extension_header_chains_never_bypass_the_shield() {
+    let mut xdp = Xdp::new(&config());
+    let mut other = Segment::syn(Ip::V6, Vlan::None, Vec::new());
+    other.dport = 22;
+    let ours = Segment::syn(Ip::V6, Vlan::None, Vec::new());
+    for n in 1..=4 {
+        let r = xdp.run(&with_ipv6_ext_headers(&ours.frame(), n));
+        assert_eq!((r.action, r.verdict), (XDP_DROP, Counter::DropIpv6ExtHeader), "{n} headers");
+        let r = xdp.run(&with_ipv6_ext_headers(&other.frame(), n));
+        assert_eq!((r.action, r.verdict), (XDP_PASS, Counter::PassOtherPort), "{n} headers");
+    }
+    for n in 5..=8 {
+        for seg in [&ours, &other] {
+            let r = xdp.run(&with_ipv6_ext_headers(&seg.frame(), n));
+            let want = (XDP_DROP, Counter::DropIpv6ExtHeaderChain);
+            assert_eq!((r.action, r.verdict), want, "{n} headers, port {}", seg.dport);
+        }
+    }
+}
+
+/// Inserts `n` 8-byte destination-options headers between the IPv6 header (untagged) and TCP.
+fn with_ipv6_ext_headers(f: &[u8], n: usize) -> Vec<u8> {
+    let ip = 14;
+    let mut out = f[..ip + 40].to_vec();
+    for i in 0..n {
+        let next = if i + 1 == n { 6 } else { 60 };
+        out.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+    }
+    out.extend_from_slice(&f[ip + 40..]);
+    out[ip + 6] = 60;
+    let plen = u16::from_be_bytes([out[ip + 4], out[ip + 5]]) + u16::try_from(8 * n).unwrap();
+    out[ip + 4..ip + 6].copy_from_slice(&plen.to_be_bytes());
+    out
 }
 
 fn set_ipv4_frag(f: &mut [u8], frag: u16) {

@@ -21,13 +21,26 @@
 //!
 //! What is refused, in order (each a [`FrameError`], each a counter in the XDP program):
 //! no IP ethertype after up to two tags, or an IP version or IPv4 header length that makes no
-//! sense (`NotIp`); not TCP (`NotTcp`); an IPv4 fragment after the first, or an IPv6 fragment
-//! after the first or more than four extension headers (`NoTcpHeader`); another port
-//! (`OtherPort`); then, for our ports: IPv4 options (`IpOptions`), IPv6 extension headers
+//! sense (`NotIp`); not TCP (`NotTcp`, ESP included: IPsec is the kernel's); an IPv4 fragment
+//! after the first, or an IPv6 fragment after the first (`NoTcpHeader`); an IPv6 chain of more
+//! than four extension headers, whatever the port behind it (`Ipv6ExtHeaderChain`); another
+//! port (`OtherPort`); then, for our ports: IPv4 options (`IpOptions`), IPv6 extension headers
 //! (`Ipv6ExtHeader`), the first fragment of a fragmented packet (`IpFragment`), a bad IPv4
 //! header checksum (`BadIpChecksum`), a data offset below 5 (`BadTcpHeader`), and anything
 //! shorter than its headers or lengths claim (`Truncated`). A segment is exactly the IP payload:
 //! Ethernet padding after it is not part of it.
+//!
+//! # IPv6 extension headers
+//!
+//! The dissector walks up to four extension headers (hop-by-hop, routing, destination options,
+//! fragment, AH) to find the TCP port behind them: TCP to one of our ports behind any of them is
+//! dropped (we serve plain TCP only), TCP to another port is passed. A chain longer than four
+//! cannot be walked here, so its port is unknown: passing it would let a client reach the
+//! kernel's TCP on a protected port past the shield, so it is **dropped, whatever the port**
+//! (RFC 7045 section 2.2 lets a node drop what it cannot inspect; chains that long are not seen
+//! in practice, RFC 7872). Later fragments carry no TCP header and are passed: the kernel cannot
+//! reassemble them without the first fragment, which the shield drops if its port is ours (RFC
+//! 8200 section 4.5 puts the whole chain and the TCP header in the first fragment, RFC 7112).
 
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -37,6 +50,7 @@ use crate::config::{Config, PortSet};
 use crate::cookie::{TupleV4, TupleV6};
 use crate::counters::Counter;
 use crate::flow::FlowKey;
+use crate::local::AddrWords;
 use crate::proto::{
     ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, IPPROTO_TCP, IPV4_HLEN, IPV6_HLEN,
     TCP_HLEN, VLAN_HLEN,
@@ -50,8 +64,10 @@ const IP_OFFSET: u16 = 0x1fff;
 const IP_DF: u16 = 0x4000;
 /// IPv6 fragment header (RFC 8200 section 4.5).
 const IPV6_FRAGMENT: u8 = 44;
-/// IPv6 extension headers walked to find the TCP port behind them.
-const IPV6_MAX_EXT_HEADERS: usize = 4;
+/// IPv6 extension headers walked to find the TCP port behind them; a longer chain is dropped.
+pub const IPV6_MAX_EXT_HEADERS: usize = 4;
+/// IPv6 Authentication Header (RFC 4302): walked (its length is in 4-byte units).
+const IPV6_AH: u8 = 51;
 
 /// The bytes of a frame, from the first byte of the Ethernet header.
 ///
@@ -181,8 +197,10 @@ pub enum FrameError {
     NotIp,
     /// IP, but not TCP.
     NotTcp,
-    /// A fragment after the first, or IPv6 extension headers not walked: no TCP header.
+    /// A fragment after the first: no TCP header.
     NoTcpHeader,
+    /// More IPv6 extension headers than the dissector walks: the port is unknown.
+    Ipv6ExtHeaderChain,
     /// TCP to a port that is not ours.
     OtherPort,
     /// Shorter than its headers or lengths claim.
@@ -213,6 +231,7 @@ impl FrameError {
             FrameError::IpFragment => Counter::DropIpFragment,
             FrameError::IpOptions => Counter::DropIpOptions,
             FrameError::Ipv6ExtHeader => Counter::DropIpv6ExtHeader,
+            FrameError::Ipv6ExtHeaderChain => Counter::DropIpv6ExtHeaderChain,
             FrameError::BadIpChecksum => Counter::DropBadChecksum,
             FrameError::BadTcpHeader => Counter::DropBadTcpHeader,
         }
@@ -238,7 +257,8 @@ impl fmt::Display for FrameError {
         f.write_str(match self {
             FrameError::NotIp => "not IP",
             FrameError::NotTcp => "not TCP",
-            FrameError::NoTcpHeader => "no TCP header (later fragment or extension headers)",
+            FrameError::NoTcpHeader => "no TCP header (a later fragment)",
+            FrameError::Ipv6ExtHeaderChain => "more than four IPv6 extension headers",
             FrameError::OtherPort => "TCP to a port that is not ours",
             FrameError::Truncated => "truncated frame",
             FrameError::IpFragment => "IPv4 fragment",
@@ -333,6 +353,8 @@ pub trait IpHeader {
     fn addrs(&self) -> (IpAddr, IpAddr);
     /// The ECN field (RFC 3168: the low two bits of TOS / traffic class).
     fn ecn(&self) -> u8;
+    /// Source and destination as integers, for the checks of `local::LocalAddrs`.
+    fn addr_words(&self) -> AddrWords;
     /// Turns the IP header at `L2` into the reply's: addresses swapped, length for `tcp_len`
     /// bytes of TCP, TTL / hop limit `ttl`, not ECN-capable, Don't Fragment on IPv4.
     ///
@@ -385,6 +407,11 @@ impl IpHeader for Ipv4 {
     #[inline(always)]
     fn ecn(&self) -> u8 {
         self.tos & 3
+    }
+
+    #[inline(always)]
+    fn addr_words(&self) -> AddrWords {
+        AddrWords::V4 { src: u32::from_be_bytes(self.src), dst: u32::from_be_bytes(self.dst) }
     }
 
     #[inline(always)]
@@ -459,6 +486,11 @@ impl IpHeader for Ipv6 {
     #[inline(always)]
     fn ecn(&self) -> u8 {
         self.traffic_class & 3
+    }
+
+    #[inline(always)]
+    fn addr_words(&self) -> AddrWords {
+        AddrWords::V6 { src: self.src, dst: self.dst }
     }
 
     #[inline(always)]
@@ -631,7 +663,7 @@ fn ipv6<const L2: usize, const L4: usize, B: FrameBytes + ?Sized, S: TcpSink<B>>
         return Err(FrameError::NotIp);
     }
     if next != IPPROTO_TCP {
-        if is_generic_ext_header(next) || next == IPV6_FRAGMENT {
+        if is_generic_ext_header(next) || next == IPV6_FRAGMENT || next == IPV6_AH {
             return ipv6_ext_headers::<L4, B, S>(frame, sink, next);
         }
         return Err(FrameError::NotTcp);
@@ -660,7 +692,8 @@ fn ipv6<const L2: usize, const L4: usize, B: FrameBytes + ?Sized, S: TcpSink<B>>
 }
 
 /// Walks up to four IPv6 extension headers to find out whether the segment is TCP to one of
-/// our ports (refused: we serve only plain TCP) or not ours.
+/// our ports (refused: we serve only plain TCP) or not ours; a longer chain is refused whatever
+/// its port (see the module docs).
 #[inline(always)]
 fn ipv6_ext_headers<const L4: usize, B: FrameBytes + ?Sized, S: TcpSink<B>>(
     frame: &B,
@@ -669,7 +702,8 @@ fn ipv6_ext_headers<const L4: usize, B: FrameBytes + ?Sized, S: TcpSink<B>>(
 ) -> Result<S::Out, FrameError> {
     let mut next = first;
     let mut off = L4;
-    for _ in 0..IPV6_MAX_EXT_HEADERS {
+    // One more step than headers: the last only looks for TCP behind the fourth header.
+    for step in 0..=IPV6_MAX_EXT_HEADERS {
         // The mask keeps the offset bounded for the verifier; real chains are far shorter.
         let at = off & 0x1fff;
         if next == IPPROTO_TCP {
@@ -682,6 +716,13 @@ fn ipv6_ext_headers<const L4: usize, B: FrameBytes + ?Sized, S: TcpSink<B>>(
                 FrameError::OtherPort
             });
         }
+        let walkable = is_generic_ext_header(next) || next == IPV6_FRAGMENT || next == IPV6_AH;
+        if !walkable {
+            return Err(FrameError::NotTcp);
+        }
+        if step == IPV6_MAX_EXT_HEADERS {
+            return Err(FrameError::Ipv6ExtHeaderChain);
+        }
         // Every extension header is at least 8 bytes.
         let Some(h) = frame.be64_var(at) else { return Err(FrameError::Truncated) };
         let [n, len, frag_hi, frag_lo, ..] = h.to_be_bytes();
@@ -691,14 +732,15 @@ fn ipv6_ext_headers<const L4: usize, B: FrameBytes + ?Sized, S: TcpSink<B>>(
                 return Err(FrameError::NoTcpHeader);
             }
             off += 8;
-        } else if is_generic_ext_header(next) {
-            off += (usize::from(len) + 1) * 8;
+        } else if next == IPV6_AH {
+            // RFC 4302 section 2.2: the length is in 4-byte units, minus 2.
+            off += (usize::from(len) + 2) * 4;
         } else {
-            return Err(FrameError::NotTcp);
+            off += (usize::from(len) + 1) * 8;
         }
         next = n;
     }
-    Err(FrameError::NoTcpHeader)
+    Err(FrameError::Ipv6ExtHeaderChain)
 }
 
 /// The fixed TCP header and its lengths, then the sink.
@@ -891,6 +933,56 @@ mod tests {
         assert_eq!(sum_bytes(h).fold(), 0xffff, "header checksum verifies");
         assert_eq!((&h[12..16], &h[16..20]), (&SHIELD[..], &CLIENT[..]));
         assert_eq!((u16::from_be_bytes([h[2], h[3]]), h[8], h[1]), (44, 61, 0));
+    }
+
+    /// Ethernet + IPv6 + the extension headers `chain` (each 8 bytes, AH 12) + a bare TCP
+    /// header to `dport` (checksum not filled: the dissector does not check it).
+    fn ipv6_chain(chain: &[u8], dport: u16) -> Vec<u8> {
+        let mut f = Vec::from([2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd]);
+        f.extend_from_slice(&[0x60, 0, 0, 0, 0, 0, chain.first().copied().unwrap_or(6), 64]);
+        f.extend_from_slice(&[0xfd; 16]);
+        f.extend_from_slice(&[0xfe; 16]);
+        for (i, kind) in chain.iter().enumerate() {
+            let next = chain.get(i + 1).copied().unwrap_or(IPPROTO_TCP);
+            if *kind == IPV6_AH {
+                // Length 1: (1 + 2) * 4 = 12 bytes.
+                f.extend_from_slice(&[next, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            } else {
+                f.extend_from_slice(&[next, 0, 0, 0, 0, 0, 0, 0]);
+            }
+        }
+        f.extend_from_slice(&[0x9c, 0x40]);
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+        let plen = u16::try_from(f.len() - 54).expect("small");
+        f[18..20].copy_from_slice(&plen.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn ipv6_chains_of_up_to_four_headers_are_walked_and_longer_ones_dropped() {
+        let mut ports = PortSet::EMPTY;
+        ports.insert(8080);
+        let parse = |chain: &[u8], dport| {
+            Frame::parse_for_ports(&ipv6_chain(chain, dport), &ports).map(|f| f.flow_key)
+        };
+        assert!(parse(&[], 8080).is_ok());
+        for chain in [&[0u8][..], &[0, 60], &[0, 43, IPV6_AH], &[0, 60, 43, IPV6_FRAGMENT]] {
+            assert_eq!(parse(chain, 8080), Err(FrameError::Ipv6ExtHeader), "{chain:?}");
+            assert_eq!(parse(chain, 22), Err(FrameError::OtherPort), "{chain:?}");
+        }
+        let five = [0, 60, 43, 60, IPV6_AH];
+        assert_eq!(parse(&five, 8080), Err(FrameError::Ipv6ExtHeaderChain));
+        assert_eq!(parse(&five, 22), Err(FrameError::Ipv6ExtHeaderChain), "port unknown");
+        assert_eq!(parse(&[0, 60, 43, 60, 60, 60, 60], 22), Err(FrameError::Ipv6ExtHeaderChain));
+        assert!(!FrameError::Ipv6ExtHeaderChain.is_not_ours(), "dropped, not passed");
+        // ESP is IPsec, the kernel's; a later fragment has no TCP header.
+        let mut esp = ipv6_chain(&[0], 8080);
+        esp[54] = 50;
+        assert_eq!(Frame::parse_for_ports(&esp, &ports), Err(FrameError::NotTcp));
+        let mut later = ipv6_chain(&[IPV6_FRAGMENT], 8080);
+        later[54 + 3] = 8;
+        assert_eq!(Frame::parse_for_ports(&later, &ports), Err(FrameError::NoTcpHeader));
     }
 
     proptest! {

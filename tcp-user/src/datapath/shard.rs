@@ -73,6 +73,8 @@ pub struct ShardStats {
     pub orphans_removed: u64,
     /// Flow-map updates the kernel refused.
     pub map_errors: u64,
+    /// SYNs handed over for a stateful answer that were not answered.
+    pub syns_unanswered: u64,
     /// Frames sent.
     pub frames_out: u64,
     /// Segments for which no route was known: dropped.
@@ -94,6 +96,7 @@ impl ShardStats {
         self.admitted_late += o.admitted_late;
         self.orphans_removed += o.orphans_removed;
         self.map_errors += o.map_errors;
+        self.syns_unanswered += o.syns_unanswered;
         self.frames_out += o.frames_out;
         self.no_route += o.no_route;
     }
@@ -287,6 +290,9 @@ impl<F: FlowMap> Shard<F> {
                 }
             }
             Some((RxKind::Flow, _)) | None => self.segment(now, tuple, &key, route, &repr, payload),
+            // A SYN to answer statefully (--mode stateful or adaptive): not served yet, the
+            // client retransmits and the XDP program answers it with a cookie under load.
+            Some((RxKind::Syn, _)) => self.stats.syns_unanswered += 1,
         }
     }
 
@@ -315,6 +321,7 @@ impl<F: FlowMap> Shard<F> {
                     RxKind::NewFlow => RxMeta::NEW_FLOW,
                     RxKind::Reopen => RxMeta::REOPEN,
                     RxKind::Flow => RxMeta::FLOW,
+                    RxKind::Syn => RxMeta::SYN,
                 };
                 meta_bytes = RxMeta::new(tag, flow).to_bytes();
             }
