@@ -138,6 +138,9 @@ pub const METRICS: &[Metric] = &[
     counter("synshield_connections_refused_per_source_total", "New connections refused with RST because their source address held --max-conns-per-source.", |s| s.data.shard.refused_per_source),
     counter("synshield_connections_admitted_late_total", "Connections admitted from a later segment because the frame of their third ACK was lost (a full AF_XDP ring).", |s| s.data.shard.admitted_late),
     counter("synshield_time_wait_entered_total", "Connections that became TIME-WAIT records.", |s| s.data.table.time_wait_entered),
+    counter("synshield_time_wait_acks_total", "ACKs sent by TIME-WAIT records (a repeated FIN, an old duplicate, a replayed handshake).", |s| s.data.table.time_wait_acks),
+    counter("synshield_reopen_refused_total", "Handshakes with a valid cookie for a tuple in TIME-WAIT refused as not newer than the old connection (RFC 6191).", |s| s.data.table.reopen_refused),
+    counter("synshield_challenge_acks_total", "Challenge ACKs sent to a SYN, a RST or an old ACK on a synchronized connection (RFC 5961).", |s| s.data.table.totals.challenge_acks),
     counter("synshield_frames_malformed_total", "Frames from AF_XDP that were not a whole TCP segment or failed its checksum.", |s| s.data.shard.frames_malformed),
     counter("synshield_frames_forwarded_total", "Frames handed to the shard (RX queue) that owns their connection.", |s| s.data.shard.frames_forwarded),
     counter("synshield_frames_forward_dropped_total", "Frames for another shard dropped because its inbox was full.", |s| s.data.shard.forward_dropped),
@@ -156,6 +159,7 @@ pub const METRICS: &[Metric] = &[
         }
     }),
     counter("synshield_rx_ring_full_total", "Frames the kernel dropped because an AF_XDP RX ring was full.", |s| s.data.rx_ring_full),
+    counter("synshield_rx_dropped_total", "Frames the kernel dropped because an AF_XDP socket's fill ring had no free frame for them.", |s| s.data.rx_dropped),
 ];
 
 /// Renders every metric of [`METRICS`] in the Prometheus text format (version 0.0.4).

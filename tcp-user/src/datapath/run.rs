@@ -82,6 +82,9 @@ pub struct QueueStats {
     pub table: TableStats,
     /// Frames the kernel dropped because the RX ring was full.
     pub rx_ring_full: u64,
+    /// Frames the kernel dropped because the fill ring had no free frame for them (or they
+    /// did not fit one): `XDP_STATISTICS` `rx_dropped`.
+    pub rx_dropped: u64,
 }
 
 struct Queue {
@@ -111,6 +114,7 @@ impl StatsHandle {
             sum.shard.accumulate(&s.shard);
             sum.table.accumulate(&s.table);
             sum.rx_ring_full += s.rx_ring_full;
+            sum.rx_dropped += s.rx_dropped;
         }
         sum
     }
@@ -443,5 +447,6 @@ fn publish(xsk: &XskSocket, shard: &Shard<XdpFlowMap>, stats: &Mutex<QueueStats>
     s.table = shard.table_stats();
     if let Ok(k) = xsk.stats() {
         s.rx_ring_full = k.rx_ring_full;
+        s.rx_dropped = k.rx_dropped;
     }
 }

@@ -75,6 +75,13 @@ pub struct XskSocket {
     fd: OwnedFd,
     umem: Umem,
     tx_free: Vec<u64>,
+    /// Received frames the fill ring had no room for yet. The kernel publishes how far it has
+    /// read the fill ring lazily (`cached_cons` in net/xdp/xsk_queue.h: when its cached entries
+    /// run out, and at the end of a NAPI poll after the RX entries it produced), so right after
+    /// RX entries appear a full fill ring can still look full. Pushed first on the next
+    /// [`XskSocket::recv`]; never lost (each lost frame is one less the kernel can receive
+    /// into, until every frame is dropped for an empty fill ring).
+    fill_backlog: Vec<u64>,
     zero_copy: bool,
     queue: u32,
     /// RX descriptors that pointed outside the UMEM (a kernel bug if ever non-zero).
@@ -199,6 +206,7 @@ impl XskSocket {
             tx,
             fd,
             tx_free: (half..config.frame_count).map(|i| umem.frame_addr(i)).rev().collect(),
+            fill_backlog: Vec::with_capacity(half as usize),
             umem,
             zero_copy,
             queue,
@@ -235,6 +243,14 @@ impl XskSocket {
     /// frames were received.
     pub fn recv(&mut self, budget: usize, mut on_frame: impl FnMut(&[u8], &[u8])) -> usize {
         let mut n = 0;
+        let mut refilled = false;
+        while let Some(&base) = self.fill_backlog.last() {
+            if !self.fill.push(base) {
+                break;
+            }
+            self.fill_backlog.pop();
+            refilled = true;
+        }
         let frame_size = u64::from(self.umem.frame_size());
         while n < budget {
             let Some(desc) = self.rx.pop() else { break };
@@ -253,12 +269,15 @@ impl XskSocket {
                 meta[..4].fill(0);
             }
             // Recycle the frame: its base address, whatever offset the kernel used.
-            let refilled = self.fill.push(base);
-            debug_assert!(refilled, "the fill ring has a slot for every RX frame");
+            if !self.fill.push(base) {
+                self.fill_backlog.push(base);
+            }
             n += 1;
         }
         if n > 0 {
             self.rx.release();
+        }
+        if n > 0 || refilled {
             self.fill.publish();
         }
         if self.fill.needs_wakeup() {
