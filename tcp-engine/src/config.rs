@@ -40,8 +40,14 @@ impl Default for KeepaliveConfig {
 /// Engine configuration.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    /// Our maximum segment size: what we announce, and the most we send.
+    /// Our maximum segment size over IPv4: what we announce, and the most we send.
     pub mss: u16,
+    /// Our maximum segment size over IPv6 (20 bytes less per MTU: the IPv6 header is 40).
+    pub mss_v6: u16,
+    /// Most TIME-WAIT records a table holds; beyond it a connection that would enter
+    /// TIME-WAIT ends at once, as Linux does past `tcp_max_tw_buckets` ("time wait bucket
+    /// table overflow"): a peer that makes us close first cannot grow our memory for 2 MSL.
+    pub max_time_wait: usize,
     /// Bytes the application may queue for sending (unacknowledged data included).
     pub send_buffer_size: usize,
     /// Bytes of received data we hold (in order and out of order); bounds our window.
@@ -100,10 +106,20 @@ pub struct Config {
     pub buffer_reclaim_delay: Duration,
 }
 
+impl Config {
+    /// Our maximum segment size on a connection of `tuple`'s address family.
+    #[must_use]
+    pub fn mss_for(&self, tuple: &crate::tuple::FourTuple) -> u16 {
+        if tuple.remote.is_ipv4() { self.mss } else { self.mss_v6 }
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
             mss: 1460,
+            mss_v6: 1440,
+            max_time_wait: 262_144,
             send_buffer_size: 256 * 1024,
             recv_buffer_size: 256 * 1024,
             reassembly_max_ranges: crate::conn::DEFAULT_REASSEMBLY_MAX_RANGES,

@@ -105,7 +105,9 @@ fn deliver(table: &mut ConnectionTable<()>, now: Instant, tuple: FourTuple, byte
     let packet = Packet::new_checked(bytes).expect("valid");
     let repr = TcpRepr::parse(&packet, &pseudo).expect("checksum");
     match table.lookup(&tuple) {
-        Some(id) => table.handle_segment(now, id, &repr, packet.payload()).expect("live"),
+        Some(id) => {
+            table.handle_segment(now, id, &repr, packet.payload()).expect("live");
+        }
         None => table.handle_unknown(now, tuple, &repr, packet.payload()),
     }
 }

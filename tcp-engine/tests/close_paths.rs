@@ -243,7 +243,9 @@ fn table_events(t: &mut ConnectionTable<()>) -> Vec<Event> {
 /// Hands a segment to the table as a shell would: its connection, or `handle_unknown`.
 fn deliver(t: &mut ConnectionTable<()>, now: Instant, tuple: FourTuple, seg: &Segment) {
     match t.lookup(&tuple) {
-        Some(id) => t.handle_segment(now, id, &seg.repr, &seg.payload).expect("live"),
+        Some(id) => {
+            t.handle_segment(now, id, &seg.repr, &seg.payload).expect("live");
+        }
         None => t.handle_unknown(now, tuple, &seg.repr, &seg.payload),
     }
 }

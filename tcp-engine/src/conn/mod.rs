@@ -517,7 +517,7 @@ impl Connection {
         config: Arc<Config>,
         state: State,
     ) -> Connection {
-        let send_mss = config.mss;
+        let send_mss = config.mss_for(&tuple);
         let mut flags = ConnFlags::default();
         if !config.nagle {
             flags.set(ConnFlags::NODELAY);
@@ -550,7 +550,7 @@ impl Connection {
                 config.reassembly_max_ranges,
             ),
             fin_at: None,
-            rcv_mss: config.mss.min(536),
+            rcv_mss: send_mss.min(536),
             unacked_segments: 0,
             rcv_up: None,
             snd_up: None,
@@ -646,6 +646,11 @@ impl Connection {
     }
 
     /// Applies the options of the handshake.
+    /// Our MSS for this connection's address family.
+    fn local_mss(&self) -> u16 {
+        self.config.mss_for(&self.tuple)
+    }
+
     fn negotiate(
         &mut self,
         peer_mss: u16,
@@ -653,7 +658,7 @@ impl Connection {
         our_wscale: Option<u8>,
         sack: bool,
     ) {
-        self.send_mss = peer_mss.min(self.config.mss).max(64);
+        self.send_mss = peer_mss.min(self.local_mss()).max(64);
         self.cc = Congestion::new(self.config.congestion, u32::from(self.send_mss));
         if let (Some(peer), Some(ours)) = (peer_wscale, our_wscale) {
             self.snd_shift = peer.min(14);
@@ -909,7 +914,7 @@ impl Connection {
         let n = self.recv.consume(n);
         // Tell the peer when reading opened the window by a useful amount (RFC 9293
         // section 3.8.6.2.2: at least min(buffer / 2, MSS)).
-        let threshold = (self.recv.capacity() / 2).min(usize::from(self.config.mss));
+        let threshold = (self.recv.capacity() / 2).min(usize::from(self.local_mss()));
         if n > 0
             && self.state.may_receive()
             && self.recv.free() >= before + threshold
@@ -1088,16 +1093,28 @@ impl Connection {
     // ---- segment arrival (RFC 9293 section 3.10.7) ----
 
     /// Processes one incoming segment of this connection (ports already matched).
-    pub fn handle_segment(&mut self, now: Instant, repr: &TcpRepr, payload: &[u8]) {
+    ///
+    /// Returns whether the segment was accepted: it passed the sequence-number, PAWS and
+    /// ACK-field tests of a synchronized state (RFC 9293 section 3.10.7.4, RFC 5961), so its
+    /// sender knows the connection's state and is on its path. Only such a segment may move
+    /// what the caller keeps about the peer's path (its MAC address, VLAN tags).
+    pub fn handle_segment(&mut self, now: Instant, repr: &TcpRepr, payload: &[u8]) -> bool {
         self.stats.segments_in += 1;
         match self.state {
             // 3.10.7.1: a closed connection answers everything but RST with RST.
             State::Closed => {
                 self.queue_reset_reply(repr, payload.len());
                 self.stats.dropped += 1;
+                false
             }
-            State::Listen => self.on_segment_listen(now, repr),
-            State::SynSent => self.on_segment_syn_sent(now, repr, payload),
+            State::Listen => {
+                self.on_segment_listen(now, repr);
+                false
+            }
+            State::SynSent => {
+                self.on_segment_syn_sent(now, repr, payload);
+                false
+            }
             _ => self.on_segment_synchronized(now, repr, payload),
         }
     }
@@ -1229,7 +1246,7 @@ impl Connection {
         clippy::too_many_lines,
         reason = "one function follows the RFC's eight checks in order"
     )]
-    fn on_segment_synchronized(&mut self, now: Instant, repr: &TcpRepr, payload: &[u8]) {
+    fn on_segment_synchronized(&mut self, now: Instant, repr: &TcpRepr, payload: &[u8]) -> bool {
         let seg_len = repr.segment_len(payload.len());
         let rcv_wnd = self.rcv_adv.saturating_sub(self.rcv_nxt);
 
@@ -1240,7 +1257,7 @@ impl Connection {
             && repr.seq_number == self.irs
         {
             self.snd_nxt = self.iss;
-            return;
+            return false;
         }
 
         // First: sequence number acceptability.
@@ -1261,7 +1278,7 @@ impl Connection {
         // silently dropped, except a RST, which is processed regardless.
         if self.ts.is_some() && repr.timestamp.is_none() && !repr.flags.rst() {
             self.stats.dropped += 1;
-            return;
+            return false;
         }
         // RFC 7323 section 5.3: PAWS rejects old timestamps (never a RST), unless TS.Recent
         // is older than 24 days and so no longer valid (section 5.5; Linux tcp_paws_check).
@@ -1278,7 +1295,7 @@ impl Connection {
         if !acceptable || paws_reject {
             self.stats.dropped += 1;
             if repr.flags.rst() {
-                return;
+                return false;
             }
             // TIME-WAIT: the peer retransmitted its FIN, so our last ACK was lost: ACK
             // again and restart 2 MSL (RFC 9293 section 3.10.7.4, eighth step).
@@ -1289,7 +1306,7 @@ impl Connection {
             // A zero window still takes ACKs: process the ACK field, drop the text.
             let zero_window_ack = rcv_wnd == 0 && repr.seq_number == self.rcv_nxt && !paws_reject;
             if !zero_window_ack {
-                return;
+                return false;
             }
             payload = &[];
             fin = false;
@@ -1306,19 +1323,19 @@ impl Connection {
             } else {
                 self.send_challenge_ack(now);
             }
-            return;
+            return false;
         }
 
         // Fourth: SYN in a synchronized state (RFC 5961 section 4.2): challenge ACK.
         if repr.flags.syn() {
             self.send_challenge_ack(now);
-            return;
+            return false;
         }
 
         // Fifth: the ACK field.
         let Some(ack) = repr.ack_number else {
             self.stats.dropped += 1;
-            return;
+            return false;
         };
         if self.state == State::SynReceived {
             if ack > self.snd_una && ack <= self.snd_max {
@@ -1341,7 +1358,7 @@ impl Connection {
                 // <SEQ=SEG.ACK><CTL=RST>
                 self.queue_reset_reply(repr, payload.len());
                 self.stats.dropped += 1;
-                return;
+                return false;
             }
         }
         // RFC 5961 section 5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT]; one
@@ -1349,12 +1366,13 @@ impl Connection {
         if ack > self.snd_max {
             self.stats.dropped += 1;
             self.send_oow_ack(now, seg_len > 0);
-            return;
+            return false;
         }
         if ack < self.snd_una - self.max_snd_wnd as usize {
             self.send_challenge_ack(now);
-            return;
+            return false;
         }
+        // Accepted from here on.
         self.update_ts_recent(now, repr, seg_len);
         self.keepalive_heard(now);
         self.process_ack(now, repr, ack, payload.is_empty() && !fin);
@@ -1374,7 +1392,7 @@ impl Connection {
             // Passive close complete.
             State::LastAck if fin_acked => {
                 self.finish(CloseReason::Normal);
-                return;
+                return true;
             }
             _ => {}
         }
@@ -1402,6 +1420,7 @@ impl Connection {
             }
             self.receive_text_and_fin(now, seq, payload, fin);
         }
+        true
     }
 
     /// Data and FIN processing: reassembly, acknowledgement policy, FIN transitions.
@@ -1485,7 +1504,7 @@ impl Connection {
     /// it (the peer's options, a smaller path MTU) count as full ones.
     fn schedule_ack(&mut self, now: Instant, len: usize) {
         if len > usize::from(self.rcv_mss) {
-            self.rcv_mss = u16::try_from(len).unwrap_or(u16::MAX).min(self.config.mss);
+            self.rcv_mss = u16::try_from(len).unwrap_or(u16::MAX).min(self.local_mss());
         }
         if len >= usize::from(self.rcv_mss) {
             self.unacked_segments = self.unacked_segments.saturating_add(1);

@@ -432,6 +432,30 @@ fn syn_received_bad_ack_is_answered_with_rst() {
 }
 
 #[test]
+fn syn_received_fin_on_the_third_segment_goes_to_close_wait() {
+    // The third segment may acknowledge our SYN, carry data and close the peer's side at once.
+    let mut f = syn_received();
+    f.at(5).recv(from_peer(IRS + 1, Some(ISS + 1), Flags::FIN), b"bye");
+    assert_eq!(f.state(), State::CloseWait);
+    assert_eq!(f.events(), [Event::Connected, Event::Readable, Event::PeerClosed]);
+    assert_eq!(f.read_all(), b"bye");
+    // Its FIN is acknowledged at once: seq + 3 bytes + FIN.
+    assert_eq!(f.sent_one().repr.ack_number, Some(seq(IRS + 1 + 3 + 1)));
+}
+
+#[test]
+fn listen_over_ipv6_announces_the_ipv6_mss() {
+    // 20 bytes less than over IPv4: the IPv6 header is 40 bytes (a 1500-byte MTU carries 1440).
+    let v6 = FourTuple::new(
+        "[2001:2::2]:80".parse().expect("addr"),
+        "[2001:2::1]:40000".parse().expect("addr"),
+    );
+    let mut f = fixture(Connection::listen(Instant::ZERO, v6, seq(ISS), Arc::new(config())));
+    f.recv(TcpRepr { max_seg_size: Some(1440), ..from_peer(IRS, None, Flags::SYN) }, &[]);
+    assert_eq!(f.sent_one().repr.max_seg_size, Some(1440));
+}
+
+#[test]
 fn syn_received_rst_closes() {
     let mut f = syn_received();
     f.recv(from_peer(IRS + 1, None, Flags::RST), &[]);

@@ -161,7 +161,7 @@ impl Connection {
             flags: Flags::SYN,
             ack_number: (!active).then_some(self.rcv_nxt),
             window_len: u16::try_from(window).unwrap_or(u16::MAX),
-            max_seg_size: Some(self.config.mss),
+            max_seg_size: Some(self.local_mss()),
             window_scale: if active || self.flags.has(ConnFlags::WSCALE) {
                 Some(self.rcv_shift)
             } else {
@@ -420,7 +420,7 @@ impl Connection {
         let shift = self.rcv_shift;
         let free = self.recv.free();
         let offered = self.rcv_adv.saturating_sub(self.rcv_nxt);
-        let threshold = (self.recv.capacity() / 2).min(usize::from(self.config.mss));
+        let threshold = (self.recv.capacity() / 2).min(usize::from(self.local_mss()));
         let window = if free >= offered + threshold { free } else { offered };
         let window = window.min(usize::from(u16::MAX) << shift);
         let mut field = window >> shift;

@@ -42,7 +42,7 @@ mod slab;
 mod tests;
 
 use std::cmp::Reverse;
-use std::collections::hash_map::{DefaultHasher, RandomState};
+use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -166,6 +166,9 @@ pub enum TableError {
     /// The table holds as many connections as its index can name (2^31).
     #[error("connection table full")]
     Full,
+    /// [`ConnectionTable::insert_from_syn`] was given something else than a SYN.
+    #[error("not a SYN")]
+    NotASyn,
     /// The tuple's two addresses are not of one family.
     #[error("local and remote address families differ")]
     AddressFamilyMismatch,
@@ -208,6 +211,9 @@ pub struct TableStats {
     pub reopen_refused: u64,
     /// Answers not sent because too many waited (a flood of segments for no connection).
     pub replies_dropped: u64,
+    /// Connections that ended without TIME-WAIT because `Config::max_time_wait` records
+    /// were held.
+    pub time_wait_overflow: u64,
 }
 
 impl TableStats {
@@ -227,6 +233,7 @@ impl TableStats {
         self.reopened += other.reopened;
         self.reopen_refused += other.reopen_refused;
         self.replies_dropped += other.replies_dropped;
+        self.time_wait_overflow += other.time_wait_overflow;
     }
 }
 
@@ -293,7 +300,7 @@ pub struct ConnectionTable<T> {
     replies: VecDeque<(FourTuple, TcpRepr)>,
     events: VecDeque<TableEvent<T>>,
     listeners: HashMap<SocketAddr, fn() -> T>,
-    isn_secret: u64,
+    isn_secret: u128,
     next_generation: u32,
     stats: TableStats,
     /// Counters of removed connections (for [`crate::testing`]'s cross-check).
@@ -304,7 +311,7 @@ impl<T> ConnectionTable<T> {
     /// An empty table; `isn_secret` keys initial sequence numbers of connections it opens
     /// (RFC 6528).
     #[must_use]
-    pub fn new(config: Arc<Config>, isn_secret: u64) -> ConnectionTable<T> {
+    pub fn new(config: Arc<Config>, isn_secret: u128) -> ConnectionTable<T> {
         ConnectionTable {
             config,
             conns: Slab::default(),
@@ -461,13 +468,39 @@ impl<T> ConnectionTable<T> {
         self.next_generation
     }
 
-    /// RFC 6528: ISN = M + F(4-tuple, secret), M a 4 microsecond clock.
+    /// RFC 6528: ISN = M + F(4-tuple, secret), M a 4 microsecond clock and F a keyed hash
+    /// (SipHash-1-3 under the table's 128-bit secret): unpredictable to anyone without the
+    /// secret, increasing for one tuple across incarnations (so RFC 6191 can tell a new
+    /// connection from an old duplicate).
     fn initial_sequence_number(&self, now: Instant, tuple: &FourTuple) -> SeqNumber {
-        let mut h = DefaultHasher::new();
-        self.isn_secret.hash(&mut h);
+        let key = self.isn_secret.to_le_bytes();
+        let mut h = siphasher::sip::SipHasher13::new_with_key(&key);
         tuple.hash(&mut h);
         let clock = usize::try_from((now.total_micros() / 4) & 0xffff_ffff).unwrap_or(0);
         SeqNumber::new(u32::try_from(h.finish() & 0xffff_ffff).unwrap_or(0)) + clock
+    }
+
+    /// A passive open (RFC 9293 section 3.10.7.2): the SYN `syn` from `tuple.remote` makes
+    /// a connection in SYN-RECEIVED with an ISN per RFC 6528, which answers with a SYN-ACK
+    /// carrying our options (as the peer offered them and the configuration allows) and
+    /// retransmits it on the retransmission timer (`Config::syn_retries` times, from
+    /// `Config::rto_initial`), then gives up (`Closed(TimedOut)`). Data on the SYN is not
+    /// taken (no TCP Fast Open): the peer sends it again once its SYN is acknowledged.
+    pub fn insert_from_syn(
+        &mut self,
+        now: Instant,
+        tuple: FourTuple,
+        syn: &TcpRepr,
+        user: T,
+    ) -> Result<ConnId, (TableError, T)> {
+        if !syn.flags.syn() || syn.ack_number.is_some() || syn.flags.rst() {
+            return Err((TableError::NotASyn, user));
+        }
+        let iss = self.initial_sequence_number(now, &tuple);
+        let conn = Connection::listen(now, tuple, iss, Arc::clone(&self.config));
+        let id = self.insert(now, conn, user)?;
+        self.call(now, id, |conn, _| conn.handle_segment(now, syn, &[]));
+        Ok(id)
     }
 
     fn insert(
@@ -538,30 +571,59 @@ impl<T> ConnectionTable<T> {
         payload: &[u8],
         user: T,
     ) -> Result<ConnId, (TableError, T)> {
-        let tuple = handshake.tuple;
-        let hash = self.tuple_hash(&tuple);
-        let Some(key) = self.find(hash, &tuple) else {
-            return self.insert_from_cookie(now, handshake, ack, payload, user);
-        };
+        let tsval = handshake.timestamps.map(|ts| ts.ts_recent);
+        if let Err(e) = self.retire_time_wait(&handshake.tuple, handshake.irs, tsval) {
+            return Err((e, user));
+        }
+        self.insert_from_cookie(now, handshake, ack, payload, user)
+    }
+
+    /// [`ConnectionTable::insert_from_syn`] for a tuple that may be in TIME-WAIT: a SYN
+    /// whose timestamp (or, without timestamps, sequence number) is newer than the old
+    /// incarnation's takes the tuple over (RFC 6191, as Linux's `tcp_timewait_state_process`
+    /// accepts a SYN in TIME-WAIT); an older one is refused (`NotNewer`) and the record
+    /// stays to answer it.
+    pub fn reopen_from_syn(
+        &mut self,
+        now: Instant,
+        tuple: FourTuple,
+        syn: &TcpRepr,
+        user: T,
+    ) -> Result<ConnId, (TableError, T)> {
+        let tsval = syn.timestamp.map(|ts| ts.tsval);
+        if let Err(e) = self.retire_time_wait(&tuple, syn.seq_number, tsval) {
+            return Err((e, user));
+        }
+        self.insert_from_syn(now, tuple, syn, user)
+    }
+
+    /// Frees `tuple` of its TIME-WAIT record for a new incarnation starting at `irs` (with
+    /// TSval `tsval`), if RFC 6191 allows it. Nothing to do without a record; a live
+    /// connection is `Exists`.
+    fn retire_time_wait(
+        &mut self,
+        tuple: &FourTuple,
+        irs: SeqNumber,
+        tsval: Option<u32>,
+    ) -> Result<(), TableError> {
+        let hash = self.tuple_hash(tuple);
+        let Some(key) = self.find(hash, tuple) else { return Ok(()) };
         if key & TIME_WAIT_KEY == 0 {
-            return Err((TableError::Exists, user));
+            return Err(TableError::Exists);
         }
         let record = key & !TIME_WAIT_KEY;
-        let tsval = handshake.timestamps.map(|ts| ts.ts_recent);
-        let newer = self
-            .records
-            .at(record)
-            .is_some_and(|(_, tw)| tw.allows_new_incarnation(handshake.irs, tsval));
+        let newer =
+            self.records.at(record).is_some_and(|(_, tw)| tw.allows_new_incarnation(irs, tsval));
         if !newer {
             self.stats.reopen_refused += 1;
-            return Err((TableError::NotNewer, user));
+            return Err(TableError::NotNewer);
         }
         self.records.remove(record);
         self.unindex(hash, key);
         self.stats.by_state[State::TimeWait.index()] -= 1;
         self.stats.closed += 1;
         self.stats.reopened += 1;
-        self.insert_from_cookie(now, handshake, ack, payload, user)
+        Ok(())
     }
 
     /// Active open to `tuple.remote` from `tuple.local`.
@@ -598,13 +660,15 @@ impl<T> ConnectionTable<T> {
     }
 
     /// Processes a segment of connection `id` (found by [`ConnectionTable::lookup`]).
+    /// `Ok(true)` when the connection accepted it (see [`Connection::handle_segment`]): only
+    /// then may the caller update what it keeps about the peer's path.
     pub fn handle_segment(
         &mut self,
         now: Instant,
         id: ConnId,
         repr: &TcpRepr,
         payload: &[u8],
-    ) -> Result<(), TableError> {
+    ) -> Result<bool, TableError> {
         self.call(now, id, |conn, _| conn.handle_segment(now, repr, payload))
             .ok_or(TableError::NotFound)
     }
@@ -882,10 +946,13 @@ impl<T> ConnectionTable<T> {
         let record = conn.time_wait_record(now);
         let tuple = record.tuple;
         let generation = self.next_generation();
-        let Ok(index) = self.records.insert(record, generation) else {
+        let full = self.records.len() >= self.config.max_time_wait;
+        let inserted = if full { Err(record) } else { self.records.insert(record, generation) };
+        let Ok(index) = inserted else {
             // No room for a record: the tuple is free now (the peer's retransmitted FIN
             // would draw a RST, as without TIME-WAIT).
             self.stats.closed += 1;
+            self.stats.time_wait_overflow += 1;
             let user = Some(user);
             self.events.push_back(TableEvent::Closed { tuple, reason: CloseReason::Normal, user });
             return;

@@ -509,3 +509,107 @@ fn conn_ids_round_trip_through_a_number() {
     assert_eq!(ConnId::from_u64(id.to_u64()), Some(id));
     assert_eq!(ConnId::from_u64(u64::from(u32::MAX)), None, "never made by to_u64");
 }
+
+#[test]
+fn a_syn_opens_a_half_open_connection_with_an_rfc6528_isn() {
+    let mut t = table(KeepaliveConfig::default());
+    let syn = |tu: FourTuple| TcpRepr {
+        flags: Flags::SYN,
+        max_seg_size: Some(1400),
+        ..TcpRepr::new(tu.remote.port(), tu.local.port(), SeqNumber::new(5))
+    };
+    let a = t.insert_from_syn(Instant::ZERO, tuple(1), &syn(tuple(1)), 1).expect("open");
+    assert_eq!(t.connection(a).map(Connection::state), Some(State::SynReceived));
+    assert_eq!(t.count_in_state(State::SynReceived), 1);
+    let mut buf = [0u8; 128];
+    let synack = t.poll_transmit(Instant::ZERO, &mut buf).expect("SYN-ACK");
+    let (repr, _) =
+        TcpRepr::parse_segment(&buf[..synack.len], &tuple(1).outgoing_pseudo_header().expect("v4"))
+            .expect("a whole segment");
+    assert!(repr.flags.syn() && repr.ack_number == Some(SeqNumber::new(6)));
+    let isn_a = repr.seq_number;
+    // Another tuple at the same moment: another ISN (keyed hash of the tuple).
+    t.insert_from_syn(Instant::ZERO, tuple(2), &syn(tuple(2)), 2).expect("open");
+    let synack = t.poll_transmit(Instant::ZERO, &mut buf).expect("SYN-ACK");
+    let (repr, _) =
+        TcpRepr::parse_segment(&buf[..synack.len], &tuple(2).outgoing_pseudo_header().expect("v4"))
+            .expect("a whole segment");
+    assert_ne!(repr.seq_number, isn_a);
+    // Only a SYN opens; the tuple must be free.
+    let ack = TcpRepr { ack_number: Some(SeqNumber::new(1)), ..syn(tuple(3)) };
+    assert!(matches!(
+        t.insert_from_syn(Instant::ZERO, tuple(3), &ack, 3),
+        Err((TableError::NotASyn, 3))
+    ));
+    assert!(matches!(
+        t.insert_from_syn(Instant::ZERO, tuple(1), &syn(tuple(1)), 4),
+        Err((TableError::Exists, 4))
+    ));
+}
+
+#[test]
+fn the_isn_of_a_tuple_grows_with_the_clock_between_incarnations() {
+    // RFC 6528: M + F(tuple, secret); F is the same for the tuple, M counts 4 us ticks.
+    let t: ConnectionTable<u32> = table(KeepaliveConfig::default());
+    let (a, b) = (
+        t.initial_sequence_number(Instant::from_secs(10), &tuple(1)),
+        t.initial_sequence_number(Instant::from_secs(11), &tuple(1)),
+    );
+    assert_eq!(b - a, 250_000, "one second later: 250,000 ticks of 4 us");
+    let keyed = ConnectionTable::<u32>::new(Arc::new(Config::default()), 12345);
+    assert_ne!(
+        keyed.initial_sequence_number(Instant::from_secs(10), &tuple(1)),
+        a,
+        "another secret, another ISN"
+    );
+}
+
+#[test]
+fn beyond_max_time_wait_a_connection_ends_without_a_record() {
+    let mut t = ConnectionTable::new(Arc::new(Config { max_time_wait: 1, ..Config::default() }), 9);
+    let (h1, h2) = (handshake(tuple(1)), handshake(tuple(2)));
+    let (a, b) = (established(&mut t, &h1, 1), established(&mut t, &h2, 2));
+    let first = into_time_wait(&mut t, &h1, a);
+    assert_eq!(first.last(), Some(&TableEvent::TimeWait { tuple: h1.tuple, user: 1 }));
+    // The second finds the records full: it ends as Linux ends a socket past
+    // tcp_max_tw_buckets, and its tuple is free at once.
+    let second = into_time_wait(&mut t, &h2, b);
+    assert_eq!(
+        second.last(),
+        Some(&TableEvent::Closed { tuple: h2.tuple, reason: CloseReason::Normal, user: Some(2) })
+    );
+    assert_eq!(t.state_of(&h2.tuple), None);
+    assert_eq!(t.count_in_state(State::TimeWait), 1);
+    assert_eq!(t.stats().time_wait_overflow, 1);
+    assert_counts_match(&t);
+}
+
+#[test]
+fn rfc6191_a_newer_syn_reopens_time_wait_statefully_and_an_older_one_is_refused() {
+    let mut t = table(KeepaliveConfig::default());
+    let h = handshake(tuple(1));
+    let id = established(&mut t, &h, 1);
+    into_time_wait(&mut t, &h, id);
+    let syn = |tsval: u32| TcpRepr {
+        flags: Flags::SYN,
+        timestamp: Some(TcpTimestamp { tsval, tsecr: 0 }),
+        ..TcpRepr::new(h.tuple.remote.port(), h.tuple.local.port(), SeqNumber::new(77))
+    };
+    let now = Instant::from_millis(3);
+    // TS.Recent is 6 (the peer's FIN): a SYN with TSval 6 is not newer.
+    let refused = t.reopen_from_syn(now, h.tuple, &syn(6), 2);
+    assert_eq!(refused.map_err(|e| e.0), Err(TableError::NotNewer));
+    assert_eq!(t.state_of(&h.tuple), Some(State::TimeWait), "the record stays");
+    // TSval 7 is: the tuple is a half-open connection now, answering with a SYN-ACK.
+    let id = t.reopen_from_syn(now, h.tuple, &syn(7), 3).expect("reopened");
+    assert_eq!(t.connection(id).map(Connection::state), Some(State::SynReceived));
+    let sent = out(&mut t, now);
+    assert!(
+        sent.iter()
+            .any(|(_, s)| s.repr.flags.syn() && s.repr.ack_number == Some(SeqNumber::new(78)))
+    );
+    assert_eq!((t.stats().reopened, t.stats().reopen_refused), (1, 1));
+    // Without a record it is a plain passive open; a live connection is not taken over.
+    assert!(matches!(t.reopen_from_syn(now, h.tuple, &syn(8), 4), Err((TableError::Exists, 4))));
+    assert_counts_match(&t);
+}

@@ -405,10 +405,10 @@ impl SimNet {
     pub fn new(config: Config, net: Impairments, seed: u64) -> SimNet {
         let config_mss = config.mss;
         let config = Arc::new(config);
-        let mut server = ConnectionTable::new(Arc::clone(&config), seed ^ 1);
+        let mut server = ConnectionTable::new(Arc::clone(&config), u128::from(seed ^ 1));
         server.listen(client_tuple().remote);
         SimNet {
-            client: ConnectionTable::new(config, seed ^ 2),
+            client: ConnectionTable::new(config, u128::from(seed ^ 2)),
             server,
             net,
             rng: Rng::new(seed),

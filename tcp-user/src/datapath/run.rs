@@ -321,11 +321,11 @@ impl DataPath {
     }
 }
 
-/// A secret for the ISNs of connections we open (not used by cookie connections, whose ISN
-/// is the cookie): from the OS random source, as the cookie keys are.
-fn isn_secret() -> Result<u64> {
+/// The 128-bit secret of the ISNs of connections a shard answers statefully (RFC 6528; a
+/// cookie connection's ISN is its cookie): from the OS random source, as the cookie keys are.
+fn isn_secret() -> Result<u128> {
     let key = crate::secrets::random_key().context("reading the OS random source")?;
-    Ok(key.k0 ^ key.k1)
+    Ok((u128::from(key.k1) << 64) | u128::from(key.k0))
 }
 
 fn run_shard(
