@@ -43,9 +43,9 @@ pub enum XdpModeChoice {
 pub enum SynModeChoice {
     /// Stateful (userspace, SYN-ACK retransmission, exact options) while the SYN rate is below
     /// --syn-threshold and the half-open table has room; SYN cookies from XDP otherwise.
+    #[default]
     Adaptive,
     /// Every SYN gets a SYN cookie from XDP.
-    #[default]
     Cookies,
     /// Every SYN is answered by userspace; dropped when the half-open table is full.
     Stateful,
@@ -477,12 +477,39 @@ impl LocalAddrsWriter {
 }
 
 /// Reads the SYN defense's state from anywhere (status line, metrics, the switch log line).
-pub struct SynDefenseReader(PerCpuArray<MapData, SynRate>);
+pub struct SynDefenseReader {
+    array: PerCpuArray<MapData, SynRate>,
+    /// Each CPU's window as last read, and since when it has not moved.
+    seen: std::sync::Mutex<Vec<(u64, std::time::Instant)>>,
+}
 
 impl SynDefenseReader {
-    /// Every CPU's state, summed up.
+    /// How long a CPU may see no SYN at all before its "on cookies" is taken as over: a CPU
+    /// only updates its state when a SYN arrives (and then judges that SYN with the quiet
+    /// windows it missed), so one whose flood ended and that got no SYN since still says
+    /// "cookies". A second without SYNs is far more than the calm windows it needs.
+    pub const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// Every CPU's state, summed up; a CPU on cookies that has seen no SYN for
+    /// [`SynDefenseReader::QUIET`] counts as back to stateful.
     pub fn read(&self) -> Result<SynDefense, LoadError> {
-        sum_syn_rates(&self.0)
+        let per_cpu = self.array.get(&0, 0).map_err(|e| other(&e))?;
+        let now = std::time::Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.resize(per_cpu.iter().count(), (u64::MAX, now));
+        let settled: Vec<SynRate> = per_cpu
+            .iter()
+            .zip(seen.iter_mut())
+            .map(|(rate, (window, since))| {
+                if *window != rate.window {
+                    *window = rate.window;
+                    *since = now;
+                }
+                let quiet = now.saturating_duration_since(*since) >= Self::QUIET;
+                SynRate { cookies: if quiet { 0 } else { rate.cookies }, ..*rate }
+            })
+            .collect();
+        Ok(SynDefense::of(settled.iter()))
     }
 }
 
@@ -491,6 +518,13 @@ impl SynDefenseReader {
 pub struct HalfOpenRoomWriter(Array<MapData, u32>);
 
 impl HalfOpenRoomWriter {
+    /// A writer of `ebpf`'s room flags (one per shard, made before privileges are dropped).
+    pub fn open(ebpf: &Ebpf) -> Result<HalfOpenRoomWriter, LoadError> {
+        Array::try_from(map_handle(ebpf, maps::HALF_OPEN_ROOM)?)
+            .map(HalfOpenRoomWriter)
+            .map_err(|e| other(&e))
+    }
+
     /// Sets the flag of RX queue `queue`.
     pub fn set(&mut self, queue: u32, room: bool) -> Result<(), LoadError> {
         self.0.set(queue, u32::from(room), 0).map_err(|e| other(&e))
@@ -525,7 +559,7 @@ impl Shield {
     /// A reader of the SYN defense's state that does not borrow the shield.
     pub fn syn_defense_reader(&self) -> Result<SynDefenseReader, LoadError> {
         PerCpuArray::try_from(map_handle(&self.ebpf, maps::SYN_RATE)?)
-            .map(SynDefenseReader)
+            .map(|array| SynDefenseReader { array, seen: std::sync::Mutex::default() })
             .map_err(|e| other(&e))
     }
 

@@ -25,6 +25,8 @@ pub struct Sources<'a> {
     pub data: &'a QueueStats,
     /// Each queue's counters.
     pub queues: &'a [QueueStats],
+    /// How the XDP program answers SYNs now (adaptive and stateful modes).
+    pub defense: &'a tcp_common::adaptive::SynDefense,
     /// What does not change while synshield runs.
     pub info: &'a Info,
 }
@@ -114,6 +116,13 @@ pub const METRICS: &[Metric] = &[
         out(&[("version", version), ("iface", &s.info.iface), ("xdp_mode", &s.info.xdp_mode), ("defense", &s.info.defense)], 1);
     }),
     gauge("synshield_start_time_seconds", "Unix time the process started.", |s| s.info.start_time_seconds),
+    gauge("synshield_syn_defense_cookie_cpus", "Adaptive mode: CPUs answering SYNs with cookies now (under a flood; 0 in peace and in the other modes).", |s| u64::from(s.defense.cpus_on_cookies)),
+    labeled("synshield_syn_defense_switches_total", Kind::Counter, "Switches of a CPU's SYN answer in adaptive mode, by what it switched to.", |s, out| {
+        out(&[("to", "cookies")], s.defense.to_cookies);
+        out(&[("to", "stateful")], s.defense.to_stateful);
+    }),
+    counter("synshield_half_open_opened_total", "SYNs answered statefully: half-open connections opened (SYN-RECEIVED).", |s| s.data.shard.half_open_opened),
+    counter("synshield_syns_dropped_total", "SYNs handed over for a stateful answer and dropped because the half-open or connection table was full.", |s| s.data.shard.syns_dropped),
     counter("synshield_xdp_rx_frames_total", "Frames the XDP program saw.", |s| s.xdp.get(Counter::RxFrames)),
     labeled("synshield_xdp_frames_total", Kind::Counter, "Frames by the XDP program's verdict (pass_*, drop_*, tx_*, redirect_*).", |s, out| {
         for &c in Counter::ALL.iter().filter(|c| **c != Counter::RxFrames) {
@@ -281,7 +290,13 @@ mod tests {
         let mut q1 = QueueStats { queue: 1, ..QueueStats::default() };
         q1.shard.admitted = 4;
         let queues = [QueueStats::default(), q1];
-        render(&Sources { xdp: &xdp, data: &data, queues: &queues, info: &info })
+        let defense = tcp_common::adaptive::SynDefense {
+            cpus_on_cookies: 1,
+            cpus: 2,
+            to_cookies: 3,
+            to_stateful: 2,
+        };
+        render(&Sources { xdp: &xdp, data: &data, queues: &queues, defense: &defense, info: &info })
     }
 
     #[test]
@@ -294,6 +309,8 @@ mod tests {
         assert!(text.contains("synshield_start_time_seconds 1700000000\n"));
         assert!(text.contains("synshield_queue_connections_opened_total{queue=\"0\"} 0\n"));
         assert!(text.contains("synshield_queue_connections_opened_total{queue=\"1\"} 4\n"));
+        assert!(text.contains("synshield_syn_defense_cookie_cpus 1\n"));
+        assert!(text.contains("synshield_syn_defense_switches_total{to=\"cookies\"} 3\n"));
         assert!(
             text.contains("iface=\"eth\\\"0\",xdp_mode=\"native\",defense=\"cookies\"} 1\n"),
             "{text}"

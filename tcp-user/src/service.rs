@@ -59,9 +59,18 @@ pub struct ServeArgs {
     #[arg(long = "address", value_delimiter = ',', num_args = 1..)]
     pub addresses: Vec<std::net::IpAddr>,
     /// How SYNs are answered: cookies from XDP, statefully by userspace, or adaptive (stateful
-    /// below --syn-threshold, cookies above).
-    #[arg(long, value_enum, default_value_t = SynModeChoice::Cookies)]
-    pub mode: SynModeChoice,
+    /// below --syn-threshold, cookies above). Default: adaptive; cookies with --key-file, so
+    /// that any host of the fleet completes any handshake (a stateful one lives on one host).
+    #[arg(long, value_enum)]
+    pub mode: Option<SynModeChoice>,
+    /// Most half-open connections (SYN-RECEIVED, answered statefully) at once; beyond it
+    /// SYNs get cookies (adaptive) or are dropped (stateful).
+    #[arg(long, default_value_t = tcp_common::flow::DEFAULT_MAX_HALF_OPEN)]
+    pub max_half_open: u32,
+    /// SYN-ACK retransmissions of a stateful handshake before it is dropped (Linux's
+    /// tcp_synack_retries: 1 s, doubling, 5 retries, 63 s in all).
+    #[arg(long, default_value_t = 5)]
+    pub synack_retries: u8,
     /// SYNs per second (all CPUs) above which adaptive mode answers with cookies.
     #[arg(long, default_value_t = tcp_common::adaptive::DEFAULT_SYN_THRESHOLD)]
     pub syn_threshold: u32,
@@ -114,6 +123,18 @@ pub struct ServeArgs {
     pub fleet: FleetArgs,
 }
 
+impl ServeArgs {
+    /// How SYNs are answered: `--mode`, or its default (adaptive; cookies in a fleet).
+    #[must_use]
+    pub fn syn_mode(&self) -> SynModeChoice {
+        self.mode.unwrap_or(if self.fleet.key_file.is_some() {
+            SynModeChoice::Cookies
+        } else {
+            SynModeChoice::Adaptive
+        })
+    }
+}
+
 /// Runs `synshield serve` until SIGINT or SIGTERM.
 ///
 /// In three steps: the privileged setup (ports, metrics listener, XDP program, AF_XDP
@@ -164,12 +185,18 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             grace: tcp_engine::Duration::from_secs(args.grace),
             max_conns: args.max_conns,
             max_conns_per_source: args.max_conns_per_source,
+            max_half_open: if args.syn_mode() == SynModeChoice::Cookies {
+                0
+            } else {
+                usize::try_from(args.max_half_open).unwrap_or(usize::MAX)
+            },
             reconcile_every: Duration::from_secs(args.test_reconcile_every.unwrap_or(30)),
             fail_after_frames: args.test_fail_after_frames,
         },
     )?;
     let writer = shield.config_writer()?;
     let counters = Arc::new(shield.counter_reader()?);
+    let defense = Arc::new(shield.syn_defense_reader()?);
 
     let keep = crate::privileges::capabilities_to_keep();
     let effective = crate::privileges::drop_capabilities(&keep)
@@ -182,7 +209,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let running = Running { args, shield, config, keeper, writer, counters, started };
+    let running = Running { args, shield, config, keeper, writer, counters, defense, started };
     runtime.block_on(running.run(data_path, metrics_listener))
 }
 
@@ -194,12 +221,14 @@ struct Running {
     keeper: Keeper,
     writer: crate::loader::ConfigWriter,
     counters: Arc<CounterReader>,
+    defense: Arc<crate::loader::SynDefenseReader>,
     started: std::time::SystemTime,
 }
 
 impl Running {
     async fn run(self, data_path: DataPath, metrics_listener: Option<TcpListener>) -> Result<()> {
-        let Running { args, shield, mut config, keeper, mut writer, counters, started } = self;
+        let Running { args, shield, mut config, keeper, mut writer, counters, defense, started } =
+            self;
         let mut secrets = tokio::spawn(
             keeper
                 .run(move |s| {
@@ -212,7 +241,12 @@ impl Running {
         let info = crate::metrics::Info {
             iface: shield.iface().to_owned(),
             xdp_mode: shield.mode().to_string(),
-            defense: "cookies".to_owned(),
+            defense: match args.syn_mode() {
+                SynModeChoice::Cookies => "cookies",
+                SynModeChoice::Stateful => "stateful",
+                SynModeChoice::Adaptive => "adaptive",
+            }
+            .to_owned(),
             start_time_seconds: started
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -223,6 +257,7 @@ impl Running {
                     .context("serving metrics on the async runtime")?,
                 &counters,
                 &stats,
+                &defense,
                 info,
             )),
             None => None,
@@ -252,7 +287,12 @@ impl Running {
 
         let failure = data_path.failure();
         let signals = (&mut sigint, &mut sigterm);
-        let watched = Watched { counters: &counters, stats: &stats, secrets: &mut secrets };
+        let watched = Watched {
+            counters: &counters,
+            stats: &stats,
+            defense: (args.syn_mode(), &defense),
+            secrets: &mut secrets,
+        };
         tokio::select! {
             r = show_status_until_signal(args.quiet, watched, signals) => r?,
             (queue, why) = failure.wait() => {
@@ -287,6 +327,8 @@ impl Running {
 struct Watched<'a> {
     counters: &'a CounterReader,
     stats: &'a StatsHandle,
+    /// The configured mode and how the XDP program answers SYNs now.
+    defense: (SynModeChoice, &'a crate::loader::SynDefenseReader),
     secrets: &'a mut tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -295,16 +337,19 @@ fn spawn_metrics(
     listener: tokio::net::TcpListener,
     counters: &Arc<CounterReader>,
     stats: &StatsHandle,
+    defense: &Arc<crate::loader::SynDefenseReader>,
     info: crate::metrics::Info,
 ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    let (counters, stats) = (Arc::clone(counters), stats.clone());
+    let (counters, stats, defense) = (Arc::clone(counters), stats.clone(), Arc::clone(defense));
     let source = move || {
         let (xdp, data, queues) =
             (counters.read().unwrap_or_default(), stats.sum(), stats.per_queue());
+        let defense = defense.read().unwrap_or_default();
         crate::metrics::render(&crate::metrics::Sources {
             xdp: &xdp,
             data: &data,
             queues: &queues,
+            defense: &defense,
             info: &info,
         })
     };
@@ -327,13 +372,16 @@ fn spawn_metrics(
 /// the key rotation task stops.
 async fn show_status_until_signal(
     quiet: bool,
-    Watched { counters, stats, secrets }: Watched<'_>,
+    Watched { counters, stats, defense: (mode, defense), secrets }: Watched<'_>,
     (sigint, sigterm): (&mut tokio::signal::unix::Signal, &mut tokio::signal::unix::Signal),
 ) -> Result<()> {
     let terminal = std::io::stdout().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last = counters.read()?;
     let mut last_at = Instant::now();
+    // Adaptive mode: every switch is counted by the XDP program; the first change of the
+    // whole machine's state (some CPU on cookies or none) is logged once here.
+    let mut flooded = false;
     loop {
         tokio::select! {
             _ = sigint.recv() => break,
@@ -341,9 +389,29 @@ async fn show_status_until_signal(
             r = &mut *secrets => bail!("the cookie key rotation stopped: {r:?}"),
             _ = tick.tick() => {
                 let now = counters.read()?;
+                let syn = defense.read().unwrap_or_default();
+                if mode == SynModeChoice::Adaptive && syn.on_cookies() != flooded {
+                    flooded = syn.on_cookies();
+                    if terminal && !quiet {
+                        // The log line takes the status line's place; the next one follows it.
+                        print!("\r\x1b[2K");
+                        let _ = std::io::stdout().flush();
+                    }
+                    if flooded {
+                        tracing::warn!(cpus_on_cookies = syn.cpus_on_cookies, to_cookies = syn.to_cookies, "SYN flood: answering SYNs with cookies");
+                    } else {
+                        tracing::info!(to_stateful = syn.to_stateful, "SYN rate back below the threshold: stateful handshakes again");
+                    }
+                }
                 if !quiet {
                     let open = stats.sum().table.by_state.iter().sum::<usize>();
-                    let line = format!("{} | conns {open}", now.status_line(&last, last_at.elapsed().as_secs_f64()));
+                    let answer = match mode {
+                        SynModeChoice::Cookies => "cookies",
+                        SynModeChoice::Stateful => "stateful",
+                        SynModeChoice::Adaptive if flooded => "adaptive:cookies",
+                        SynModeChoice::Adaptive => "adaptive:stateful",
+                    };
+                    let line = format!("mode {answer} | {} | conns {open}", now.status_line(&last, last_at.elapsed().as_secs_f64()));
                     if terminal {
                         // One line, rewritten in place (carriage return, clear line), cut to
                         // the terminal's width: a wrapped line would leave a trail.
@@ -389,7 +457,7 @@ fn xdp_config(args: &ServeArgs) -> Result<Config> {
     config.flags |= ConfigFlags::TIME_WAIT_MARKED.0;
     let (receivers, tick) =
         (crate::loader::receiving_cpus(&args.iface), crate::loader::kernel_tick_ns());
-    config.set_syn_mode(args.mode.into(), args.syn_threshold, receivers, tick);
+    config.set_syn_mode(args.syn_mode().into(), args.syn_threshold, receivers, tick);
     Ok(config)
 }
 
@@ -397,7 +465,14 @@ fn xdp_config(args: &ServeArgs) -> Result<Config> {
 fn shield_options(args: &ServeArgs) -> ShieldOptions {
     let max_conns = u32::try_from(args.max_conns).unwrap_or(u32::MAX);
     ShieldOptions {
-        flow_table: Some(tcp_common::flow::FlowTableSize::for_max_conns(max_conns)),
+        flow_table: Some(tcp_common::flow::FlowTableSize {
+            max_half_open: if args.syn_mode() == SynModeChoice::Cookies {
+                0
+            } else {
+                args.max_half_open
+            },
+            ..tcp_common::flow::FlowTableSize::for_max_conns(max_conns)
+        }),
         addresses: args.addresses.clone(),
     }
 }
@@ -407,11 +482,13 @@ fn engine_config(args: &ServeArgs, xdp: &Config) -> tcp_engine::Config {
     let secs = tcp_engine::Duration::from_secs;
     tcp_engine::Config {
         mss: xdp.mss_v4,
+        mss_v6: xdp.mss_v6,
         window_scale: xdp.wscale,
         msl: secs(args.msl),
         // Every application sends without Nagle's delay (see `crate::app`): a whole response,
         // an echo of what arrived, or what a backend handed over.
         nagle: false,
+        syn_retries: args.synack_retries,
         keepalive: tcp_engine::KeepaliveConfig {
             enabled: args.keepalive_idle > 0,
             idle: secs(args.keepalive_idle),

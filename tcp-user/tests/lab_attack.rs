@@ -59,6 +59,10 @@ struct Served {
 }
 
 impl Served {
+    /// synshield with `args`, answering every SYN with a cookie: the suite attacks the cookie
+    /// path (its raw clients complete cookie handshakes by the thousand). In the default
+    /// adaptive mode such a flood is above the SYN threshold and gets cookies as well; the
+    /// switch itself is lab_adaptive.rs's.
     fn start(args: &[&str]) -> Served {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
         let lab = Lab::with_options(&LabOptions { client_xdp_pass: true, ..LabOptions::default() })
@@ -75,6 +79,8 @@ impl Served {
             "--quiet",
             "--metrics",
             METRICS,
+            "--mode",
+            "cookies",
         ];
         all.extend(args);
         let synshield = Synshield::start(&lab.shield, &all);

@@ -151,7 +151,8 @@ fn echo_roundtrip(stream: TcpStream, len: usize) {
 
 #[test]
 fn echo_over_ipv4_of_1_byte_1_mib_and_64_mib() {
-    let s = Served::start(&["--app", "echo"]);
+    // Cookie handshakes: the XDP program answers every SYN and admits every third ACK.
+    let s = Served::start(&["--app", "echo", "--mode", "cookies"]);
     for len in [1, 1 << 20, 64 << 20] {
         echo_roundtrip(s.connect(SHIELD_V4.into()), len);
     }
@@ -161,10 +162,13 @@ fn echo_over_ipv4_of_1_byte_1_mib_and_64_mib() {
 
 #[test]
 fn echo_over_ipv6_of_1_byte_1_mib_and_64_mib() {
+    // The default (adaptive) mode in peace: stateful handshakes, answered by the shards.
     let s = Served::start(&["--app", "echo"]);
     for len in [1, 1 << 20, 64 << 20] {
         echo_roundtrip(s.connect(SHIELD_V6.into()), len);
     }
+    s.wait_metric("synshield_half_open_opened_total", 3);
+    assert_eq!(s.metric("synshield_xdp_frames_total{verdict=\"redirect_new_flow\"}"), 0);
 }
 
 #[test]
@@ -400,7 +404,15 @@ fn two_rx_queues_each_serve_their_flows() {
 
 #[test]
 fn a_new_handshake_reopens_a_tuple_in_time_wait() {
-    let s = Served::start(&["--app", "http"]);
+    // A new SYN takes the tuple over (RFC 6191) in the default mode; a cookie's third ACK
+    // (REOPEN) does in cookie mode.
+    for mode in ["adaptive", "cookies"] {
+        new_handshake_reopens_time_wait(mode);
+    }
+}
+
+fn new_handshake_reopens_time_wait(mode: &str) {
+    let s = Served::start(&["--app", "http", "--mode", mode]);
     // The client uses one fixed source port for both connections.
     let connect_from = |port: u16| {
         s.lab
@@ -422,7 +434,7 @@ fn a_new_handshake_reopens_a_tuple_in_time_wait() {
         c.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
         let mut response = String::new();
         c.read_to_string(&mut response).unwrap();
-        assert!(response.starts_with("HTTP/1.1 200 OK"), "round {round}: {response}");
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{mode} round {round}: {response}");
         drop(c);
         // The server closed first: its side of the tuple is in TIME-WAIT (2 MSL = 60 s), and
         // the second handshake took that tuple over.

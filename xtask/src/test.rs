@@ -13,7 +13,16 @@ pub fn test() -> Result<()> {
     run_cmd(host_cargo().args(["fmt", "--all", "--check"]))
         .context("`cargo fmt` would change files: run `cargo fmt --all`")?;
     step("clippy");
-    run_cmd(host_cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    // With the root tests' feature, so their files (cfg'd out otherwise) are linted too.
+    run_cmd(host_cargo().args([
+        "clippy",
+        "--all-targets",
+        "--features",
+        "tcp-user/root-tests",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     step("pure tests (no root needed)");
     run_cmd(host_cargo().args(["test"]))?;
     step("root tests in the lab (XDP programs, namespaces, the real Linux TCP stack)");

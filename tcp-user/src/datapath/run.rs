@@ -63,6 +63,9 @@ pub struct DataPathConfig {
     /// Most connections held at once (all queues together, split evenly); beyond it new
     /// ones are refused with RST.
     pub max_conns: usize,
+    /// Most half-open (SYN-RECEIVED) connections, all queues together; 0 when SYNs are never
+    /// answered statefully (`--mode cookies`).
+    pub max_half_open: usize,
     /// How often the flow map is walked for entries without a connection.
     pub reconcile_every: std::time::Duration,
     /// Most open connections one source address may hold (all shards together).
@@ -171,7 +174,14 @@ impl OpenDataPath {
         );
         let mut xsks: XskMap<MapData> =
             XskMap::try_from(crate::loader::map_handle(ebpf, tcp_common::maps::XSKS)?)?;
-        let per_queue_max = config.max_conns.div_ceil(queues.len().max(1));
+        let per_queue = |n: usize| n.div_ceil(queues.len().max(1));
+        let per_queue_max = per_queue(config.max_conns);
+        // Each shard's table keeps its share of the TIME-WAIT records the flow map has room
+        // for (`tcp_common::flow::FlowTableSize`: as many as connections).
+        let engine = Arc::new(tcp_engine::Config {
+            max_time_wait: per_queue_max,
+            ..(*config.engine).clone()
+        });
         let mut shards = Vec::new();
         let mut inboxes = Vec::new();
         for &q in &queues {
@@ -183,9 +193,14 @@ impl OpenDataPath {
             })?;
             let flows =
                 BpfHashMap::try_from(crate::loader::map_handle(ebpf, tcp_common::maps::FLOWS)?)?;
-            let table = ConnectionTable::new(Arc::clone(&config.engine), isn_secret()?);
-            let (shard, inbox) =
+            let table = ConnectionTable::new(Arc::clone(&engine), isn_secret()?);
+            let (mut shard, inbox) =
                 Shard::new(q, table, config.app.clone(), XdpFlowMap(flows), per_queue_max)?;
+            if config.max_half_open > 0 {
+                let mut room = crate::loader::HalfOpenRoomWriter::open(ebpf)?;
+                let flag = move |open: bool| room.set(q, open).is_ok();
+                shard.set_half_open(per_queue(config.max_half_open), Box::new(flag));
+            }
             shard.watch_socket(xsk.as_raw_fd())?;
             xsks.set(q, xsk.as_raw_fd(), 0)
                 .with_context(|| format!("registering the AF_XDP socket of queue {q}"))?;
@@ -356,6 +371,7 @@ fn run_shard(
             stop_deadline = Some(now + grace);
         }
         let received = xsk.recv(RX_BATCH, |meta, frame| shard.handle_frame(now, meta, frame));
+        shard.update_room();
         assert!(
             fail_after_frames.is_none_or(|n| shard.stats().frames_in < n),
             "the failure --test-fail-after-frames asked for"

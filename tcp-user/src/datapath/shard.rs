@@ -43,7 +43,20 @@ pub struct Conn {
     app: AppConn,
     /// The application's deadline, if it asked for one.
     app_deadline: Option<Instant>,
+    /// Opened from a SYN (a stateful handshake): its flow-map entry is marked HALF_OPEN
+    /// until the handshake completes.
+    half_open: bool,
 }
+
+impl Conn {
+    fn new(route: Route, app: AppConn) -> Conn {
+        Conn { route, app, app_deadline: None, half_open: false }
+    }
+}
+
+/// Tells the XDP program whether this shard takes SYNs for a stateful answer (its queue's
+/// half-open room flag); returns whether the write worked.
+pub type RoomFlag = Box<dyn FnMut(bool) -> bool + Send>;
 
 /// What a shard counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,8 +86,12 @@ pub struct ShardStats {
     pub orphans_removed: u64,
     /// Flow-map updates the kernel refused.
     pub map_errors: u64,
-    /// SYNs handed over for a stateful answer that were not answered.
-    pub syns_unanswered: u64,
+    /// SYNs answered statefully: half-open connections opened (SYN-RECEIVED).
+    pub half_open_opened: u64,
+    /// SYNs handed over for a stateful answer and dropped: the half-open table or the
+    /// connection table was full (the client retransmits; the XDP program then answers it
+    /// with a cookie).
+    pub syns_dropped: u64,
     /// Frames sent.
     pub frames_out: u64,
     /// Segments for which no route was known: dropped.
@@ -96,7 +113,8 @@ impl ShardStats {
         self.admitted_late += o.admitted_late;
         self.orphans_removed += o.orphans_removed;
         self.map_errors += o.map_errors;
-        self.syns_unanswered += o.syns_unanswered;
+        self.half_open_opened += o.half_open_opened;
+        self.syns_dropped += o.syns_dropped;
         self.frames_out += o.frames_out;
         self.no_route += o.no_route;
     }
@@ -156,6 +174,12 @@ pub struct Shard<F> {
     max_conns: usize,
     /// Connections per source address, shared by every shard (`--max-conns-per-source`).
     source_limit: Option<Arc<SourceLimit>>,
+    /// Most half-open connections (SYN-RECEIVED) at once; 0 when SYNs are not answered
+    /// statefully.
+    max_half_open: usize,
+    /// The queue's half-open room flag, and what it was last set to.
+    room_flag: Option<RoomFlag>,
+    room_open: Option<bool>,
     stats: ShardStats,
 }
 
@@ -188,6 +212,9 @@ impl<F: FlowMap> Shard<F> {
                 stray_routes: HashMap::new(),
                 max_conns,
                 source_limit: None,
+                max_half_open: 0,
+                room_flag: None,
+                room_open: None,
                 stats: ShardStats::default(),
             },
             sender,
@@ -290,9 +317,7 @@ impl<F: FlowMap> Shard<F> {
                 }
             }
             Some((RxKind::Flow, _)) | None => self.segment(now, tuple, &key, route, &repr, payload),
-            // A SYN to answer statefully (--mode stateful or adaptive): not served yet, the
-            // client retransmits and the XDP program answers it with a cookie under load.
-            Some((RxKind::Syn, _)) => self.stats.syns_unanswered += 1,
+            Some((RxKind::Syn, _)) => self.syn(now, tuple, &key, route, &repr, payload),
         }
     }
 
@@ -340,7 +365,13 @@ impl<F: FlowMap> Shard<F> {
         payload: &[u8],
     ) {
         if let Some(id) = self.table.lookup(&tuple) {
-            let _ = self.table.handle_segment(now, id, repr, payload);
+            // The path to the peer moves (a router's failover, a new MAC) only on a segment
+            // the connection accepted: one that merely names the tuple cannot redirect it.
+            if self.table.handle_segment(now, id, repr, payload) == Ok(true)
+                && let Some(conn) = self.table.user_mut(id)
+            {
+                conn.route = route;
+            }
             return;
         }
         // No live connection: a TIME-WAIT record answers, or nothing does (RST, unless the
@@ -379,7 +410,7 @@ impl<F: FlowMap> Shard<F> {
             return self.refuse(now, tuple, key, route, repr, payload);
         }
         let handshake = handshake_from_flow(tuple, flow);
-        let conn = Conn { route, app: self.app.open(), app_deadline: None };
+        let conn = Conn::new(route, self.app.open());
         if self.table.insert_from_cookie(now, &handshake, repr, payload, conn).is_ok() {
             self.stats.admitted += 1;
         } else {
@@ -415,7 +446,7 @@ impl<F: FlowMap> Shard<F> {
             return self.segment(now, tuple, key, route, repr, payload);
         }
         let handshake = handshake_from_flow(tuple, flow);
-        let conn = Conn { route, app: self.app.open(), app_deadline: None };
+        let conn = Conn::new(route, self.app.open());
         if self.table.reopen_from_cookie(now, &handshake, repr, payload, conn).is_ok() {
             let mut flow = *flow;
             flow.queue = u8::try_from(self.queue).unwrap_or(u8::MAX);
@@ -430,6 +461,93 @@ impl<F: FlowMap> Shard<F> {
             self.source_released(tuple.remote.ip());
             self.segment(now, tuple, key, route, repr, payload);
         }
+    }
+
+    /// A SYN the XDP program handed over for a stateful answer (`--mode stateful` or
+    /// `adaptive` in peace): a half-open connection in SYN-RECEIVED answers it with a SYN-ACK
+    /// carrying the exact options (not a cookie's classes) and retransmits it as Linux does.
+    /// Its flow-map entry is marked HALF_OPEN before the SYN-ACK leaves, so the third ACK
+    /// (no cookie) reaches this shard.
+    fn syn(
+        &mut self,
+        now: Instant,
+        tuple: FourTuple,
+        key: &FlowKey,
+        route: Route,
+        repr: &TcpRepr,
+        payload: &[u8],
+    ) {
+        if self.table.lookup(&tuple).is_some() {
+            // The tuple is a live connection's: it answers the SYN (RFC 5961 section 4).
+            return self.segment(now, tuple, key, route, repr, payload);
+        }
+        let reopens = self.table.time_wait(&tuple).is_some();
+        let half_open = self.table.count_in_state(State::SynReceived);
+        if half_open >= self.max_half_open || self.open_connections() >= self.max_conns {
+            self.stats.syns_dropped += 1;
+            return;
+        }
+        if !self.source_admits(tuple.remote.ip()) {
+            self.stats.syns_dropped += 1;
+            self.stats.refused_per_source += 1;
+            return;
+        }
+        let entry = FlowValue {
+            flags: FlowValue::HALF_OPEN,
+            queue: u8::try_from(self.queue).unwrap_or(u8::MAX),
+            ..FlowValue::default()
+        };
+        if self.flows.set(key, &entry).is_err() {
+            // Without its entry the third ACK would meet a cookie check it cannot pass.
+            self.stats.map_errors += 1;
+            self.source_released(tuple.remote.ip());
+            return;
+        }
+        let mut conn = Conn::new(route, self.app.open());
+        conn.half_open = true;
+        // A tuple in TIME-WAIT is taken over only by a newer incarnation (RFC 6191).
+        let opened = if reopens {
+            self.table.reopen_from_syn(now, tuple, repr, conn)
+        } else {
+            self.table.insert_from_syn(now, tuple, repr, conn)
+        };
+        if opened.is_ok() {
+            self.stats.half_open_opened += 1;
+            if reopens {
+                self.stats.reopened += 1;
+            }
+        } else if reopens {
+            // Not newer: the record stays, answers the SYN, and keeps its marked entry.
+            let marked = FlowValue { flags: FlowValue::TIME_WAIT, ..entry };
+            if self.flows.set(key, &marked).is_err() {
+                self.stats.map_errors += 1;
+            }
+            self.source_released(tuple.remote.ip());
+            self.segment(now, tuple, key, route, repr, payload);
+        } else {
+            self.flows.remove(key);
+            self.source_released(tuple.remote.ip());
+        }
+    }
+
+    /// Opens or closes the queue's half-open room flag as the half-open table fills and
+    /// empties. It closes with room to spare: SYNs already in the ring still arrive.
+    pub fn update_room(&mut self) {
+        let Some(flag) = self.room_flag.as_mut() else { return };
+        let half_open = self.table.count_in_state(State::SynReceived);
+        let slack = (self.max_half_open / 4).min(ROOM_SLACK);
+        let room = half_open + slack < self.max_half_open;
+        if self.room_open != Some(room) && flag(room) {
+            self.room_open = Some(room);
+        }
+    }
+
+    /// Lets this shard answer SYNs statefully, at most `max_half_open` at a time, telling
+    /// the XDP program through `flag`.
+    pub fn set_half_open(&mut self, max_half_open: usize, flag: RoomFlag) {
+        self.max_half_open = max_half_open;
+        self.room_flag = Some(flag);
+        self.update_room();
     }
 
     /// Refuses a new connection with RST (RFC 9293 section 3.10.7.1, as for no connection)
@@ -508,7 +626,10 @@ impl<F: FlowMap> Shard<F> {
             match ev {
                 TableEvent::Conn { id, event } => {
                     let app_event = match event {
-                        Event::Connected => AppEvent::Opened,
+                        Event::Connected => {
+                            self.handshake_completed(id);
+                            AppEvent::Opened
+                        }
                         _ => AppEvent::Ready,
                     };
                     self.dispatch(now, id, app_event);
@@ -536,6 +657,28 @@ impl<F: FlowMap> Shard<F> {
             }
         }
         n
+    }
+
+    /// A stateful handshake completed: the entry is an established connection's from now on.
+    fn handshake_completed(&mut self, id: ConnId) {
+        let tuple = match self.table.user_mut(id) {
+            Some(user) if user.half_open => {
+                user.half_open = false;
+                self.table.connection(id).map(|c| *c.tuple())
+            }
+            _ => None,
+        };
+        // A stateful handshake completed: an admission, as a cookie's third ACK is one.
+        self.stats.admitted += u64::from(tuple.is_some());
+        if let Some(tuple) = tuple {
+            let entry = FlowValue {
+                queue: u8::try_from(self.queue).unwrap_or(u8::MAX),
+                ..FlowValue::default()
+            };
+            if self.flows.set(&flow_key(&tuple), &entry).is_err() {
+                self.stats.map_errors += 1;
+            }
+        }
     }
 
     /// Tells a finished connection's application, so it lets go of what it holds.
@@ -684,6 +827,9 @@ fn is_lost_third_ack(flow: &FlowValue, repr: &TcpRepr) -> bool {
         && repr.ack_number == Some(SeqNumber::new(flow.server_isn.wrapping_add(1)))
         && repr.seq_number == SeqNumber::new(flow.client_isn.wrapping_add(1))
 }
+
+/// Most SYNs the room flag leaves room for after it closes: those already in the RX ring.
+const ROOM_SLACK: usize = 64;
 
 /// Most suspects a shard remembers between two reconciliation scans.
 const MAX_SUSPECTS: usize = 1 << 16;

@@ -80,11 +80,19 @@ pub const ROWS: &[Row] = &[
         bytes: false,
         read: |s| {
             s.get(&verdict("tx_synack"))
+                + s.get(&verdict("redirect_syn"))
+                + s.get(&verdict("redirect_syn_known_flow"))
+                + s.get(&verdict("drop_syn_half_open_full"))
                 + s.get(&verdict("drop_syn_with_payload"))
                 + s.get(&verdict("drop_syn_bad_flags"))
         },
     },
     Row { label: "SYN-ACK sent (cookie)", bytes: false, read: |s| s.get(&verdict("tx_synack")) },
+    Row {
+        label: "SYN-ACK sent (state)",
+        bytes: false,
+        read: |s| s.get("synshield_half_open_opened_total"),
+    },
     Row { label: "third ACK, valid", bytes: false, read: |s| s.get(&verdict("redirect_new_flow")) },
     Row {
         label: "ACK invalid/forged",

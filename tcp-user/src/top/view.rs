@@ -26,8 +26,12 @@ pub fn draw(frame: &mut Frame, history: &History, status: &Status) {
     let latest = history.latest();
     let info =
         |l: &str| latest.and_then(|s| s.label("synshield_info", l)).unwrap_or_else(|| "?".into());
+    let on_cookies = latest.map_or(0.0, |s| s.get("synshield_syn_defense_cookie_cpus"));
     let defense = match info("defense").as_str() {
         "cookies" => "SYN cookies for every SYN".to_owned(),
+        "stateful" => "stateful handshakes".to_owned(),
+        "adaptive" if on_cookies > 0.0 => "adaptive: SYN flood, cookies".to_owned(),
+        "adaptive" => "adaptive: stateful handshakes".to_owned(),
         other => other.to_owned(),
     };
     let uptime = status.uptime.map_or_else(String::new, |s| {

@@ -69,8 +69,8 @@ pub(super) fn tcp_ext(text: &str, name: &str) -> Result<u64> {
         .with_context(|| format!("bad TcpExt {name}"))
 }
 
-/// The cumulative `tx_synack` of a synshield status line (`status: rx N (R/s) | tx_synack N
-/// (R/s) | ...`); counters that are zero are left out of the line.
+/// The cumulative `tx_synack` of a synshield status line (`status: mode M | rx N (R/s) |
+/// tx_synack N (R/s) | ...`); counters that are zero are left out of the line.
 pub(super) fn status_tx_synack(line: &str) -> Option<u64> {
     let fields = line.strip_prefix("status: ")?;
     Some(
@@ -109,7 +109,8 @@ mod tests {
 
     #[test]
     fn reads_tx_synack_from_status_lines() {
-        let line = "status: rx 30 (10/s) | pass_not_ip 20 (5/s) | tx_synack 10 (5/s)";
+        let line =
+            "status: mode cookies | rx 30 (10/s) | pass_not_ip 20 (5/s) | tx_synack 10 (5/s)";
         assert_eq!(status_tx_synack(line), Some(10));
         assert_eq!(status_tx_synack("status: rx 3 (1/s) | pass_not_ip 3 (1/s)"), Some(0));
         assert_eq!(status_tx_synack("synshield: attached to shield0"), None);

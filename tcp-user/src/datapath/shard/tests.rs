@@ -377,3 +377,154 @@ fn the_reconciler_removes_an_entry_only_after_two_scans_without_a_connection() {
     s.check_entry(&orphan, 8);
     assert!(!s.flows.contains_key(&orphan));
 }
+
+/// A SYN from the client with an MSS option, as the XDP program hands it over (kind SYN).
+fn syn_from_client(port: u16, mss: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, SHIELD_MAC)
+        .ipv4(CLIENT.octets(), SHIELD.octets(), 64)
+        .tcp(port, PORT, CLIENT_ISN, 64240)
+        .syn()
+        .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(mss)])
+        .unwrap()
+        .write(&mut v, &[])
+        .unwrap();
+    v
+}
+
+/// The metadata of a SYN handed over for a stateful answer (what it offered).
+fn syn_meta() -> [u8; RxMeta::LEN] {
+    let offer = FlowValue { client_isn: CLIENT_ISN, mss: 1400, ..FlowValue::default() };
+    meta(RxMeta::SYN, offer)
+}
+
+/// Records the room flag's writes.
+fn room_recorder() -> (RoomFlag, Arc<std::sync::Mutex<Vec<bool>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = Arc::clone(&seen);
+    (
+        Box::new(move |open| {
+            s.lock().unwrap().push(open);
+            true
+        }),
+        seen,
+    )
+}
+
+#[test]
+fn a_syn_handed_over_is_answered_statefully_and_its_entry_marked_half_open() {
+    let mut s = shard();
+    let (flag, _) = room_recorder();
+    s.set_half_open(16, flag);
+    let now = Instant::from_millis(1);
+    s.handle_frame(now, &syn_meta(), &syn_from_client(40060, 1400));
+    let out = run(&mut s, now);
+    assert_eq!(out.len(), 1, "one SYN-ACK: {out:?}");
+    let synack = &out[0];
+    assert_eq!(synack.ack, CLIENT_ISN + 1);
+    assert_eq!(s.stats().half_open_opened, 1);
+    let entry = s.flows[&flow_key(&tuple(40060))];
+    assert_ne!(entry.flags & FlowValue::HALF_OPEN, 0, "the third ACK must find the entry");
+    assert_eq!(s.table_stats().by_state[State::SynReceived.index()], 1);
+    // The third ACK (no cookie: the XDP program sends it as FLOW for a HALF_OPEN entry).
+    let iss = synack.seq;
+    s.handle_frame(
+        now,
+        &meta(RxMeta::FLOW, entry),
+        &from_client(40060, CLIENT_ISN + 1, iss + 1, false, b"stateful"),
+    );
+    let out = run(&mut s, now);
+    assert_eq!(
+        out.iter().find(|o| !o.payload.is_empty()).map(|o| o.payload.clone()),
+        Some(b"stateful".to_vec())
+    );
+    assert_eq!(
+        s.flows[&flow_key(&tuple(40060))].flags & FlowValue::HALF_OPEN,
+        0,
+        "established now"
+    );
+    assert_eq!(s.table_stats().by_state[State::Established.index()], 1);
+}
+
+#[test]
+fn a_full_half_open_table_drops_syns_and_closes_the_room_flag() {
+    let mut s = shard();
+    let (flag, seen) = room_recorder();
+    s.set_half_open(2, flag);
+    assert_eq!(*seen.lock().unwrap(), [true], "open while there is room");
+    let now = Instant::from_millis(1);
+    for port in [40070, 40071, 40072] {
+        s.handle_frame(now, &syn_meta(), &syn_from_client(port, 1460));
+        s.update_room();
+    }
+    run(&mut s, now);
+    assert_eq!((s.stats().half_open_opened, s.stats().syns_dropped), (2, 1));
+    assert_eq!(*seen.lock().unwrap(), [true, false], "closed once full");
+    assert!(!s.flows.contains_key(&flow_key(&tuple(40072))), "a dropped SYN leaves no entry");
+}
+
+#[test]
+fn a_handshake_that_never_completes_is_dropped_with_its_entry() {
+    let mut s = shard();
+    let (flag, seen) = room_recorder();
+    s.set_half_open(1, flag);
+    s.handle_frame(Instant::from_millis(1), &syn_meta(), &syn_from_client(40080, 1460));
+    s.update_room();
+    let mut synacks = run(&mut s, Instant::from_millis(1)).len();
+    // Linux's schedule: retransmissions at 1, 3, 7, 15, 31 s; given up at 63 s.
+    for secs in [1, 3, 7, 15, 31, 63] {
+        synacks +=
+            run(&mut s, Instant::from_secs(secs) + tcp_engine::Duration::from_millis(1)).len();
+    }
+    s.update_room();
+    assert_eq!(synacks, 6, "the SYN-ACK and five retransmissions");
+    assert_eq!(s.table_stats().by_state[State::SynReceived.index()], 0);
+    assert!(s.flows.is_empty(), "its HALF_OPEN entry is removed");
+    assert_eq!(*seen.lock().unwrap(), [true, false, true], "room again");
+}
+
+/// `from_client`, sent from another MAC address (a router that took over, or an impostor).
+fn from_mac(mac: [u8; 6], port: u16, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(mac, SHIELD_MAC)
+        .ipv4(CLIENT.octets(), SHIELD.octets(), 64)
+        .tcp(port, PORT, seq, 64240)
+        .ack(ack)
+        .write(&mut v, payload)
+        .unwrap();
+    v
+}
+
+#[test]
+fn the_route_moves_only_on_an_accepted_segment() {
+    const OTHER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 9];
+    let mut s = shard();
+    let now = Instant::from_millis(1);
+    let flow = meta(RxMeta::FLOW, cookie_flow(0));
+    s.handle_frame(
+        now,
+        &meta(RxMeta::NEW_FLOW, cookie_flow(0)),
+        &from_client(40000, CLIENT_ISN + 1, SERVER_ISN + 1, false, b""),
+    );
+    assert_eq!(s.open_connections(), 1);
+    // Out of the window (and acknowledging nothing we sent): answered with an ACK along
+    // the old route, which it does not move.
+    s.handle_frame(
+        now,
+        &flow,
+        &from_mac(OTHER_MAC, 40000, CLIENT_ISN + 1_000_000, SERVER_ISN + 1, b"x"),
+    );
+    let out = run(&mut s, now);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].dst_mac, CLIENT_MAC, "an unaccepted segment does not move the route");
+    // An ACK beyond what we sent: not accepted either.
+    s.handle_frame(now, &flow, &from_mac(OTHER_MAC, 40000, CLIENT_ISN + 1, SERVER_ISN + 99, b"y"));
+    for o in run(&mut s, now) {
+        assert_eq!(o.dst_mac, CLIENT_MAC);
+    }
+    // In the window, acknowledging what we sent: accepted, and its route is the path now.
+    s.handle_frame(now, &flow, &from_mac(OTHER_MAC, 40000, CLIENT_ISN + 1, SERVER_ISN + 1, b"hi"));
+    let out = run(&mut s, now);
+    let echo = out.iter().find(|o| o.payload == b"hi").expect("the echo");
+    assert_eq!(echo.dst_mac, OTHER_MAC, "an accepted segment moves the route");
+}
