@@ -29,6 +29,10 @@ pub struct CheckArgs {
     /// Read `iface` and `port` from this TOML file (as `serve --config`).
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
+    /// The fleet key file `serve --key-file` would read: checks that it is a key file and
+    /// private to its owner (taken from `--config` too).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// How a check came out.
@@ -120,6 +124,9 @@ pub fn run_checks(args: &CheckArgs) -> Vec<Finding> {
     }
     out.extend(args.ports.iter().map(|&p| port(p)));
     out.push(bpffs());
+    if let Some(path) = &args.key_file {
+        out.push(key_file(path));
+    }
     out
 }
 
@@ -135,6 +142,18 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<()> {
     }
     println!("synshield can run on {}.", args.iface);
     Ok(())
+}
+
+/// The fleet key file: what `serve` would refuse, refused here first, in the same words.
+fn key_file(path: &Path) -> Finding {
+    match crate::keyfile::read(path) {
+        Ok(_) => finding(
+            Status::Ok,
+            "key file",
+            format!("{} holds a fleet secret and only its owner can read it.", path.display()),
+        ),
+        Err(e) => finding(Status::Fail, "key file", format!("{e}.")),
+    }
 }
 
 fn kernel() -> Finding {
@@ -513,6 +532,7 @@ mod tests {
             ports: vec![],
             attach_test: false,
             config: None,
+            key_file: None,
         };
         let findings = run_checks(&args);
         let iface = findings.iter().find(|f| f.what == "interface").unwrap();
@@ -537,5 +557,28 @@ mod tests {
         assert!(port(p).sentence.contains(&format!("sport = :{p}")));
         drop(listener);
         assert_eq!(port(p).status, Status::Ok);
+    }
+
+    #[test]
+    fn the_key_file_is_checked_as_serve_reads_it() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("synshield-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fleet.key");
+        crate::keyfile::generate(&path, true).unwrap();
+        let ok = key_file(&path);
+        assert_eq!(ok.status, Status::Ok, "{ok}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let loose = key_file(&path);
+        assert_eq!(loose.status, Status::Fail, "{loose}");
+        assert!(loose.sentence.contains("chmod 600"), "{loose}");
+        std::fs::write(&path, "not a key\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let bad = key_file(&path);
+        assert!(bad.status == Status::Fail && bad.sentence.contains("synshield keygen"), "{bad}");
+        let missing = key_file(&dir.join("absent.key"));
+        assert_eq!(missing.status, Status::Fail, "{missing}");
+        assert!(!missing.to_string().contains('\n'));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

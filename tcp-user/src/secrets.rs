@@ -448,11 +448,24 @@ impl Keeper {
     where
         F: FnMut(&CookieSecrets) -> io::Result<()> + Send + 'static,
     {
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         Ok(match self {
-            Keeper::Host(keeper) => Box::pin(run(keeper, write)),
+            // Nothing to re-read: the keys are this host's own. SIGHUP (`systemctl reload`)
+            // must not end the process, so it is caught and said to do nothing.
+            Keeper::Host(keeper) => Box::pin(async move {
+                let ignore = async move {
+                    while hangup.recv().await.is_some() {
+                        tracing::info!(
+                            "SIGHUP: nothing to reload (the cookie keys are this host's own; --key-file makes them a fleet's)"
+                        );
+                    }
+                };
+                tokio::select! {
+                    r = run(keeper, write) => r,
+                    () = ignore => Ok(()),
+                }
+            }),
             Keeper::Fleet { keeper, key_file, clock } => {
-                let hangup =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
                 Box::pin(async move { run_fleet(keeper, &key_file, clock, hangup, write).await })
             }
         })

@@ -115,6 +115,20 @@ fn serve_keeps_no_capability_once_attached() {
 }
 
 #[test]
+fn sighup_without_a_key_file_reloads_nothing_and_ends_nothing() {
+    // `systemctl reload` sends SIGHUP, whose default action would end the process.
+    let lab = lab();
+    let mut s = Synshield::start(&lab.shield, &serve_args(&["--app", "http"]));
+    let pid = i32::try_from(s.child.id()).unwrap();
+    // SAFETY: signalling the child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    wait_for_line(&s.stderr, |l| l.contains("SIGHUP: nothing to reload"))
+        .unwrap_or_else(|seen| panic!("no word of the SIGHUP; stderr: {seen:?}"));
+    assert!(s.child.try_wait().unwrap().is_none(), "still running");
+    assert!(http_get_close(&lab).starts_with("HTTP/1.1 200 OK"));
+}
+
+#[test]
 fn a_failed_data_path_ends_the_process_with_one_sentence_and_detaches() {
     let lab = lab();
     let mut s = Synshield::start(&lab.shield, &serve_args(&["--test-fail-after-frames", "1"]));
