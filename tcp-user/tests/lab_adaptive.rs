@@ -11,15 +11,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::time::{Duration, Instant};
 
-use common::{EVENT_DEADLINE, Synshield};
-use tcp_user::lab::{Lab, LabOptions, SHIELD_IF, SHIELD_V4};
+use common::{METRICS, Synshield, lab, metric, wait_metric_at_least};
+use tcp_user::lab::{Lab, SHIELD_IF, SHIELD_V4};
 
 const PORT: u16 = 7;
-const METRICS: &str = "127.0.0.1:9100";
-
-fn lab() -> Lab {
-    Lab::with_options(&LabOptions { client_xdp_pass: true, ..LabOptions::default() }).unwrap()
-}
 
 fn serve(lab: &Lab, mode: &str, extra: &[&str]) -> Synshield {
     let mut args = vec![
@@ -38,35 +33,6 @@ fn serve(lab: &Lab, mode: &str, extra: &[&str]) -> Synshield {
     ];
     args.extend(extra);
     Synshield::start(&lab.shield, &args)
-}
-
-fn metric(lab: &Lab, sample: &str) -> u64 {
-    let text = lab
-        .shield
-        .enter(|| {
-            let mut s = TcpStream::connect(METRICS).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            out
-        })
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
-}
-
-/// Waits (bounded) until `sample` is at least `value`.
-fn wait_metric_at_least(lab: &Lab, sample: &str, value: u64) -> u64 {
-    let deadline = Instant::now() + EVENT_DEADLINE;
-    loop {
-        let v = metric(lab, sample);
-        if v >= value {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{sample} stayed at {v}, expected {value} or more");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A client socket (in the calling thread's namespace) that offers `mss` in its SYN.

@@ -9,15 +9,10 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{EVENT_DEADLINE, Synshield, wait_for_line};
-use tcp_user::lab::{Lab, LabOptions, SHIELD_IF, SHIELD_V4};
+use common::{EVENT_DEADLINE, METRICS, Synshield, lab, metric, wait_for_line};
+use tcp_user::lab::{Lab, SHIELD_IF, SHIELD_V4};
 
 const PORT: u16 = 7;
-const METRICS: &str = "127.0.0.1:9100";
-
-fn lab() -> Lab {
-    Lab::with_options(&LabOptions { client_xdp_pass: true, ..LabOptions::default() }).unwrap()
-}
 
 fn serve_args(extra: &[&'static str]) -> Vec<&'static str> {
     let mut args = vec![
@@ -45,22 +40,6 @@ fn status_field(pid: u32, field: &str) -> String {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
         .trim()
         .to_owned()
-}
-
-fn metric(lab: &Lab, sample: &str) -> u64 {
-    let text = lab
-        .shield
-        .enter(|| {
-            let mut s = TcpStream::connect(METRICS).unwrap();
-            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
-            let mut out = String::new();
-            s.read_to_string(&mut out).unwrap();
-            out
-        })
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
 }
 
 /// Waits (bounded) until `sample` reaches `value`: counters are published four times a second.

@@ -6,10 +6,52 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use tcp_user::lab::Netns;
+use tcp_user::lab::{Lab, LabOptions, Netns};
 
 /// Upper bound for an event a test waits for; the wait ends as soon as the event happens.
 pub const EVENT_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Where the tests' synshield serves its metrics (`--metrics`), inside the shield namespace.
+pub const METRICS: &str = "127.0.0.1:9100";
+
+/// The lab with an XDP_PASS program on the client's veth, which native XDP_TX on the
+/// shield's end needs to deliver anything.
+pub fn lab() -> Lab {
+    Lab::with_options(&LabOptions { client_xdp_pass: true, ..LabOptions::default() })
+        .expect("building the lab")
+}
+
+/// One sample of synshield's `/metrics` at [`METRICS`] (`name{labels}` as printed).
+pub fn metric(lab: &Lab, sample: &str) -> u64 {
+    use std::io::{Read as _, Write as _};
+    let text = lab
+        .shield
+        .enter(|| {
+            let mut s = std::net::TcpStream::connect(METRICS).expect("connecting to /metrics");
+            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").expect("asking for /metrics");
+            let mut out = String::new();
+            s.read_to_string(&mut out).expect("reading /metrics");
+            out
+        })
+        .expect("entering the shield namespace");
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
+}
+
+/// Waits (bounded) until `sample` is at least `value`; returns it. Counters are published
+/// four times a second and a scrape is the only way to see them, so this polls.
+pub fn wait_metric_at_least(lab: &Lab, sample: &str, value: u64) -> u64 {
+    let deadline = Instant::now() + EVENT_DEADLINE;
+    loop {
+        let v = metric(lab, sample);
+        if v >= value {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{sample} stayed at {v}, expected {value} or more");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 /// A `synshield` process started by the test, killed by PID on drop if still running.
 pub struct Synshield {
