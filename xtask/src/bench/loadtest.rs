@@ -707,8 +707,8 @@ fn flood_report(results: &[LoadResult]) -> String {
             let _ = writeln!(
                 s,
                 "- {} under the flood: {stateful} SYNs answered with state in the window (the \
-                 clients' SYNs that a CPU without flood received, and the flood's first SYNs on \
-                 a CPU before it switched), {switches} switches of a CPU to cookies in the \
+                 SYNs, the clients' and the flood's, that reached a CPU below its share of \
+                 `--syn-threshold`, and the flood's first SYNs on a CPU before it switched), {switches} switches of a CPU to cookies in the \
                  window, {cpus} CPU(s) answering with cookies at its end.\n",
                 r.defense.label(),
             );
