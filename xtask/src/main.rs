@@ -51,15 +51,15 @@ enum Cmd {
         addr: std::net::SocketAddr,
     },
     /// Setup, build, then the speed and memory benchmarks (engine, XDP per SYN, SYN flood in
-    /// the lab, a hping3 flood with real clients); writes BENCHMARKS.md and benchmarks/*.svg. About
-    /// five minutes.
+    /// the lab, real clients in peace and under a hping3 flood); writes BENCHMARKS.md and
+    /// benchmarks/*.svg. About five minutes.
     Bench {
         /// Shorter floods (3 s instead of 10 s), for development.
         #[arg(long)]
         quick: bool,
-        /// Run only the sections whose name or title contains WORD (engine, xdp, flood,
-        /// datapath, load, loss); the report goes to target/bench-WORD.md and BENCHMARKS.md is left
-        /// as it was. For development.
+        /// Run only the section named WORD (engine, xdp, flood, datapath, load, loss), or else
+        /// the sections whose title contains it; the report goes to target/bench-WORD.md and
+        /// BENCHMARKS.md is left as it was. For development.
         #[arg(long, value_name = "WORD")]
         only: Option<String>,
     },

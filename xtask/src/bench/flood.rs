@@ -12,20 +12,43 @@ pub(super) enum Receiver {
     /// A native `r0 = XDP_TX; exit`, every frame sent back unchanged: the ceiling of any
     /// XDP_TX answer on this link, and a check that XDP_TX frames are counted as delivered.
     XdpTx,
-    /// `synshield serve --xdp-mode native`.
-    Synshield,
+    /// `synshield serve --xdp-mode native --mode cookies`: every SYN answered with a cookie.
+    SynshieldCookies,
+    /// `synshield serve --xdp-mode native --mode adaptive` (the default): under this flood
+    /// the receiving CPU passes its share of `--syn-threshold` in the first 16 ms window and
+    /// answers with cookies from then on; each SYN also costs the per-CPU SYN count.
+    SynshieldAdaptive,
 }
 
 impl Receiver {
-    pub(super) const ALL: [Receiver; 4] =
-        [Receiver::KernelCookies, Receiver::XdpDrop, Receiver::XdpTx, Receiver::Synshield];
+    pub(super) const ALL: [Receiver; 5] = [
+        Receiver::KernelCookies,
+        Receiver::XdpDrop,
+        Receiver::XdpTx,
+        Receiver::SynshieldCookies,
+        Receiver::SynshieldAdaptive,
+    ];
+
+    /// The two synshield modes, in the order of the ratio and goal tables.
+    pub(super) const SYNSHIELD: [Receiver; 2] =
+        [Receiver::SynshieldCookies, Receiver::SynshieldAdaptive];
 
     pub(super) fn label(self) -> &'static str {
         match self {
             Receiver::KernelCookies => "kernel SYN cookies (`tcp_syncookies=2`, listener)",
             Receiver::XdpDrop => "native XDP_DROP (ceiling)",
             Receiver::XdpTx => "native XDP_TX reflector",
-            Receiver::Synshield => "**synshield** (native XDP)",
+            Receiver::SynshieldCookies => "**synshield** `--mode cookies` (native XDP)",
+            Receiver::SynshieldAdaptive => "**synshield** `--mode adaptive` (native XDP)",
+        }
+    }
+
+    /// synshield's `--mode`, for the synshield receivers.
+    pub(super) fn synshield_mode(self) -> Option<&'static str> {
+        match self {
+            Receiver::SynshieldCookies => Some("cookies"),
+            Receiver::SynshieldAdaptive => Some("adaptive"),
+            Receiver::KernelCookies | Receiver::XdpDrop | Receiver::XdpTx => None,
         }
     }
 }
@@ -89,6 +112,9 @@ pub(super) struct Measured {
     pub(super) shield_tx_dropped: u64,
     /// How often trafgen had to be restarted in the window (see [`Trafgen`]).
     pub(super) trafgen_restarts: u32,
+    /// synshield `--mode adaptive`: the share of its status lines in the window that say it
+    /// answered with cookies (`mode adaptive:cookies`); `None` for the other receivers.
+    pub(super) on_cookies: Option<f64>,
 }
 
 impl Measured {
@@ -99,7 +125,7 @@ impl Measured {
         match self.receiver {
             Receiver::XdpDrop => Some(self.reached),
             Receiver::XdpTx => Some(self.delivered),
-            Receiver::KernelCookies | Receiver::Synshield => {
+            Receiver::KernelCookies | Receiver::SynshieldCookies | Receiver::SynshieldAdaptive => {
                 self.shield_synacks.map(|s| s.min(self.delivered))
             }
         }
@@ -186,12 +212,19 @@ pub(super) fn flood_receiver(
                     .with_context(|| format!("attaching {action:?} to shield0"))?,
             );
         }
-        Receiver::Synshield => {
+        Receiver::SynshieldCookies | Receiver::SynshieldAdaptive => {
             let program = synshield.to_str().context("non-UTF-8 path to synshield")?;
+            let mode = receiver.synshield_mode().context("a synshield receiver has a mode")?;
             let mut cmd = lab.shield.command(program);
-            // Not --quiet: the status lines carry the tx_synack counter.
-            cmd.args(["serve", "--iface", SHIELD_IF, "--port", &BENCH_PORT.to_string()])
-                .args(["--xdp-mode", "native"]);
+            // Not --quiet: the status lines carry the tx_synack counter and the mode.
+            cmd.args(["serve", "--iface", SHIELD_IF, "--port", &BENCH_PORT.to_string()]).args([
+                "--xdp-mode",
+                "native",
+                "--mode",
+                mode,
+                "--grace",
+                SYNSHIELD_GRACE,
+            ]);
             let mut process = Process::spawn(&mut cmd, "synshield")?;
             process.wait_for_line(|l| l.starts_with("synshield: attached"), START_DEADLINE)?;
             shield_process = Some(process);
@@ -245,10 +278,18 @@ pub(super) fn flood(
     let seconds = after.at.duration_since(before.at).as_secs_f64();
     #[expect(clippy::cast_precision_loss, reason = "rates for people")]
     let rate = |n: u64| n as f64 / seconds;
-    let shield_synacks = match (receiver, synshield) {
-        (Receiver::KernelCookies, _) => Some(rate(after.syncookies_sent - before.syncookies_sent)),
-        (Receiver::Synshield, Some(process)) => process.synack_rate(before.at, after.at),
-        _ => None,
+    let (shield_synacks, on_cookies) = match (receiver, synshield) {
+        (Receiver::KernelCookies, _) => {
+            (Some(rate(after.syncookies_sent - before.syncookies_sent)), None)
+        }
+        (Receiver::SynshieldCookies, Some(process)) => {
+            (process.synack_rate(before.at, after.at), None)
+        }
+        (Receiver::SynshieldAdaptive, Some(process)) => (
+            process.synack_rate(before.at, after.at),
+            process.share_of_status_lines(before.at, after.at, "mode adaptive:cookies "),
+        ),
+        _ => (None, None),
     };
     Ok(Measured {
         receiver,
@@ -262,6 +303,7 @@ pub(super) fn flood(
         shield_synacks,
         shield_tx_dropped: after.shield.tx_dropped - before.shield.tx_dropped,
         trafgen_restarts: trafgen.restarts - restarts_before,
+        on_cookies,
     })
 }
 
@@ -395,6 +437,11 @@ pub(super) fn lab_report(
          veth needs to deliver). Counters: veth statistics of both ends, the shield's \
          `TcpExtSyncookiesSent`, synshield's `tx_synack`; how each is read is documented in \
          `xtask/src/bench/mod.rs`.\n\n\
+         synshield runs twice, with `--mode` given: `cookies` (a cookie for every SYN) and \
+         `adaptive` (the default: SYNs answered with state below `--syn-threshold`, cookies \
+         above). Under this flood adaptive mode switches to cookies within its first 16 ms \
+         window, so its row is what a flood costs it: a cookie SYN-ACK plus the per-CPU count \
+         of SYNs that decides the switch.\n\n\
          **SYN-ACK/s** is the smaller of the answers the client received and the SYN-ACKs the \
          shield counted; for XDP_DROP the result is frames absorbed per second, for the XDP_TX \
          reflector (every frame sent back unchanged: the ceiling of any XDP_TX answer) frames \
@@ -500,6 +547,20 @@ pub(super) fn lab_notes(results: &[Measured], failures: &[(Receiver, String)]) -
             );
         }
     }
+    for m in results {
+        if let Some(share) = m.on_cookies
+            && share < 1.0
+        {
+            let _ = writeln!(
+                s,
+                "- {} with {} SYNs: only {:.0} % of its status lines in the window say \
+                 `adaptive:cookies`: part of the flood was answered with state.",
+                m.receiver.label(),
+                m.shape.label(),
+                100.0 * share
+            );
+        }
+    }
     for m in results.iter().filter(|m| m.trafgen_restarts > 0) {
         let _ = writeln!(
             s,
@@ -513,65 +574,79 @@ pub(super) fn lab_notes(results: &[Measured], failures: &[(Receiver, String)]) -
     s
 }
 
-/// The ratios of synshield's rate to the references'.
+/// The ratios of each synshield mode's rate to the references', and of adaptive mode's to
+/// cookie mode's (what counting SYNs per CPU costs under a flood).
 pub(super) fn lab_ratios(results: &[Measured]) -> String {
     let mut s = String::new();
     let _ = write!(
         s,
         "\n### Ratios\n\n\
-         | SYNs | synshield / XDP_DROP (goal >= 0.9) | synshield / kernel SYN cookies | \
-         synshield / XDP_TX reflector |\n\
-         |---|---:|---:|---:|\n"
+         | SYNs | synshield | / XDP_DROP (goal >= 0.9) | / kernel SYN cookies | \
+         / XDP_TX reflector | / synshield `--mode cookies` |\n\
+         |---|---|---:|---:|---:|---:|\n"
     );
     let find = |r: Receiver, shape: SynShape| {
         results.iter().find(|m| m.receiver == r && m.shape == shape).and_then(Measured::result)
     };
     for shape in SynShape::ALL {
-        let ratio = |other: Receiver| match (find(Receiver::Synshield, shape), find(other, shape)) {
-            (Some(ours), Some(theirs)) if theirs > 0.0 => format!("{:.2}", ours / theirs),
-            _ => "n/a".into(),
-        };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} |",
-            shape.label(),
-            ratio(Receiver::XdpDrop),
-            ratio(Receiver::KernelCookies),
-            ratio(Receiver::XdpTx)
-        );
+        for ours in Receiver::SYNSHIELD {
+            let ratio = |other: Receiver| match (find(ours, shape), find(other, shape)) {
+                (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+                _ => "n/a".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | `--mode {}` | {} | {} | {} | {} |",
+                shape.label(),
+                ours.synshield_mode().unwrap_or_default(),
+                ratio(Receiver::XdpDrop),
+                ratio(Receiver::KernelCookies),
+                ratio(Receiver::XdpTx),
+                if ours == Receiver::SynshieldCookies {
+                    "-".into()
+                } else {
+                    ratio(Receiver::SynshieldCookies)
+                },
+            );
+        }
     }
     s
 }
 
-/// The references synshield is held to, from this run's own rows (never from an earlier run).
+/// The references synshield is held to, from this run's own rows (never from an earlier run),
+/// and each synshield mode against them.
 pub(super) fn numbers_to_beat(results: &[Measured]) -> String {
     let find = |r: Receiver, shape: SynShape| {
         results.iter().find(|m| m.receiver == r && m.shape == shape).and_then(Measured::result)
     };
     let mut s = String::from(
         "\n### Numbers to beat (from this run)\n\n\
-         | SYNs | kernel SYN cookies | XDP_DROP ceiling | synshield goal (>= 0.9 x XDP_DROP) | synshield | goal |\n\
-         |---|---:|---:|---:|---:|---|\n",
+         | SYNs | kernel SYN cookies | XDP_DROP ceiling | synshield goal (>= 0.9 x XDP_DROP) | \
+         synshield `--mode cookies` | goal | synshield `--mode adaptive` | goal |\n\
+         |---|---:|---:|---:|---:|---|---:|---|\n",
     );
     let shown = |v: Option<f64>| v.map_or_else(|| "n/a".into(), pps);
     for shape in SynShape::ALL {
         let drop = find(Receiver::XdpDrop, shape);
         let goal = drop.map(|d| 0.9 * d);
-        let ours = find(Receiver::Synshield, shape);
-        let met = match (ours, goal) {
-            (Some(o), Some(g)) if o >= g => "met",
-            (Some(_), Some(_)) => "**not met**",
-            _ => "n/a",
-        };
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "| {} | {} | {} | {} | {} | {met} |",
+            "| {} | {} | {} | {} |",
             shape.label(),
             shown(find(Receiver::KernelCookies, shape)),
             shown(drop),
             shown(goal),
-            shown(ours),
         );
+        for receiver in Receiver::SYNSHIELD {
+            let ours = find(receiver, shape);
+            let met = match (ours, goal) {
+                (Some(o), Some(g)) if o >= g => "met",
+                (Some(_), Some(_)) => "**not met**",
+                _ => "n/a",
+            };
+            let _ = write!(s, " {} | {met} |", shown(ours));
+        }
+        s.push('\n');
     }
     s.push_str("\ntrafgen is the fast generator here; hping3, the load test's, sends 100-150 k pps per process.\n\n");
     s
@@ -611,6 +686,7 @@ mod tests {
             shield_synacks: Some(rate),
             shield_tx_dropped: 0,
             trafgen_restarts: 0,
+            on_cookies: (receiver == Receiver::SynshieldAdaptive).then_some(1.0),
         }
     }
 
@@ -619,19 +695,49 @@ mod tests {
         let results = [
             row(Receiver::KernelCookies, SynShape::Bare, 250_000.0),
             row(Receiver::XdpDrop, SynShape::Bare, 600_000.0),
-            row(Receiver::Synshield, SynShape::Bare, 550_000.0),
-            row(Receiver::Synshield, SynShape::LinuxOptions, 500_000.0),
+            row(Receiver::XdpTx, SynShape::Bare, 500_000.0),
+            row(Receiver::SynshieldCookies, SynShape::Bare, 550_000.0),
+            row(Receiver::SynshieldAdaptive, SynShape::Bare, 520_000.0),
+            row(Receiver::SynshieldCookies, SynShape::LinuxOptions, 500_000.0),
         ];
         let s = numbers_to_beat(&results);
-        assert!(s.contains("| bare (54 B) | 250.0 k | 600.0 k | 540.0 k | 550.0 k | met |"), "{s}");
         assert!(
-            s.contains("| MSS, SACK, TS, WS (74 B) | n/a | n/a | n/a | 500.0 k | n/a |"),
+            s.contains(
+                "| bare (54 B) | 250.0 k | 600.0 k | 540.0 k | 550.0 k | met | 520.0 k | **not met** |"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "| MSS, SACK, TS, WS (74 B) | n/a | n/a | n/a | 500.0 k | n/a | n/a | n/a |"
+            ),
             "{s}"
         );
         let slow = [
             row(Receiver::XdpDrop, SynShape::Bare, 600_000.0),
-            row(Receiver::Synshield, SynShape::Bare, 500_000.0),
+            row(Receiver::SynshieldCookies, SynShape::Bare, 500_000.0),
         ];
-        assert!(numbers_to_beat(&slow).contains("| 500.0 k | **not met** |"));
+        assert!(numbers_to_beat(&slow).contains("| 500.0 k | **not met** | n/a | n/a |"));
+
+        // The ratios hold both modes against the same references, and adaptive against cookies.
+        let r = lab_ratios(&results);
+        assert!(r.contains("| bare (54 B) | `--mode cookies` | 0.92 | 2.20 | 1.10 | - |"), "{r}");
+        assert!(
+            r.contains("| bare (54 B) | `--mode adaptive` | 0.87 | 2.08 | 1.04 | 0.95 |"),
+            "{r}"
+        );
+        assert!(
+            r.contains("| MSS, SACK, TS, WS (74 B) | `--mode adaptive` | n/a | n/a | n/a | n/a |"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn an_adaptive_flood_answered_partly_with_state_is_noted() {
+        let mut m = row(Receiver::SynshieldAdaptive, SynShape::Bare, 500_000.0);
+        assert!(!lab_notes(&[m], &[]).contains("adaptive:cookies"));
+        m.on_cookies = Some(0.5);
+        let notes = lab_notes(&[m], &[]);
+        assert!(notes.contains("only 50 % of its status lines"), "{notes}");
     }
 }

@@ -1,7 +1,11 @@
-//! The user's own load test: a hping3 `--flood --rand-source` SYN flood at the shield while
-//! real Linux clients connect and exchange data, against four defenses in the same run: the
-//! kernel with `tcp_syncookies=1` (cookies once the SYN queue overflows) and `=2` (a cookie for
-//! every SYN), nftables synproxy in front of the kernel, and synshield.
+//! The user's own load test: real Linux clients connect and exchange data with an echo server
+//! behind the shield, first in peace and then under a hping3 `--flood --rand-source` SYN
+//! flood, against five defenses in the same run: the kernel with `tcp_syncookies=1` (cookies
+//! only once the listener's SYN queue overflows) and `=2` (a cookie for every SYN), nftables
+//! synproxy in front of the kernel, and synshield in `--mode adaptive` (SYNs answered with
+//! state below `--syn-threshold`, cookies from XDP above) and in `--mode cookies` (a cookie
+//! for every SYN). In peace only the three defenses issue 11 compares are measured: the
+//! kernel with `tcp_syncookies=1` and synshield's two modes.
 //!
 //! ```text
 //!  client netns                                        shield netns (default route via client)
@@ -10,18 +14,26 @@
 //!  SYN-ACKs to random addresses arrive here and are dropped         or synshield --app echo)
 //! ```
 //!
-//! The flood is bounded in seconds (`timeout`: hping3 ignores `-c` with `--flood`) and in
-//! packets (an nftables quota in the client namespace drops flood SYNs past the budget; the
-//! clients' own address is exempt). The shield has a default route through the client, as a
-//! host has a gateway, so its answers to the flood's random sources go back over the veth and
-//! cost what they cost on a real host; the client's kernel drops them (not addressed to it,
-//! no forwarding). Nothing leaves the lab's namespaces.
+//! Each defense gets a fresh lab: the clients alone for a window (in peace), then the flood
+//! and a warm-up, then the clients again for a window under it. The flood is bounded in
+//! seconds (`timeout`: hping3 ignores `-c` with `--flood`) and in packets (an nftables quota
+//! in the client namespace drops flood SYNs past the budget; the clients' own address is
+//! exempt). The shield has a default route through the client, as a host has a gateway, so
+//! its answers to the flood's random sources go back over the veth and cost what they cost on
+//! a real host; the client's kernel drops them (not addressed to it, no forwarding). Nothing
+//! leaves the lab's namespaces.
 //!
 //! The clients are open-loop: a new connection every [`CLIENT_INTERVAL`] whatever the earlier
 //! ones are doing (a closed loop would slow down with the server and hide its latency), each on
 //! its own thread: connect (at most [`CONNECT_TIMEOUT`]), send 1 KiB, read it back, close.
 //! Success: the 1 KiB came back intact. Connect time: from `connect()` to established; a SYN
 //! the shield lost costs the client's 1-second SYN retransmission, which shows in the p99.
+//!
+//! The shield's own count of its SYN answers over each window: `TcpExtSyncookiesSent` for the
+//! kernel, synproxy's `syn_received` (`/proc/net/stat/synproxy`: it answers every SYN it
+//! receives with a cookie), and for synshield its metrics, read before and after the window:
+//! `tx_synack` (cookie SYN-ACKs from XDP), `redirect_syn` (SYNs sent to userspace for an
+//! answer with state) and `synshield_syn_defense_cookie_cpus`.
 
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -31,7 +43,7 @@ use std::thread::JoinHandle;
 
 use super::*;
 use crate::lab::CLIENT_V4;
-use counters::{dev_counters, read_net_file};
+use counters::{DevCounters, dev_counters, read_net_file, tcp_ext};
 use plot::Series;
 
 /// The port the load test protects and serves echo on.
@@ -48,6 +60,9 @@ const MESSAGE_LEN: usize = 1024;
 const MAX_FLOOD_PPS: u64 = 1_000_000;
 /// An IPv4 and a bare TCP header: what the nftables quota counts per flood SYN.
 const FLOOD_SYN_BYTES: u64 = 40;
+/// Issue 11's goal (b): adaptive mode's SYN-ACK rate under flood within this share of cookie
+/// mode's.
+const SAME_RATE_TOLERANCE: f64 = 0.10;
 
 /// What stands between the flood and the echo server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,16 +74,19 @@ pub(super) enum Defense {
     /// nftables `synproxy` on the port (untracked SYNs answered with cookies by netfilter),
     /// the kernel listener behind it, `tcp_syncookies=1`.
     NftSynproxy,
-    /// `synshield serve --app echo --xdp-mode native`.
-    Synshield,
+    /// `synshield serve --app echo --xdp-mode native --mode adaptive`.
+    SynshieldAdaptive,
+    /// `synshield serve --app echo --xdp-mode native --mode cookies`.
+    SynshieldCookies,
 }
 
 impl Defense {
-    pub(super) const ALL: [Defense; 4] = [
+    pub(super) const ALL: [Defense; 5] = [
         Defense::KernelCookiesOnOverflow,
         Defense::KernelCookiesAlways,
         Defense::NftSynproxy,
-        Defense::Synshield,
+        Defense::SynshieldAdaptive,
+        Defense::SynshieldCookies,
     ];
 
     pub(super) fn label(self) -> &'static str {
@@ -76,7 +94,8 @@ impl Defense {
             Defense::KernelCookiesOnOverflow => "kernel, `tcp_syncookies=1`",
             Defense::KernelCookiesAlways => "kernel, `tcp_syncookies=2`",
             Defense::NftSynproxy => "nftables synproxy + kernel",
-            Defense::Synshield => "**synshield** (native XDP)",
+            Defense::SynshieldAdaptive => "**synshield** `--mode adaptive`",
+            Defense::SynshieldCookies => "**synshield** `--mode cookies`",
         }
     }
 
@@ -85,23 +104,80 @@ impl Defense {
             Defense::KernelCookiesOnOverflow => "kernel, tcp_syncookies=1",
             Defense::KernelCookiesAlways => "kernel, tcp_syncookies=2",
             Defense::NftSynproxy => "nftables synproxy + kernel",
-            Defense::Synshield => "synshield (native XDP)",
+            Defense::SynshieldAdaptive => "synshield --mode adaptive",
+            Defense::SynshieldCookies => "synshield --mode cookies",
         }
+    }
+
+    /// synshield's `--mode`, for the synshield defenses.
+    fn synshield_mode(self) -> Option<&'static str> {
+        match self {
+            Defense::SynshieldAdaptive => Some("adaptive"),
+            Defense::SynshieldCookies => Some("cookies"),
+            Defense::KernelCookiesOnOverflow
+            | Defense::KernelCookiesAlways
+            | Defense::NftSynproxy => None,
+        }
+    }
+
+    /// Measured in peace too: the kernel as most hosts run it and synshield's two modes.
+    fn in_peace(self) -> bool {
+        matches!(
+            self,
+            Defense::KernelCookiesOnOverflow
+                | Defense::SynshieldAdaptive
+                | Defense::SynshieldCookies
+        )
     }
 }
 
-/// One defense's figures over the measured window.
+/// Whether the clients connect alone or under the flood.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    Peace,
+    Flood,
+}
+
+/// One defense's figures over one measured window.
 #[derive(Clone, Debug)]
 pub(super) struct LoadResult {
     pub(super) defense: Defense,
-    /// Flood SYNs hping3 pushed into the veth, per second.
+    pub(super) phase: Phase,
+    /// Flood SYNs hping3 pushed into the veth, per second (in peace: the clients' frames).
     pub(super) flood_sent: f64,
     /// Frames that reached shield0, per second (flood and clients).
     pub(super) reached: f64,
     /// Frames the shield sent back that reached client0, per second: SYN-ACKs to the flood
     /// and the clients' traffic.
     pub(super) answered: f64,
+    /// The shield's own count of its SYN answers in the window.
+    pub(super) shield: ShieldCounts,
     pub(super) clients: ClientStats,
+}
+
+impl LoadResult {
+    /// Cookie SYN-ACKs per second by the shield's own count.
+    fn cookie_synack_rate(&self) -> Option<f64> {
+        #[expect(clippy::cast_precision_loss, reason = "a rate for people")]
+        let rate = self.shield.cookie_synacks.map(|n| n as f64 / self.shield.seconds.max(1e-9));
+        rate
+    }
+}
+
+/// What the shield counted over a window (see the module documentation).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct ShieldCounts {
+    /// Length of the window.
+    pub(super) seconds: f64,
+    /// SYNs answered with a cookie: `TcpExtSyncookiesSent`, synproxy's `syn_received`, or
+    /// synshield's `tx_synack`.
+    pub(super) cookie_synacks: Option<u64>,
+    /// synshield: SYNs sent to userspace to be answered with state (`redirect_syn`).
+    pub(super) stateful_syns: Option<u64>,
+    /// synshield: CPUs answering SYNs with cookies at the end of the window.
+    pub(super) cookie_cpus: Option<u64>,
+    /// synshield: switches of a CPU to cookies in the window.
+    pub(super) to_cookies: Option<u64>,
 }
 
 /// What the clients saw.
@@ -138,6 +214,20 @@ impl ClientStats {
             .clamp(1, self.connect_times.len());
         Some(self.connect_times[rank - 1].as_secs_f64() * 1000.0)
     }
+
+    /// The failures, for the table: `2 connect timed out, 1 echo failed`, or `none`.
+    fn failures(&self) -> String {
+        let failed: Vec<String> = [
+            (self.connect_timeouts, "connect timed out"),
+            (self.refused_or_reset, "refused or reset"),
+            (self.echo_failed, "echo failed"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        if failed.is_empty() { "none".to_owned() } else { failed.join(", ") }
+    }
 }
 
 /// How one client connection ended.
@@ -155,25 +245,10 @@ pub(super) fn load_section(synshield: &Path, timing: Timing) -> Result<Section> 
     let mut failures = Vec::new();
     for defense in Defense::ALL {
         println!("xtask bench: load test against {}", defense.plain_label());
-        match load_one(defense, synshield, timing, &interrupts) {
-            Ok(r) => {
-                println!(
-                    "xtask bench:   flood {} sent, {} reached, {} answered; clients {:.1} % ok of {}, connect p50 {} p99 {}",
-                    flood::pps(r.flood_sent),
-                    flood::pps(r.reached),
-                    flood::pps(r.answered),
-                    r.clients.success_percent(),
-                    r.clients.attempts,
-                    ms(r.clients.connect_ms(0.5)),
-                    ms(r.clients.connect_ms(0.99)),
-                );
-                results.push(r);
-            }
-            Err(e) => {
-                interrupts.check()?;
-                eprintln!("xtask bench: {} failed: {e:#}", defense.plain_label());
-                failures.push((defense, brief_error(&e)));
-            }
+        if let Err(e) = load_one(defense, synshield, timing, &interrupts, &mut results) {
+            interrupts.check()?;
+            eprintln!("xtask bench: {} failed: {e:#}", defense.plain_label());
+            failures.push((defense, brief_error(&e)));
         }
     }
     let mut text = report(&results, &failures, timing);
@@ -183,12 +258,15 @@ pub(super) fn load_section(synshield: &Path, timing: Timing) -> Result<Section> 
     Ok(Section { text, incomplete: !failures.is_empty() })
 }
 
+/// Measures one defense in a fresh lab: in peace (if it is compared there), then under the
+/// flood; each window's result goes to `results` as soon as it is measured.
 fn load_one(
     defense: Defense,
     synshield: &Path,
     timing: Timing,
     interrupts: &Interrupts,
-) -> Result<LoadResult> {
+    results: &mut Vec<LoadResult>,
+) -> Result<()> {
     interrupts.check()?;
     // Declared first, dropped last: everything below lives in it.
     let lab = Lab::with_options(&LabOptions { client_xdp_pass: true, ..LabOptions::default() })
@@ -219,15 +297,24 @@ fn load_one(
             lab.shield.sysctl("net.netfilter.nf_conntrack_tcp_loose", "0")?;
             echo = Some(EchoServer::start(&lab.shield)?);
         }
-        Defense::Synshield => {
+        Defense::SynshieldAdaptive | Defense::SynshieldCookies => {
             let program = synshield.to_str().context("non-UTF-8 path to synshield")?;
+            let mode = defense.synshield_mode().context("a synshield defense has a mode")?;
             let mut cmd = lab.shield.command(program);
             cmd.args(["serve", "--iface", SHIELD_IF, "--port", &PORT.to_string(), "--app", "echo"])
-                .args(["--xdp-mode", "native", "--quiet", "--metrics", METRICS]);
+                .args(["--xdp-mode", "native", "--mode", mode, "--grace", SYNSHIELD_GRACE])
+                .args(["--quiet", "--metrics", METRICS]);
             let mut process = Process::spawn(&mut cmd, "synshield")?;
             process.wait_for_line(|l| l.starts_with("synshield: attached"), START_DEADLINE)?;
             shield_process = Some(process);
         }
+    }
+
+    if defense.in_peace() {
+        let r = measure(&lab, defense, Phase::Peace, timing.window)?;
+        print_result(&r);
+        results.push(r);
+        interrupts.check()?;
     }
 
     // The flood: bounded in packets (quota) and seconds (timeout).
@@ -250,39 +337,158 @@ fn load_one(
     if interrupts.wait(Some(&flood_pid), timing.warmup)? {
         bail!("hping3 stopped during the warm-up: {}", flood.output_summary());
     }
-
-    let before = (Instant::now(), dev(&lab.client, CLIENT_IF)?, dev(&lab.shield, SHIELD_IF)?);
-    let clients = lab.client.enter(|| run_clients(timing.window))??;
-    let after = (Instant::now(), dev(&lab.client, CLIENT_IF)?, dev(&lab.shield, SHIELD_IF)?);
+    let flooded = measure(&lab, defense, Phase::Flood, timing.window)?;
     ensure!(
         flood.child.try_wait()?.is_none(),
         "hping3 stopped before the clients were done: {}",
         flood.output_summary()
     );
     flood.stop(libc::SIGINT)?;
+    print_result(&flooded);
+    results.push(flooded);
 
     if let Some(mut process) = shield_process {
         let status = process.stop(libc::SIGTERM)?;
         ensure!(status.success(), "synshield exited with {status}: {}", process.output_summary());
     }
     drop(echo);
-    let seconds = after.0.duration_since(before.0).as_secs_f64();
+    Ok(())
+}
+
+fn print_result(r: &LoadResult) {
+    let what = match r.phase {
+        Phase::Peace => "in peace:".to_owned(),
+        Phase::Flood => format!(
+            "flood {} sent, {} reached, {} answered, cookie SYN-ACKs {};",
+            flood::pps(r.flood_sent),
+            flood::pps(r.reached),
+            flood::pps(r.answered),
+            r.cookie_synack_rate().map_or_else(|| "-".into(), flood::pps),
+        ),
+    };
+    println!(
+        "xtask bench:   {what} clients {:.1} % ok of {}, connect p50 {} p99 {}",
+        r.clients.success_percent(),
+        r.clients.attempts,
+        ms(r.clients.connect_ms(0.5)),
+        ms(r.clients.connect_ms(0.99)),
+    );
+}
+
+/// Runs the clients for `window` and reads the counters around them.
+fn measure(lab: &Lab, defense: Defense, phase: Phase, window: Duration) -> Result<LoadResult> {
+    let before = Counts::read(lab, defense)?;
+    let clients = lab.client.enter(|| run_clients(window))??;
+    let after = Counts::read(lab, defense)?;
+    let seconds = after.at.duration_since(before.at).as_secs_f64();
     #[expect(clippy::cast_precision_loss, reason = "rates for people")]
     let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / seconds;
+    let delta = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?));
     Ok(LoadResult {
         defense,
+        phase,
         flood_sent: rate(
-            before.1.tx_packets + before.1.tx_dropped,
-            after.1.tx_packets + after.1.tx_dropped,
+            before.client.tx_packets + before.client.tx_dropped,
+            after.client.tx_packets + after.client.tx_dropped,
         ),
-        reached: rate(before.2.rx_packets, after.2.rx_packets),
-        answered: rate(before.1.rx_packets, after.1.rx_packets),
+        reached: rate(before.shield.rx_packets, after.shield.rx_packets),
+        answered: rate(before.client.rx_packets, after.client.rx_packets),
+        shield: ShieldCounts {
+            seconds,
+            cookie_synacks: delta(before.cookie_synacks, after.cookie_synacks),
+            stateful_syns: delta(before.stateful_syns, after.stateful_syns),
+            cookie_cpus: after.cookie_cpus,
+            to_cookies: delta(before.to_cookies, after.to_cookies),
+        },
         clients,
     })
 }
 
-fn dev(ns: &Netns, ifname: &str) -> Result<counters::DevCounters> {
-    dev_counters(&read_net_file(ns, "dev")?, ifname)
+/// The counters of both lab ends and the shield's own at one moment.
+struct Counts {
+    at: Instant,
+    client: DevCounters,
+    shield: DevCounters,
+    cookie_synacks: Option<u64>,
+    stateful_syns: Option<u64>,
+    cookie_cpus: Option<u64>,
+    to_cookies: Option<u64>,
+}
+
+impl Counts {
+    fn read(lab: &Lab, defense: Defense) -> Result<Counts> {
+        let at = Instant::now();
+        let client = dev_counters(&read_net_file(&lab.client, "dev")?, CLIENT_IF)?;
+        let shield = dev_counters(&read_net_file(&lab.shield, "dev")?, SHIELD_IF)?;
+        let mut counts = Counts {
+            at,
+            client,
+            shield,
+            cookie_synacks: None,
+            stateful_syns: None,
+            cookie_cpus: None,
+            to_cookies: None,
+        };
+        match defense {
+            Defense::KernelCookiesOnOverflow | Defense::KernelCookiesAlways => {
+                let netstat = read_net_file(&lab.shield, "netstat")?;
+                counts.cookie_synacks = Some(tcp_ext(&netstat, "SyncookiesSent")?);
+            }
+            Defense::NftSynproxy => {
+                let stat = read_net_file(&lab.shield, "stat/synproxy")?;
+                counts.cookie_synacks = Some(synproxy_syn_received(&stat)?);
+            }
+            Defense::SynshieldAdaptive | Defense::SynshieldCookies => {
+                let text = scrape_metrics(&lab.shield)?;
+                let value = |name: &str| {
+                    metric(&text, name).with_context(|| format!("no {name} in synshield's metrics"))
+                };
+                counts.cookie_synacks =
+                    Some(value("synshield_xdp_frames_total{verdict=\"tx_synack\"}")?);
+                counts.stateful_syns =
+                    Some(value("synshield_xdp_frames_total{verdict=\"redirect_syn\"}")?);
+                counts.cookie_cpus = Some(value("synshield_syn_defense_cookie_cpus")?);
+                counts.to_cookies =
+                    Some(value("synshield_syn_defense_switches_total{to=\"cookies\"}")?);
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// synshield's Prometheus text, from inside the shield namespace.
+fn scrape_metrics(ns: &Netns) -> Result<String> {
+    ns.enter(|| -> Result<String> {
+        let mut s = TcpStream::connect(METRICS).context("connecting to synshield's metrics")?;
+        s.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).context("reading synshield's metrics")?;
+        Ok(out)
+    })?
+}
+
+/// The value of one series (name and labels exactly as written) in Prometheus text.
+fn metric(text: &str, series: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// SYNs nftables synproxy received (and answered with a cookie), summed over the CPUs:
+/// `/proc/net/stat/synproxy` has a header line, then one line per CPU in hexadecimal
+/// (net/netfilter/nf_synproxy_core.c, `synproxy_cpu_seq_show`).
+fn synproxy_syn_received(text: &str) -> Result<u64> {
+    let mut lines = text.lines();
+    let column = lines
+        .next()
+        .and_then(|h| h.split_whitespace().position(|n| n == "syn_received"))
+        .context("no syn_received in /proc/net/stat/synproxy")?;
+    lines
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let field = l.split_whitespace().nth(column).context("short synproxy line")?;
+            u64::from_str_radix(field, 16).with_context(|| format!("bad synproxy field {field}"))
+        })
+        .sum()
 }
 
 /// Opens a connection every [`CLIENT_INTERVAL`] for `window`, each on its own thread (in the
@@ -392,22 +598,31 @@ fn ms(v: Option<f64>) -> String {
 }
 
 fn report(results: &[LoadResult], failures: &[(Defense, String)], timing: Timing) -> String {
-    let mut s = String::from("## Load test: a hping3 SYN flood with real clients\n\n");
+    let mut s =
+        String::from("## Load test: real clients in peace and under a hping3 SYN flood\n\n");
     let _ = write!(
         s,
-        "The test a user would run: `hping3 -S -p {PORT} --flood --rand-source {SHIELD_V4}` in the \
-         client namespace, bounded by `timeout` ({bound} s; hping3 ignores `-c` with `--flood`) and \
-         by an nftables quota in the client namespace ({max} M SYNs at most), while real Linux \
-         clients in the same namespace open a connection every {interval} ms ({per_s}/s, open \
-         loop), send {MESSAGE_LEN} bytes, read them back from the echo server and close. \
-         {warmup:.1} s of flood first, then {window:.0} s of clients under it. The shield has a \
-         default route through the client, so its answers to the flood's random sources cost what \
-         they cost on a real host. Four defenses, one after another in fresh labs, in this run. \
-         A client succeeds when its {MESSAGE_LEN} bytes come back within {timeout} s; the connect \
-         times are those of the successful clients (nearest rank); a lost SYN costs the client's \
-         1-second retransmission. hping3 and the defense share the two CPUs (a veth's receive \
-         work runs on the sender's CPU), so a cheaper defense lets hping3 send faster: read the \
-         flood's rate next to the clients' figures.\n\n",
+        "The test a user would run: real Linux clients in the client namespace open a connection \
+         every {interval} ms ({per_s}/s, open loop), send {MESSAGE_LEN} bytes, read them back \
+         from the echo server and close: first alone for {window:.0} s (**in peace**), then \
+         under `hping3 -S -p {PORT} --flood --rand-source {SHIELD_V4}` in the same namespace, \
+         bounded by `timeout` ({bound} s; hping3 ignores `-c` with `--flood`) and by an nftables \
+         quota in the client namespace ({max} M SYNs at most): {warmup:.1} s of flood, then \
+         {window:.0} s of clients under it. The shield has a default route through the client, \
+         so its answers to the flood's random sources cost what they cost on a real host. Each \
+         defense in a fresh lab, one after another, in this run; in peace the three that issue \
+         11 compares (the kernel with `tcp_syncookies=1`, synshield adaptive and cookies). \
+         synshield runs with `--mode` given; adaptive answers SYNs with state below \
+         `--syn-threshold` (10000/s by default, split between the CPUs) and with cookies from \
+         XDP above it. A client succeeds when its {MESSAGE_LEN} bytes come back within \
+         {timeout} s; the connect times are those of the successful clients (nearest rank); a \
+         lost SYN costs the client's 1-second retransmission. The cookie SYN-ACKs are the \
+         shield's own count (`TcpExtSyncookiesSent`, synproxy's `syn_received`, synshield's \
+         `tx_synack` from its metrics); the SYNs synshield answered with state are its \
+         `redirect_syn` (the kernel does not count those: every SYN it did not answer with a \
+         cookie). Part of hping3's random sources are martian (0/8, 127/8, 224/4; synshield \
+         also drops 240/4) and left unanswered, so the cookie SYN-ACKs stay about a tenth \
+         below the rate that reached the shield.\n\n",
         bound = (timing.warmup + timing.window + GRACE).as_secs(),
         max = MAX_FLOOD_PPS * (timing.warmup + timing.window + GRACE).as_secs() / 1_000_000,
         interval = CLIENT_INTERVAL.as_millis(),
@@ -416,97 +631,222 @@ fn report(results: &[LoadResult], failures: &[(Defense, String)], timing: Timing
         window = timing.window.as_secs_f64(),
         timeout = CONNECT_TIMEOUT.as_secs(),
     );
-    s.push_str(
-        "| defense | flood sent (pps) | reached shield0 (pps) | answered to client0 (pps) | \
-         clients ok | connect p50 | connect p99 | failures |\n|---|---:|---:|---:|---:|---:|---:|---|\n",
+    s.push_str(&peace_report(results));
+    s.push_str(&flood_report(results));
+    for (defense, error) in failures {
+        let _ = writeln!(s, "- {}: **failed**: {error}", defense.label());
+    }
+    if !failures.is_empty() {
+        s.push('\n');
+    }
+    s.push_str(&goals(results));
+    s
+}
+
+/// The in-peace table.
+fn peace_report(results: &[LoadResult]) -> String {
+    let mut s = String::from(
+        "### In peace\n\n\
+         | defense | clients ok | connect p50 | connect p99 | SYNs answered with a cookie | \
+         SYNs answered with state | failures |\n|---|---:|---:|---:|---:|---:|---|\n",
     );
-    for r in results {
+    let count = |v: Option<u64>| v.map_or_else(|| "-".into(), |n| n.to_string());
+    for r in results.iter().filter(|r| r.phase == Phase::Peace) {
         let c = &r.clients;
-        let mut failed = Vec::new();
-        for (n, what) in [
-            (c.connect_timeouts, "connect timed out"),
-            (c.refused_or_reset, "refused or reset"),
-            (c.echo_failed, "echo failed"),
-        ] {
-            if n > 0 {
-                failed.push(format!("{n} {what}"));
-            }
-        }
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | **{:.1} %** of {} | {} | **{}** | {} |",
+            "| {} | **{:.1} %** of {} | {} | **{}** | {} | {} | {} |",
             r.defense.label(),
-            flood::pps(r.flood_sent),
-            flood::pps(r.reached),
-            flood::pps(r.answered),
             c.success_percent(),
             c.attempts,
             ms(c.connect_ms(0.5)),
             ms(c.connect_ms(0.99)),
-            if failed.is_empty() { "none".to_owned() } else { failed.join(", ") },
+            count(r.shield.cookie_synacks),
+            count(r.shield.stateful_syns),
+            c.failures(),
         );
     }
     s.push('\n');
-    for (defense, error) in failures {
-        let _ = writeln!(s, "- {}: **failed**: {error}", defense.label());
-    }
-    let find = |d: Defense| results.iter().find(|r| r.defense == d);
-    if let (Some(ours), Some(kernel)) =
-        (find(Defense::Synshield), find(Defense::KernelCookiesAlways))
-    {
-        let (p99, k99) = (ours.clients.connect_ms(0.99), kernel.clients.connect_ms(0.99));
-        let verdict = match (p99, k99) {
-            (Some(a), Some(b)) if ours.clients.success_percent() >= 100.0 && a <= b => "met",
-            _ => "**not met**",
-        };
+    s
+}
+
+/// The under-flood table, and how synshield's adaptive mode answered the flood.
+fn flood_report(results: &[LoadResult]) -> String {
+    let mut s = String::from(
+        "### Under the flood\n\n\
+         hping3 and the defense share the two CPUs (a veth's receive work runs on the sender's \
+         CPU), so a cheaper defense lets hping3 send faster: read the flood's rate next to the \
+         clients' figures.\n\n\
+         | defense | flood sent (pps) | reached shield0 (pps) | answered to client0 (pps) | \
+         cookie SYN-ACKs (/s) | clients ok | connect p50 | connect p99 | failures |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    let flooded = || results.iter().filter(|r| r.phase == Phase::Flood);
+    for r in flooded() {
+        let c = &r.clients;
         let _ = writeln!(
             s,
-            "Goal (100 % of clients served, p99 no worse than the kernel's cookies in the same run): \
-             {verdict}: synshield {:.1} % with p99 {}, the kernel (`tcp_syncookies=2`) {:.1} % with p99 {}.\n",
+            "| {} | {} | {} | {} | {} | **{:.1} %** of {} | {} | **{}** | {} |",
+            r.defense.label(),
+            flood::pps(r.flood_sent),
+            flood::pps(r.reached),
+            flood::pps(r.answered),
+            r.cookie_synack_rate().map_or_else(|| "-".into(), flood::pps),
+            c.success_percent(),
+            c.attempts,
+            ms(c.connect_ms(0.5)),
+            ms(c.connect_ms(0.99)),
+            c.failures(),
+        );
+    }
+    s.push('\n');
+    for r in flooded().filter(|r| r.defense == Defense::SynshieldAdaptive) {
+        if let (Some(stateful), Some(cpus), Some(switches)) =
+            (r.shield.stateful_syns, r.shield.cookie_cpus, r.shield.to_cookies)
+        {
+            let _ = writeln!(
+                s,
+                "- {} under the flood: {stateful} SYNs answered with state in the window (the \
+                 SYNs, the clients' and the flood's, that reached a CPU below its share of \
+                 `--syn-threshold`, and the flood's first SYNs on a CPU before it switched), {switches} switches of a CPU to cookies in the \
+                 window, {cpus} CPU(s) answering with cookies at its end.\n",
+                r.defense.label(),
+            );
+        }
+    }
+    s
+}
+
+/// Issue 11's goals, and the load test's own, with a verdict computed from this run's rows.
+fn goals(results: &[LoadResult]) -> String {
+    let mut s = String::new();
+    let find = |d: Defense, p: Phase| results.iter().find(|r| r.defense == d && r.phase == p);
+    let served = |r: &LoadResult| r.clients.success_percent() >= 100.0;
+    let verdict = |met: bool| if met { "met" } else { "**not met**" };
+
+    // (a) In peace, adaptive's p99 no worse than the kernel's with tcp_syncookies=1.
+    if let (Some(ours), Some(kernel)) = (
+        find(Defense::SynshieldAdaptive, Phase::Peace),
+        find(Defense::KernelCookiesOnOverflow, Phase::Peace),
+    ) {
+        let (p99, k99) = (ours.clients.connect_ms(0.99), kernel.clients.connect_ms(0.99));
+        let met = served(ours) && p99.zip(k99).is_some_and(|(a, b)| a <= b);
+        let _ = writeln!(
+            s,
+            "Goal (issue 11), in peace: every client served and adaptive's connect p99 no worse \
+             than the kernel's (`tcp_syncookies=1`): {}: synshield adaptive {:.1} % with p99 {}, \
+             the kernel {:.1} % with p99 {}.\n",
+            verdict(met),
             ours.clients.success_percent(),
             ms(p99),
             kernel.clients.success_percent(),
             ms(k99),
         );
     }
+
+    // (b) Under flood, adaptive's SYN-ACK rate the same as cookie mode's.
+    if let (Some(adaptive), Some(cookies)) = (
+        find(Defense::SynshieldAdaptive, Phase::Flood),
+        find(Defense::SynshieldCookies, Phase::Flood),
+    ) && let (Some(a), Some(c)) = (adaptive.cookie_synack_rate(), cookies.cookie_synack_rate())
+        && c > 0.0
+    {
+        let ratio = a / c;
+        let share = |rate: f64, r: &LoadResult| 100.0 * rate / r.reached.max(1e-9);
+        let _ = writeln!(
+            s,
+            "Goal (issue 11), under the flood: adaptive's SYN-ACK rate the same as cookie \
+             mode's (within {tolerance:.0} %): {}: adaptive {} SYN-ACK/s against {} SYN-ACK/s, a \
+             ratio of {ratio:.2} (`tx_synack`; of the frames that reached shield0, adaptive \
+             answered {:.0} %, cookie mode {:.0} %).\n",
+            verdict((ratio - 1.0).abs() <= SAME_RATE_TOLERANCE),
+            flood::pps(a),
+            flood::pps(c),
+            share(a, adaptive),
+            share(c, cookies),
+            tolerance = 100.0 * SAME_RATE_TOLERANCE,
+        );
+    }
+
+    // The load test's own goal, for both modes.
+    if let Some(kernel) = find(Defense::KernelCookiesAlways, Phase::Flood) {
+        let k99 = kernel.clients.connect_ms(0.99);
+        for defense in [Defense::SynshieldAdaptive, Defense::SynshieldCookies] {
+            let Some(ours) = find(defense, Phase::Flood) else { continue };
+            let p99 = ours.clients.connect_ms(0.99);
+            let met = served(ours) && p99.zip(k99).is_some_and(|(a, b)| a <= b);
+            let _ = writeln!(
+                s,
+                "Goal (100 % of clients served under the flood, p99 no worse than the kernel's \
+                 cookies in the same run), {}: {}: {:.1} % with p99 {}, the kernel \
+                 (`tcp_syncookies=2`) {:.1} % with p99 {}.\n",
+                ours.defense.label(),
+                verdict(met),
+                ours.clients.success_percent(),
+                ms(p99),
+                kernel.clients.success_percent(),
+                ms(k99),
+            );
+        }
+    }
     s
 }
 
 fn plots(results: &[LoadResult]) -> Result<String> {
-    let names: Vec<String> = results.iter().map(|r| r.defense.plain_label().to_owned()).collect();
-    let success = plot::bar_chart(
-        "Clients served during the flood",
-        "% of connections that completed the echo",
-        &names,
-        &[Series {
-            name: "served",
-            values: results.iter().map(|r| Some(r.clients.success_percent())).collect(),
-        }],
-    )?;
-    let latency = plot::bar_chart(
-        "Connect time of the clients during the flood",
-        "milliseconds",
-        &names,
-        &[
-            Series {
-                name: "p50",
-                values: results.iter().map(|r| r.clients.connect_ms(0.5)).collect(),
-            },
-            Series {
-                name: "p99",
-                values: results.iter().map(|r| r.clients.connect_ms(0.99)).collect(),
-            },
-        ],
-    )?;
-    Ok(format!(
-        "{}{}",
-        plot::save("load-test-served", "Clients served during the flood, per defense", &success)?,
-        plot::save(
+    let mut s = String::new();
+    let names = |rows: &[&LoadResult]| -> Vec<String> {
+        rows.iter().map(|r| r.defense.plain_label().to_owned()).collect()
+    };
+    let latency = |title: &str, rows: &[&LoadResult]| {
+        plot::bar_chart(
+            title,
+            "milliseconds",
+            &names(rows),
+            &[
+                Series {
+                    name: "p50",
+                    values: rows.iter().map(|r| r.clients.connect_ms(0.5)).collect(),
+                },
+                Series {
+                    name: "p99",
+                    values: rows.iter().map(|r| r.clients.connect_ms(0.99)).collect(),
+                },
+            ],
+        )
+    };
+    let peace: Vec<&LoadResult> = results.iter().filter(|r| r.phase == Phase::Peace).collect();
+    if !peace.is_empty() {
+        let svg = latency("Connect time of the clients in peace", &peace)?;
+        s.push_str(&plot::save(
+            "load-test-peace-connect",
+            "Connect time p50 and p99 in peace, per defense",
+            &svg,
+        )?);
+    }
+    let flooded: Vec<&LoadResult> = results.iter().filter(|r| r.phase == Phase::Flood).collect();
+    if !flooded.is_empty() {
+        let success = plot::bar_chart(
+            "Clients served during the flood",
+            "% of connections that completed the echo",
+            &names(&flooded),
+            &[Series {
+                name: "served",
+                values: flooded.iter().map(|r| Some(r.clients.success_percent())).collect(),
+            }],
+        )?;
+        s.push_str(&plot::save(
+            "load-test-served",
+            "Clients served during the flood, per defense",
+            &success,
+        )?);
+        let svg = latency("Connect time of the clients during the flood", &flooded)?;
+        s.push_str(&plot::save(
             "load-test-connect",
             "Connect time p50 and p99 during the flood, per defense",
-            &latency
-        )?
-    ))
+            &svg,
+        )?);
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -529,5 +869,85 @@ mod tests {
         assert_eq!(stats.connect_ms(0.5), Some(2.0));
         assert_eq!(stats.connect_ms(0.99), Some(1000.0));
         assert_eq!(ClientStats::default().connect_ms(0.5), None);
+    }
+
+    /// A window of 100 clients, all served, whose p99 (nearest rank: the 99th) is `p99_ms`.
+    fn row(defense: Defense, phase: Phase, p99_ms: u64, cookie_synacks: u64) -> LoadResult {
+        let mut connect_times = vec![Duration::from_micros(100); 98];
+        connect_times.extend([Duration::from_millis(p99_ms); 2]);
+        LoadResult {
+            defense,
+            phase,
+            flood_sent: 150_000.0,
+            reached: 150_000.0,
+            answered: 150_000.0,
+            shield: ShieldCounts {
+                seconds: 1.0,
+                cookie_synacks: Some(cookie_synacks),
+                stateful_syns: Some(0),
+                cookie_cpus: Some(1),
+                to_cookies: Some(1),
+            },
+            clients: ClientStats {
+                attempts: 100,
+                succeeded: 100,
+                connect_times,
+                ..ClientStats::default()
+            },
+        }
+    }
+
+    #[test]
+    fn goals_are_judged_from_the_rows_of_the_same_run() {
+        let results = [
+            row(Defense::KernelCookiesOnOverflow, Phase::Peace, 1, 0),
+            row(Defense::SynshieldAdaptive, Phase::Peace, 1, 0),
+            row(Defense::KernelCookiesAlways, Phase::Flood, 2, 100_000),
+            row(Defense::SynshieldAdaptive, Phase::Flood, 3, 136_000),
+            row(Defense::SynshieldCookies, Phase::Flood, 2, 150_000),
+        ];
+        let g = goals(&results);
+        assert!(g.contains("in peace: every client served and adaptive's connect p99 no worse than the kernel's (`tcp_syncookies=1`): met"), "{g}");
+        assert!(g.contains("within 10 %): met: adaptive 136.0 k SYN-ACK/s against 150.0 k SYN-ACK/s, a ratio of 0.91"), "{g}");
+        assert!(g.contains("`--mode adaptive`: **not met**: 100.0 % with p99 3.00 ms"), "{g}");
+        assert!(g.contains("`--mode cookies`: met: 100.0 % with p99 2.00 ms"), "{g}");
+
+        let mut slow = results.clone();
+        slow[1] = row(Defense::SynshieldAdaptive, Phase::Peace, 5, 0);
+        slow[3] = row(Defense::SynshieldAdaptive, Phase::Flood, 2, 130_000);
+        let g = goals(&slow);
+        assert!(
+            g.contains(
+                "(`tcp_syncookies=1`): **not met**: synshield adaptive 100.0 % with p99 5.00 ms"
+            ),
+            "{g}"
+        );
+        assert!(g.contains("within 10 %): **not met**"), "{g}");
+        // A client not served fails the peace goal whatever the p99.
+        slow[1] = row(Defense::SynshieldAdaptive, Phase::Peace, 1, 0);
+        slow[1].clients.attempts = 101;
+        slow[1].clients.connect_timeouts = 1;
+        assert!(
+            goals(&slow).contains("(`tcp_syncookies=1`): **not met**: synshield adaptive 99.0 %")
+        );
+        // Without the rows a goal needs, no verdict.
+        assert!(goals(&results[2..3]).is_empty());
+    }
+
+    #[test]
+    fn reads_the_shields_own_counts() {
+        let stat = "entries\t\tsyn_received\tcookie_invalid\tcookie_valid\tcookie_retrans\tconn_reopened\n\
+                    00000000\t0000001a\t00000000\t00000002\t00000000\t00000000\n\
+                    00000000\t00000010\t00000000\t00000000\t00000000\t00000000\n";
+        assert_eq!(synproxy_syn_received(stat).unwrap(), 0x1a + 0x10);
+        assert!(synproxy_syn_received("entries cookie_valid\n").is_err());
+        let text = "# TYPE synshield_xdp_frames_total counter\n\
+                    synshield_xdp_frames_total{verdict=\"redirect_syn\"} 12\n\
+                    synshield_xdp_frames_total{verdict=\"tx_synack\"} 345\n\
+                    synshield_syn_defense_cookie_cpus 1\n";
+        assert_eq!(metric(text, "synshield_xdp_frames_total{verdict=\"tx_synack\"}"), Some(345));
+        assert_eq!(metric(text, "synshield_xdp_frames_total{verdict=\"redirect_syn\"}"), Some(12));
+        assert_eq!(metric(text, "synshield_syn_defense_cookie_cpus"), Some(1));
+        assert_eq!(metric(text, "synshield_xdp_frames_total"), None);
     }
 }

@@ -100,6 +100,27 @@ impl Process {
         (seconds > 0.0).then_some(rate)
     }
 
+    /// Of the status lines read between two moments, the share whose fields start with
+    /// `prefix` (`mode adaptive:cookies`, say); `None` without any status line.
+    pub(super) fn share_of_status_lines(
+        &mut self,
+        from: Instant,
+        to: Instant,
+        prefix: &str,
+    ) -> Option<f64> {
+        self.seen.extend(self.stdout.try_iter());
+        let fields: Vec<&str> = self
+            .seen
+            .iter()
+            .filter(|(at, _)| (from..=to).contains(at))
+            .filter_map(|(_, l)| l.strip_prefix("status: "))
+            .collect();
+        let matching = fields.iter().filter(|f| f.starts_with(prefix)).count();
+        #[expect(clippy::cast_precision_loss, reason = "a share of a few status lines")]
+        let share = matching as f64 / fields.len() as f64;
+        (!fields.is_empty()).then_some(share)
+    }
+
     /// A pidfd for the process: readable once it has exited.
     pub(super) fn pidfd(&self) -> Result<OwnedFd> {
         pidfd_open(self.child.id()).with_context(|| format!("pidfd_open for {}", self.what))
