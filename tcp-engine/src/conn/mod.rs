@@ -1061,6 +1061,17 @@ impl Connection {
         self.finish(CloseReason::Aborted);
     }
 
+    /// Closes at once and sends nothing: no RST, no FIN, no more SYN-ACKs. For a connection
+    /// still in SYN-RECEIVED when the server stops, as Linux drops the SYN queue with its
+    /// listener: a real client's third ACK then meets no connection and is reset, and a flood's
+    /// half-open entries do not each cost a packet to a forged address.
+    pub fn discard(&mut self) {
+        self.pending_rst = None;
+        if self.state != State::Closed {
+            self.finish(CloseReason::Aborted);
+        }
+    }
+
     /// Queues <SEQ=SND.NXT><CTL=RST> for the next `poll_transmit`.
     fn queue_rst(&mut self) {
         self.pending_rst = Some((self.snd_nxt.max(self.snd_una), None));

@@ -462,6 +462,16 @@ fn syn_received_rst_closes() {
     assert_eq!(f.events(), [Event::Closed(CloseReason::Reset)]);
 }
 
+#[test]
+fn syn_received_discarded_sends_nothing_and_closes() {
+    let mut f = syn_received();
+    f.conn.discard();
+    assert_eq!(f.state(), State::Closed);
+    assert_eq!(f.events(), [Event::Closed(CloseReason::Aborted)]);
+    f.sent_nothing();
+    assert_eq!(f.conn.poll_timeout(), None, "no SYN-ACK retransmission left");
+}
+
 // ---------------------------------------------------------------- ESTABLISHED
 
 #[test]

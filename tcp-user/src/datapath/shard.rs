@@ -747,11 +747,20 @@ impl<F: FlowMap> Shard<F> {
 
     // ---- stopping ----
 
-    /// Sends FIN on every connection (a graceful stop).
+    /// Sends FIN on every connection (a graceful stop); drops the half-open ones.
     pub fn close_all(&mut self, now: Instant) {
         let ids: Vec<ConnId> = self.table.ids().collect();
         for id in ids {
-            let _ = self.table.with_connection(now, id, |conn, _| conn.shutdown());
+            let _ = self.table.with_connection(now, id, |conn, _| {
+                if conn.state() == State::SynReceived {
+                    // Half-open (no application has seen it): dropped without a word, as
+                    // Linux drops a listener's SYN queue; a FIN would wait for a third ACK
+                    // that a flood's forged source never sends.
+                    conn.discard();
+                } else {
+                    let _ = conn.shutdown();
+                }
+            });
         }
     }
 

@@ -483,6 +483,29 @@ fn a_handshake_that_never_completes_is_dropped_with_its_entry() {
     assert_eq!(*seen.lock().unwrap(), [true, false, true], "room again");
 }
 
+#[test]
+fn a_graceful_stop_drops_half_open_connections_and_closes_the_others_with_fin() {
+    let mut s = shard();
+    let (flag, _) = room_recorder();
+    s.set_half_open(16, flag);
+    let now = Instant::from_millis(1);
+    s.handle_frame(
+        now,
+        &meta(RxMeta::NEW_FLOW, cookie_flow(0)),
+        &from_client(40090, CLIENT_ISN + 1, SERVER_ISN + 1, false, b""),
+    );
+    s.handle_frame(now, &syn_meta(), &syn_from_client(40091, 1460));
+    assert_eq!(run(&mut s, now).len(), 1, "the SYN-ACK");
+    s.close_all(now);
+    let out = run(&mut s, now);
+    assert_eq!(out.len(), 1, "one FIN, nothing to the half-open peer: {out:?}");
+    assert!(out[0].fin && !out[0].rst);
+    assert_eq!(s.table_stats().by_state[State::SynReceived.index()], 0);
+    assert!(!s.flows.contains_key(&flow_key(&tuple(40091))), "its entry goes with it");
+    // Nor does it come back: no SYN-ACK retransmission after the stop.
+    assert!(run(&mut s, Instant::from_secs(2)).iter().all(|o| o.fin && !o.rst));
+}
+
 /// `from_client`, sent from another MAC address (a router that took over, or an impostor).
 fn from_mac(mac: [u8; 6], port: u16, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
     let mut v = Vec::new();
