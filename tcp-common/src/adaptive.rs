@@ -6,7 +6,7 @@
 //! |---|---|
 //! | [`SynMode::Cookies`] | XDP answers with a cookie SYN-ACK (`XDP_TX`). |
 //! | [`SynMode::Stateful`] | to userspace (`RxMeta` kind SYN) while the RX queue's half-open table has room, else dropped (`drop_syn_half_open_full`): Linux's `tcp_syncookies=0`. |
-//! | [`SynMode::Adaptive`] | to userspace while this CPU's SYN rate is below its share of `--syn-threshold` and the queue's half-open table has room; a cookie SYN-ACK otherwise. |
+//! | [`SynMode::Adaptive`] | to userspace while no CPU's SYN rate is above its share of `--syn-threshold` and the queue's half-open table has room; a cookie SYN-ACK otherwise. |
 //!
 //! # The rate, per CPU
 //!
@@ -19,11 +19,23 @@
 //! against its share of the threshold: `syn_window_limit` = `--syn-threshold` × window / the
 //! number of CPUs that receive (the interface's RX queues, at most the online CPUs), computed
 //! by userspace ([`window_limit`]). When RSS spreads SYNs
-//! evenly, the CPUs switch together at the threshold; when a flood lands on fewer CPUs, those
-//! switch earlier, never later, and the others stay stateful with less than their share each:
-//! the SYNs that reach userspace stay below the threshold in sum, whatever the spread. The
-//! state is per CPU too, so userspace reads it from every CPU ([`SynRate`]) and shows the
-//! aggregate ("cookies on k of n CPUs").
+//! evenly, the CPUs pass their limits together at the threshold; when a flood lands on fewer
+//! CPUs, those pass theirs earlier, never later. The state is per CPU too, so userspace reads
+//! it from every CPU ([`SynRate`]) and shows the aggregate ("k of n CPUs see a flood").
+//!
+//! # The answer, for the whole host
+//!
+//! A flood seen by one CPU switches every CPU to cookies, as Linux switches a whole listener
+//! when its SYN queue overflows: the CPUs that receive little of it would otherwise answer its
+//! SYNs with state, and their legitimate clients would wait on userspace while the flood keeps
+//! the machine busy. A flooded CPU writes, once per window, into a shared one-entry array
+//! (`SYNSHIELD_SYN_FLOOD`) the window until which every CPU answers with cookies: the current
+//! window, once it has seen more than half the limit, plus the calm windows the flooded CPU
+//! needs to go back, plus one ([`SynRate::answer_syn`]); so the hold ends when that CPU's own
+//! hysteresis would end its flood. Every other CPU reads that line per SYN; it is written a few dozen
+//! times a second during a flood and never in peace, so it stays in every CPU's cache. The
+//! write is a plain store: two flooded CPUs racing write windows within one of each other,
+//! either is right.
 //!
 //! # Hysteresis
 //!
@@ -163,6 +175,27 @@ impl SynRate {
     }
 }
 
+impl SynRate {
+    /// The answer of adaptive mode to a SYN at `now` (jiffies): [`SynRate::count_syn`] on
+    /// this CPU, then the host's hold (`hold`: the shared `SYNSHIELD_SYN_FLOOD` value, the
+    /// window until which every CPU answers with cookies; see "The answer, for the whole
+    /// host" above). Returns whether to answer with a cookie, and the new hold to store when
+    /// this CPU is flooded, its current window is not calm (more than half the limit), and
+    /// the hold is not yet what it says: at most once per window.
+    #[inline(always)]
+    #[must_use]
+    pub fn answer_syn(&mut self, now: u64, p: &RateParams, hold: u64) -> (bool, Option<u64>) {
+        let window = now >> (p.shift & 63);
+        if !self.count_syn(now, p) {
+            return (window < hold, None);
+        }
+        // Only a window that is not calm (more than half the limit so far) moves the hold:
+        // then the hold ends exactly when this CPU's own calm windows would end its flood.
+        let until = window.wrapping_add(u64::from(p.calm_windows)).wrapping_add(1);
+        (true, (self.syns > p.limit / 2 && hold != until).then_some(until))
+    }
+}
+
 /// Every CPU's [`SynRate`], summed up for people: the status line, the metrics, the log line
 /// of a switch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -260,6 +293,53 @@ mod tests {
         burst(&mut r, 11, 50);
         assert!(!burst(&mut r, 1_000_000, 1)[0]);
         assert_eq!((r.to_cookies, r.to_stateful), (2, 2));
+    }
+
+    #[test]
+    fn a_flood_on_one_cpu_switches_every_cpu_and_the_hold_ends_with_it() {
+        let (mut flooded, mut quiet, mut hold) = (SynRate::default(), SynRate::default(), 0u64);
+        let answer = |r: &mut SynRate, w: u64, hold: &mut u64| {
+            let (cookie, store) = r.answer_syn(w * W, &P, *hold);
+            if let Some(h) = store {
+                *hold = h;
+            }
+            cookie
+        };
+        assert!(!answer(&mut quiet, 100, &mut hold), "peace: stateful");
+        // CPU A passes its limit in window 101: from its 21st SYN on, the hold is set.
+        let a: std::vec::Vec<bool> =
+            (0..25).map(|_| answer(&mut flooded, 101, &mut hold)).collect();
+        assert!(a[..20].iter().all(|c| !c) && a[20..].iter().all(|c| *c), "{a:?}");
+        assert_eq!(hold, 101 + 3 + 1);
+        // CPU B, with one SYN: a cookie too, for as long as A holds the flood.
+        assert!(answer(&mut quiet, 101, &mut hold));
+        assert!(answer(&mut quiet, 104, &mut hold));
+        assert_eq!((quiet.cookies, quiet.to_cookies), (0, 0), "B's own rate never passed");
+        // The flood goes on in 102, above half the limit (A moves the hold on its first SYN
+        // of the window, and only then).
+        for i in 1..=15 {
+            assert!(answer(&mut flooded, 102, &mut hold));
+            assert_eq!(hold, if i <= 10 { 105 } else { 106 }, "SYN {i} of window 102");
+        }
+        assert!(answer(&mut quiet, 105, &mut hold), "within the hold");
+        // A's calm windows 103..=105 (no SYN) end its flood in 106, and the hold with it.
+        assert!(!answer(&mut flooded, 106, &mut hold), "A back to stateful");
+        assert!(!answer(&mut quiet, 106, &mut hold), "B with it");
+        // Calm windows with SYNs (at most half the limit) do not move the hold: A goes back
+        // when its own calm windows say so, and the hold is over by then.
+        hold = 0;
+        let a: std::vec::Vec<bool> =
+            (0..21).map(|_| answer(&mut flooded, 200, &mut hold)).collect();
+        assert!(a[20], "switched on the 21st SYN");
+        assert_eq!(hold, 204);
+        for w in 201..204 {
+            assert!(answer(&mut flooded, w, &mut hold), "calm window {w}: still cookies");
+            assert_eq!(hold, 204, "not moved by a calm window");
+        }
+        // 201..=203 were calm: A is back in 204, and so is every CPU.
+        assert!(!answer(&mut flooded, 204, &mut hold));
+        assert!(!answer(&mut quiet, 204, &mut hold));
+        assert_eq!((flooded.to_cookies, flooded.to_stateful), (2, 2), "two floods, two returns");
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub mod maps {
     /// `PerCpuArray<adaptive::SynRate>` with one entry: each CPU's SYN rate and answer
     /// (adaptive mode), for userspace to read.
     pub const SYN_RATE: &str = "SYNSHIELD_SYN_RATE";
+    /// `Array<u64>` with one entry: the window (of jiffies) until which every CPU answers SYNs
+    /// with cookies, written by a flooded CPU (`adaptive`, "The answer, for the whole host").
+    pub const SYN_FLOOD: &str = "SYNSHIELD_SYN_FLOOD";
     /// `Array<u32>`, indexed by RX queue: 1 while the queue's half-open table has room for a
     /// stateful SYN, 0 (the initial value) while it has none or no one serves it (written by
     /// userspace, see `meta`).

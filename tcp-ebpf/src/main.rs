@@ -93,6 +93,11 @@ static HALF_OPEN_ROOM: Array<u32> = Array::with_max_entries(MAX_RX_QUEUES, 0);
 #[map(name = "SYNSHIELD_SYN_RATE")]
 static SYN_RATE: PerCpuArray<SynRate> = PerCpuArray::with_max_entries(1, 0);
 
+/// The window until which every CPU answers SYNs with cookies in adaptive mode, written by a
+/// flooded CPU (`tcp_common::adaptive`, "The answer, for the whole host").
+#[map(name = "SYNSHIELD_SYN_FLOOD")]
+static SYN_FLOOD: Array<u64> = Array::with_max_entries(1, 0);
+
 /// The addresses whose SYNs are answered (`tcp_common::local`).
 #[map(name = "SYNSHIELD_LOCAL_ADDRS")]
 static LOCAL_ADDRS: Array<LocalAddrs> = Array::with_max_entries(1, 0);
@@ -305,7 +310,8 @@ fn syn_answer(cfg: &Config, queue: u32) -> u32 {
 /// [`syn_answer`] in stateful and adaptive modes: the queue's room
 /// (`SYNSHIELD_HALF_OPEN_ROOM`), and in adaptive mode this CPU's SYN rate
 /// (`SYNSHIELD_SYN_RATE`, counted here in windows of jiffies: `bpf_jiffies64`, which the
-/// verifier inlines as one load, where `bpf_ktime_get_coarse_ns` cost 23 ns per SYN).
+/// verifier inlines as one load, where `bpf_ktime_get_coarse_ns` cost 23 ns per SYN) and the
+/// host's flood hold (`SYNSHIELD_SYN_FLOOD`).
 ///
 /// A *global* BPF function (see `synshield_tcp_options`): verified once, not in each of the
 /// six SYN paths.
@@ -321,10 +327,25 @@ pub extern "C" fn synshield_syn_answer(queue: u32) -> u32 {
         SynMode::Adaptive => {
             // SAFETY: no preconditions.
             let now = unsafe { bpf_jiffies64() };
-            let flooded = match SYN_RATE.get_ptr_mut(0) {
-                // SAFETY: this CPU's slot, only this CPU writes it while the program runs.
-                Some(rate) => unsafe { (*rate).count_syn(now, &cfg.rate_params()) },
-                None => true,
+            let flooded = match (SYN_RATE.get_ptr_mut(0), SYN_FLOOD.get_ptr_mut(0)) {
+                (Some(rate), Some(hold)) => {
+                    // SAFETY: `rate` is this CPU's slot, which only this CPU writes while the
+                    // program runs; `hold` is a valid u64 in the map, which other CPUs may
+                    // store to at the same time: read and written as one volatile 8-byte
+                    // access each (either value is a right answer).
+                    unsafe {
+                        let (cookie, store) = (*rate).answer_syn(
+                            now,
+                            &cfg.rate_params(),
+                            core::ptr::read_volatile(hold),
+                        );
+                        if let Some(until) = store {
+                            core::ptr::write_volatile(hold, until);
+                        }
+                        cookie
+                    }
+                }
+                _ => true,
             };
             if flooded || !room { SYN_COOKIE } else { SYN_STATEFUL }
         }

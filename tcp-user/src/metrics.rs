@@ -116,7 +116,7 @@ pub const METRICS: &[Metric] = &[
         out(&[("version", version), ("iface", &s.info.iface), ("xdp_mode", &s.info.xdp_mode), ("defense", &s.info.defense)], 1);
     }),
     gauge("synshield_start_time_seconds", "Unix time the process started.", |s| s.info.start_time_seconds),
-    gauge("synshield_syn_defense_cookie_cpus", "Adaptive mode: CPUs answering SYNs with cookies now (under a flood; 0 in peace and in the other modes).", |s| u64::from(s.defense.cpus_on_cookies)),
+    gauge("synshield_syn_defense_cookie_cpus", "Adaptive mode: CPUs that see a SYN flood now, which makes every CPU answer with cookies (0 in peace and in the other modes).", |s| u64::from(s.defense.cpus_on_cookies)),
     labeled("synshield_syn_defense_switches_total", Kind::Counter, "Switches of a CPU's SYN answer in adaptive mode, by what it switched to.", |s, out| {
         out(&[("to", "cookies")], s.defense.to_cookies);
         out(&[("to", "stateful")], s.defense.to_stateful);

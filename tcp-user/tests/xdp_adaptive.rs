@@ -142,6 +142,17 @@ fn pin_to_one_cpu() {
     }
 }
 
+/// Moves the test thread to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a plain bit set on the stack, for this thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set), 0);
+        assert_eq!(usize::try_from(libc::sched_getcpu()).unwrap(), cpu);
+    }
+}
+
 /// A SYN with a Linux client's options from `sport`.
 fn syn(sport: u16) -> Vec<u8> {
     let options = [2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 9, 0, 0, 0, 0, 1, 3, 3, 7];
@@ -379,4 +390,50 @@ fn next_window(w: u64, shift: u8) -> u64 {
         }
         std::thread::sleep(tick * u32::try_from(start - now).unwrap_or(1));
     }
+}
+
+/// A flood seen by one CPU makes every CPU answer with cookies (as Linux's listener switches
+/// as a whole), until the flooded CPU's calm windows would have ended it; then stateful again.
+#[test]
+fn a_flood_on_one_cpu_switches_every_cpu_to_cookies_for_as_long_as_it_lasts() {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if cpus < 2 {
+        eprintln!("one CPU: nothing to switch on another");
+        return;
+    }
+    let mut cfg = config(SynMode::Adaptive);
+    (cfg.syn_window_shift, cfg.syn_window_limit, cfg.syn_calm_windows) = (shift(), LIMIT, CALM);
+    let stateful = Answer::Redirect(RxKind::Syn);
+    for attempt in 1..=3 {
+        let mut shield = Shield::new(&cfg);
+        shield.set_room(true);
+        let shift = shift();
+        let (a, b) = (0, 1);
+        pin_to(b);
+        assert_eq!(shield.answer(&syn(20_000)).0, stateful, "peace on CPU {b}");
+        // CPU a passes its limit within one window; CPU b, a moment later, gets a cookie.
+        pin_to(a);
+        let window = next_window(jiffies() >> shift, shift);
+        let flood: Vec<Answer> = (0..=LIMIT)
+            .map(|i| shield.answer(&syn(20_001 + u16::try_from(i).unwrap())).0)
+            .collect();
+        pin_to(b);
+        let on_b = shield.answer(&syn(30_000)).0;
+        if jiffies() >> shift > window + u64::from(CALM) {
+            eprintln!("attempt {attempt}: the machine was too slow for the hold's windows");
+            continue;
+        }
+        assert_eq!(flood.last(), Some(&Answer::Tx), "CPU {a} flooded: {flood:?}");
+        assert_eq!(on_b, Answer::Tx, "CPU {b} answers with a cookie during CPU {a}'s flood");
+        let d = shield.defense();
+        assert_eq!((d.cpus_on_cookies, d.to_cookies), (1, 1), "only CPU {a} saw it: {d:?}");
+        // Past the hold (CALM + 1 windows after the flood's last): stateful on b again.
+        let mut w = window;
+        for _ in 0..=CALM {
+            w = next_window(w, shift);
+        }
+        assert_eq!(shield.answer(&syn(30_001)).0, stateful, "the hold ended with the flood");
+        return;
+    }
+    panic!("the machine was too busy for 100 ms windows three times");
 }

@@ -174,7 +174,8 @@ pub(super) struct ShieldCounts {
     pub(super) cookie_synacks: Option<u64>,
     /// synshield: SYNs sent to userspace to be answered with state (`redirect_syn`).
     pub(super) stateful_syns: Option<u64>,
-    /// synshield: CPUs answering SYNs with cookies at the end of the window.
+    /// synshield: CPUs that saw a flood at the end of the window (every CPU answers with
+    /// cookies while one does).
     pub(super) cookie_cpus: Option<u64>,
     /// synshield: switches of a CPU to cookies in the window.
     pub(super) to_cookies: Option<u64>,
@@ -612,9 +613,9 @@ fn report(results: &[LoadResult], failures: &[(Defense, String)], timing: Timing
          so its answers to the flood's random sources cost what they cost on a real host. Each \
          defense in a fresh lab, one after another, in this run; in peace the three that issue \
          11 compares (the kernel with `tcp_syncookies=1`, synshield adaptive and cookies). \
-         synshield runs with `--mode` given; adaptive answers SYNs with state below \
-         `--syn-threshold` (10000/s by default, split between the CPUs) and with cookies from \
-         XDP above it. A client succeeds when its {MESSAGE_LEN} bytes come back within \
+         synshield runs with `--mode` given; adaptive answers SYNs with state while every CPU \
+         is below its share of `--syn-threshold` (10000/s by default) and with cookies from \
+         XDP, on every CPU, once one passes it. A client succeeds when its {MESSAGE_LEN} bytes come back within \
          {timeout} s; the connect times are those of the successful clients (nearest rank); a \
          lost SYN costs the client's 1-second retransmission. The cookie SYN-ACKs are the \
          shield's own count (`TcpExtSyncookiesSent`, synproxy's `syn_received`, synshield's \
@@ -707,8 +708,8 @@ fn flood_report(results: &[LoadResult]) -> String {
             let _ = writeln!(
                 s,
                 "- {} under the flood: {stateful} SYNs answered with state in the window (the \
-                 SYNs, the clients' and the flood's, that reached a CPU below its share of \
-                 `--syn-threshold`, and the flood's first SYNs on a CPU before it switched), {switches} switches of a CPU to cookies in the \
+                 flood's first SYNs before a CPU passed its share of `--syn-threshold`, and the \
+                 SYNs after a calm spell ended the hold), {switches} switches of a CPU to cookies in the \
                  window, {cpus} CPU(s) answering with cookies at its end.\n",
                 r.defense.label(),
             );
