@@ -220,7 +220,10 @@ struct Memory {
 /// index and timer heap included), then per TIME-WAIT record once every connection closed
 /// (we close first, the peer's FIN+ACK follows), and what the table keeps once they expired.
 fn memory() -> Memory {
-    let config = Arc::new(Config::default());
+    // Room for every connection's TIME-WAIT record: the default cap (`max_time_wait`, like
+    // Linux's tcp_max_tw_buckets) would end most of them without one, and the record's size
+    // is what this measures.
+    let config = Arc::new(Config { max_time_wait: IDLE_CONNECTIONS as usize, ..Config::default() });
     let before = LIVE.load(Ordering::Relaxed);
     let mut table: ConnectionTable<()> = ConnectionTable::new(config, 7);
     let empty_table = LIVE.load(Ordering::Relaxed) - before;
