@@ -1,7 +1,9 @@
-//! synshield userspace: the XDP loader, the counters, the lab used by tests and `cargo xtask
-//! run` (with its link impairments, `impair`), and (to come) the AF_XDP data path,
-//! connection manager and applications.
+//! synshield userspace: the XDP loader and the addresses it follows, the AF_XDP data path with
+//! its connection shards and applications, the service (`serve`), its metrics, `top` and
+//! `check`, and the lab used by tests, benchmarks and `cargo xtask run` (with its link
+//! impairments, `impair`).
 
+pub mod addresses;
 pub mod app;
 pub mod bench;
 pub mod check;

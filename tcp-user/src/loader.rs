@@ -155,6 +155,8 @@ pub struct Shield {
     ebpf: Ebpf,
     iface: String,
     mode: AttachedMode,
+    /// The address list written when attaching.
+    local: LocalAddrs,
 }
 
 impl std::fmt::Debug for Shield {
@@ -210,7 +212,7 @@ impl Shield {
                 other => other?,
             },
         };
-        Ok(Shield { ebpf, iface: iface.to_owned(), mode })
+        Ok(Shield { ebpf, iface: iface.to_owned(), mode, local })
     }
 
     /// The interface the program is attached to.
@@ -465,8 +467,9 @@ impl ConfigWriter {
     }
 }
 
-/// Rewrites the addresses whose SYNs are answered from anywhere (a task that follows the
-/// interface's addresses): see [`local_addrs`] and [`interface_addresses`].
+/// Rewrites the addresses whose SYNs are answered from anywhere (the task that follows the
+/// interface's addresses, [`crate::addresses::follow`]): see [`local_addrs`] and
+/// [`interface_addresses`].
 pub struct LocalAddrsWriter(Array<MapData, LocalAddrs>);
 
 impl LocalAddrsWriter {
@@ -547,6 +550,11 @@ impl Shield {
         Array::try_from(map_handle(&self.ebpf, maps::CONFIG)?)
             .map(ConfigWriter)
             .map_err(|e| other(&e))
+    }
+
+    /// The addresses whose SYNs are answered, as written when attaching.
+    pub fn local_addrs(&self) -> LocalAddrs {
+        self.local
     }
 
     /// A writer of the local addresses that does not borrow the shield.

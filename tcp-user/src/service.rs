@@ -173,7 +173,15 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let keeper = Keeper::start(&args.fleet, schedule)?;
     let mut config = xdp_config(&args)?;
     config.secrets = keeper.secrets();
+    // Subscribed before the loader reads the addresses: no change after that read is missed.
+    let address_watch = crate::addresses::AddressWatch::open()
+        .context("subscribing to the interface's address changes (netlink)")?;
     let shield = Shield::attach_with(&args.iface, args.xdp_mode, &config, &shield_options(&args))?;
+    let addresses = crate::addresses::Follower::new(
+        address_watch,
+        shield.local_addrs_writer()?,
+        shield.local_addrs(),
+    );
     let engine = Arc::new(engine_config(&args, &config));
     let open = OpenDataPath::open(
         shield.ebpf(),
@@ -209,7 +217,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let running = Running { args, shield, config, keeper, writer, counters, defense, started };
+    let running =
+        Running { args, shield, config, keeper, writer, counters, defense, addresses, started };
     runtime.block_on(running.run(data_path, metrics_listener))
 }
 
@@ -222,13 +231,25 @@ struct Running {
     writer: crate::loader::ConfigWriter,
     counters: Arc<CounterReader>,
     defense: Arc<crate::loader::SynDefenseReader>,
+    /// What follows the interface's addresses.
+    addresses: crate::addresses::Follower,
     started: std::time::SystemTime,
 }
 
 impl Running {
     async fn run(self, data_path: DataPath, metrics_listener: Option<TcpListener>) -> Result<()> {
-        let Running { args, shield, mut config, keeper, mut writer, counters, defense, started } =
-            self;
+        let Running {
+            args,
+            shield,
+            mut config,
+            keeper,
+            mut writer,
+            counters,
+            defense,
+            addresses,
+            started,
+        } = self;
+        let follower = addresses.spawn(shield.iface().to_owned(), args.addresses.clone());
         let mut secrets = tokio::spawn(
             keeper
                 .run(move |s| {
@@ -312,6 +333,7 @@ impl Running {
             .await
             .context("stopping the data path")?;
         secrets.abort();
+        follower.abort();
         if let Some(m) = metrics {
             m.abort();
         }

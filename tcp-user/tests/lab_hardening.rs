@@ -9,7 +9,9 @@ use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{EVENT_DEADLINE, METRICS, Synshield, lab, metric, wait_for_line};
+use common::{
+    EVENT_DEADLINE, METRICS, Synshield, lab, metric, wait_for_line, wait_metric_at_least,
+};
 use tcp_user::lab::{Lab, SHIELD_IF, SHIELD_V4};
 
 const PORT: u16 = 7;
@@ -212,4 +214,56 @@ fn an_orphan_flow_entry_is_removed_by_the_reconciler() {
     // Two scans a second apart: gone, and counted.
     wait_metric(&lab, "synshield_flow_orphans_removed_total", 1);
     assert!(!lookup(&id), "the orphan entry was removed");
+}
+
+/// An address added to the interface while synshield runs (a service address moved here on
+/// failover, say) is protected from then on; one removed is no longer answered for.
+#[test]
+fn an_address_added_while_serving_is_answered_and_one_removed_is_not() {
+    const MOVED: &str = "198.18.0.77";
+    let lab = lab();
+    let s = Synshield::start(&lab.shield, &serve_args(&["--app", "http"]));
+    let to = SocketAddr::from(([198, 18, 0, 77], PORT));
+    let get = move || {
+        let mut c = TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
+        c.set_read_timeout(Some(Duration::from_secs(10)))?;
+        c.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")?;
+        let mut out = String::new();
+        c.read_to_string(&mut out)?;
+        Ok::<_, std::io::Error>(out)
+    };
+
+    lab.shield.run("ip", &["addr", "add", &format!("{MOVED}/24"), "dev", SHIELD_IF]).unwrap();
+    let line = wait_for_line(&s.stderr, |l| l.contains("addresses changed") && l.contains(MOVED))
+        .unwrap_or_else(|seen| panic!("no word of the new address; stderr: {seen:?}"));
+    assert!(line.contains("SYNs are answered for the new list"), "{line}");
+    // Nothing listens on port 7 in the kernel: only synshield can answer this.
+    let reply = lab.client.enter(get).unwrap().unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    let refused =
+        metric(&lab, "synshield_xdp_frames_total{verdict=\"drop_not_local_destination\"}");
+
+    lab.shield.run("ip", &["addr", "del", &format!("{MOVED}/24"), "dev", SHIELD_IF]).unwrap();
+    wait_for_line(&s.stderr, |l| l.contains("addresses changed") && !l.contains(MOVED))
+        .unwrap_or_else(|seen| panic!("no word of the removed address; stderr: {seen:?}"));
+    // The client still knows the MAC: its SYN reaches the shield, which no longer answers.
+    lab.client
+        .run("ip", &["neigh", "replace", MOVED, "lladdr", &shield_mac(&lab), "dev", "client0"])
+        .unwrap();
+    assert!(lab.client.enter(get).unwrap().is_err(), "a SYN to a removed address is answered");
+    let after = wait_metric_at_least(
+        &lab,
+        "synshield_xdp_frames_total{verdict=\"drop_not_local_destination\"}",
+        refused + 1,
+    );
+    assert!(after > refused);
+}
+
+/// The shield interface's MAC address.
+fn shield_mac(lab: &Lab) -> String {
+    lab.shield
+        .run("cat", &[&format!("/sys/class/net/{SHIELD_IF}/address")])
+        .unwrap()
+        .trim()
+        .to_owned()
 }
