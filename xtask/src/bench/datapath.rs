@@ -3,7 +3,7 @@
 //! least 0.6x kernel-to-kernel both ways, connections per second at least 1.2x nginx, at most
 //! 2 KiB of process memory per idle connection).
 //!
-//! Every row runs in a fresh lab with GSO, TSO, GRO and TX checksum offload off on both veth
+//! Every row runs in its own lab with GSO, TSO, GRO and TX checksum offload off on both veth
 //! ends (so both stacks cut and checksum every segment themselves, as synshield must), and an
 //! XDP_PASS program on the client end (native XDP_TX on a veth needs one on the peer).
 //!
@@ -12,7 +12,8 @@
 //!   the shield's loopback. Echo and discard are driven by a plain Linux socket client: discard
 //!   receives a stream as fast as the client can send it; echo sends it back while the client
 //!   is still sending. Their kernel references are a kernel discard and echo server (threads in
-//!   the shield namespace) fed the same way.
+//!   the shield namespace) fed the same way. Each row is three rounds of kernel-then-synshield
+//!   in one lab (one with `--quick`); the medians are reported.
 //! - **Connections per second**: wrk with `Connection: close` (every request a new connection)
 //!   against `synshield --app http` and nginx (Debian's) serving the same body.
 //! - **Memory per idle connection**: a client opens 10,000 then 50,000 idle connections to an
@@ -58,6 +59,8 @@ const PORT: u16 = 7;
 const STREAM_BYTES: usize = 256 << 20;
 /// iperf3 run length, seconds.
 const IPERF_SECS: u32 = 5;
+/// Rounds of each goodput row (kernel, then synshield), of which the medians are reported.
+const GOODPUT_ROUNDS: usize = 3;
 /// wrk run length and connections in flight.
 const WRK_SECS: u32 = 5;
 const WRK_CONNECTIONS: u32 = 32;
@@ -83,7 +86,7 @@ pub(super) fn datapath_section(synshield: &Path, quick: bool) -> Result<Section>
             incomplete = true;
         }
     };
-    part("Goodput", goodput(synshield, &interrupts));
+    part("Goodput", goodput(synshield, &interrupts, if quick { 1 } else { GOODPUT_ROUNDS }));
     interrupts.check()?;
     part("Connections per second", connection_rate(synshield, &interrupts));
     interrupts.check()?;
@@ -232,55 +235,81 @@ struct GoodputRow {
     what: &'static str,
     kernel: f64,
     synshield: f64,
-    /// synshield's payload bytes copied per payload byte moved.
+    /// The median of the rounds' synshield / kernel ratios.
+    ratio: f64,
+    /// synshield's payload bytes copied per payload byte moved (the most of the rounds).
     copies: f64,
 }
 
-fn goodput(synshield: &Path, interrupts: &Interrupts) -> Result<String> {
+impl GoodputRow {
+    /// The row of `runs` (kernel, synshield, copies per byte), one per round.
+    fn median_of(what: &'static str, runs: &[(f64, f64, f64)]) -> GoodputRow {
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        GoodputRow {
+            what,
+            kernel: median(runs.iter().map(|r| r.0).collect()),
+            synshield: median(runs.iter().map(|r| r.1).collect()),
+            ratio: median(runs.iter().map(|r| r.1 / r.0).collect()),
+            copies: runs.iter().map(|r| r.2).fold(0.0, f64::max),
+        }
+    }
+}
+
+fn goodput(synshield: &Path, interrupts: &Interrupts, rounds: usize) -> Result<String> {
     let shield = SocketAddr::from((SHIELD_V4, PORT));
     let mut rows = Vec::new();
     for dir in [Direction::Up, Direction::Down] {
-        interrupts.check()?;
-        let lab = datapath_lab()?;
-        let kernel = {
-            let _server = iperf3_server(&lab, &SHIELD_V4.to_string(), PORT)?;
-            iperf3(&lab, shield, dir)?
-        };
-        let proxied = {
-            let _server = iperf3_server(&lab, "127.0.0.1", PORT + 1)?;
-            let upstream = format!("127.0.0.1:{}", PORT + 1);
-            let p = start_synshield(
-                &lab,
-                synshield,
-                &["--port", &PORT.to_string(), "--app", "proxy", "--upstream", &upstream],
-            )?;
-            let r = iperf3(&lab, shield, dir);
-            let copies = copies_per_byte(&lab);
-            stop_synshield(p)?;
-            (r?, copies?)
-        };
-        let (proxied, copies) = proxied;
         let what = match dir {
             Direction::Up => "iperf3 client to server, `--app proxy`",
             Direction::Down => "iperf3 server to client (`-R`), `--app proxy`",
         };
-        println!("xtask bench: {what}: kernel {}, synshield {}", gbps(kernel), gbps(proxied));
-        rows.push(GoodputRow { what, kernel, synshield: proxied, copies });
+        let lab = datapath_lab()?;
+        let mut runs = Vec::new();
+        for _ in 0..rounds {
+            interrupts.check()?;
+            let kernel = {
+                let _server = iperf3_server(&lab, &SHIELD_V4.to_string(), PORT)?;
+                iperf3(&lab, shield, dir)?
+            };
+            let (proxied, copies) = {
+                let _server = iperf3_server(&lab, "127.0.0.1", PORT + 1)?;
+                let upstream = format!("127.0.0.1:{}", PORT + 1);
+                let p = start_synshield(
+                    &lab,
+                    synshield,
+                    &["--port", &PORT.to_string(), "--app", "proxy", "--upstream", &upstream],
+                )?;
+                let r = iperf3(&lab, shield, dir);
+                let copies = copies_per_byte(&lab);
+                stop_synshield(p)?;
+                (r?, copies?)
+            };
+            println!("xtask bench: {what}: kernel {}, synshield {}", gbps(kernel), gbps(proxied));
+            runs.push((kernel, proxied, copies));
+        }
+        rows.push(GoodputRow::median_of(what, &runs));
     }
     for (echo, what) in [(false, "stream to `--app discard`"), (true, "stream to `--app echo`")] {
-        interrupts.check()?;
         let lab = datapath_lab()?;
-        let server = kernel_stream_server(&lab, echo)?;
-        let kernel = stream_goodput(&lab, shield, echo)?;
-        let _ = server.join();
-        let app = if echo { "echo" } else { "discard" };
-        let p = start_synshield(&lab, synshield, &["--port", &PORT.to_string(), "--app", app])?;
-        let r = stream_goodput(&lab, shield, echo);
-        let copies = copies_per_byte(&lab);
-        stop_synshield(p)?;
-        let (ours, copies) = (r?, copies?);
-        println!("xtask bench: {what}: kernel {}, synshield {}", gbps(kernel), gbps(ours));
-        rows.push(GoodputRow { what, kernel, synshield: ours, copies });
+        let mut runs = Vec::new();
+        for _ in 0..rounds {
+            interrupts.check()?;
+            let server = kernel_stream_server(&lab, echo)?;
+            let kernel = stream_goodput(&lab, shield, echo)?;
+            let _ = server.join();
+            let app = if echo { "echo" } else { "discard" };
+            let p = start_synshield(&lab, synshield, &["--port", &PORT.to_string(), "--app", app])?;
+            let r = stream_goodput(&lab, shield, echo);
+            let copies = copies_per_byte(&lab);
+            stop_synshield(p)?;
+            let (ours, copies) = (r?, copies?);
+            println!("xtask bench: {what}: kernel {}, synshield {}", gbps(kernel), gbps(ours));
+            runs.push((kernel, ours, copies));
+        }
+        rows.push(GoodputRow::median_of(what, &runs));
     }
     let mut t = String::from(
         "### Goodput\n\n| traffic | kernel to kernel | through synshield | ratio (goal >= 0.6) | \
@@ -293,14 +322,17 @@ fn goodput(synshield: &Path, interrupts: &Interrupts) -> Result<String> {
             r.what,
             gbps(r.kernel),
             gbps(r.synshield),
-            r.synshield / r.kernel,
+            r.ratio,
             r.copies
         );
     }
     let _ = writeln!(
         t,
-        "\nThe echo rows count the stream once (the bytes sent; as many come back at the same \
-         time). {} MiB per echo and discard run. Copies are synshield's own memcpy of payload \
+        "\nEach row: {rounds} rounds, the kernel then synshield in each, in the same lab; the \
+         rates are the medians of the rounds, the ratio the median of the rounds' ratios (a \
+         5-second iperf3 run on this shared 2-CPU machine varies by a quarter from one run to \
+         the next, so one pair would measure the noise). The echo rows count the stream once \
+         (the bytes sent; as many come back at the same time). {} MiB per echo and discard run. Copies are synshield's own memcpy of payload \
          (into receive buffers, receive to send buffer, send buffer into frames; a retransmission \
          copies again), over the payload it received plus sent; the kernel's copies into and out \
          of sockets and AF_XDP's copy mode are not counted.\n",
