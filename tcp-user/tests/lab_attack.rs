@@ -700,7 +700,7 @@ fn g_5000_idle_http_connections_are_reclaimed_while_metrics_answer() {
     for (i, mut c) in clients.iter().enumerate() {
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut b = [0u8; 64];
-        match c.read(&mut b) {
+        match common::read_some(&mut c, &mut b) {
             Ok(0) => eof += 1,
             Err(e) if e.kind() == ErrorKind::ConnectionReset => reset += 1,
             r => other.push((i, format!("{r:?}"))),

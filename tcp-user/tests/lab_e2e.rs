@@ -137,7 +137,7 @@ fn echo_roundtrip(stream: TcpStream, len: usize) {
     let mut buf = vec![0u8; 1 << 16];
     let mut got = 0;
     loop {
-        let n = reader.read(&mut buf).unwrap();
+        let n = common::read_some(&mut reader, &mut buf).unwrap();
         if n == 0 {
             break;
         }

@@ -26,7 +26,13 @@ fn transfer(lab: &Lab, len: usize) -> u64 {
         let mut total = 0u64;
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let n = s.read(&mut buf).unwrap();
+            let n = loop {
+                // A socket read with a timeout ends with EINTR on any signal: read again.
+                match s.read(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    r => break r.unwrap(),
+                }
+            };
             if n == 0 {
                 break;
             }

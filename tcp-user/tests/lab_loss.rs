@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -62,7 +62,7 @@ fn echo(lab: &Lab, to: SocketAddr, data: &[u8]) -> Duration {
     let mut buf = vec![0u8; 1 << 16];
     let mut got = 0;
     loop {
-        let n = reader.read(&mut buf).unwrap();
+        let n = common::read_some(&mut reader, &mut buf).unwrap();
         if n == 0 {
             break;
         }

@@ -137,3 +137,15 @@ pub fn wait_for_line(
     }
     Err(seen)
 }
+
+/// `read`, again when a signal interrupted it. A socket read with a timeout (SO_RCVTIMEO) is
+/// never restarted by the kernel: any signal to the process, or a stop and continue of it,
+/// ends it with EINTR, which `Read::read` passes on (`read_to_end` and `write_all` retry).
+pub fn read_some(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}

@@ -569,7 +569,14 @@ impl EchoServer {
                 let _ = std::thread::Builder::new().stack_size(64 * 1024).spawn(move || {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
                     let mut buf = [0u8; 4096];
-                    while let Ok(n @ 1..) = s.read(&mut buf) {
+                    loop {
+                        let n = match s.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => n,
+                            // A read with a timeout ends with EINTR on any signal: again.
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                            Err(_) => break,
+                        };
                         if s.write_all(&buf[..n]).is_err() {
                             break;
                         }

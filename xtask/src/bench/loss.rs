@@ -170,7 +170,11 @@ fn echo(lab: &Lab, port: u16, data: &[u8]) -> Result<f64> {
         let mut buf = vec![0u8; 1 << 16];
         let mut got = 0;
         loop {
-            let n = reader.read(&mut buf).context("reading the echo")?;
+            let n = match reader.read(&mut buf) {
+                // A socket read with a timeout ends with EINTR on any signal: read again.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => r.context("reading the echo")?,
+            };
             if n == 0 {
                 break;
             }
