@@ -109,44 +109,9 @@ impl Served {
     }
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so data is not trivially compressible or
-/// periodic.
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
-
 /// Sends `len` bytes through the echo and checks the SHA-256 of what comes back.
 fn echo_roundtrip(stream: TcpStream, len: usize) {
-    let data = pattern(len, len as u64);
-    let sent = Sha256::digest(&data);
-    let mut writer = stream.try_clone().unwrap();
-    let sender = std::thread::spawn(move || {
-        writer.write_all(&data).unwrap();
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut reader = stream;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut got = 0;
-    loop {
-        let n = common::read_some(&mut reader, &mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        got += n;
-    }
-    sender.join().unwrap();
-    assert_eq!(got, len, "echoed length");
-    assert_eq!(hasher.finalize(), sent, "echoed content (SHA-256)");
+    common::echo_checked(stream, common::pattern(len, len as u64));
 }
 
 #[test]
@@ -182,7 +147,7 @@ fn two_hundred_concurrent_clients() {
         .enumerate()
         .map(|(i, mut st)| {
             std::thread::spawn(move || {
-                let msg = pattern(4096, i as u64);
+                let msg = common::pattern(4096, i as u64);
                 st.write_all(&msg).unwrap();
                 let mut back = vec![0u8; msg.len()];
                 st.read_exact(&mut back).unwrap();
@@ -275,7 +240,7 @@ fn simultaneous_close_goes_through_closing() {
 fn half_close_client_shuts_down_writing_and_still_receives() {
     let s = Served::start(&["--app", "echo"]);
     let mut c = s.connect(SHIELD_V6.into());
-    let data = pattern(300_000, 9);
+    let data = common::pattern(300_000, 9);
     c.write_all(&data).unwrap();
     // Our FIN goes out while the echo has most of the data still to send back.
     c.shutdown(Shutdown::Write).unwrap();
@@ -341,7 +306,7 @@ fn proxy_splices_to_a_kernel_backend_with_half_close() {
         Sha256::digest(&all)
     });
     let mut c = s.connect(SHIELD_V4.into());
-    let data = pattern(200_000, 3);
+    let data = common::pattern(200_000, 3);
     c.write_all(&data).unwrap();
     c.shutdown(Shutdown::Write).unwrap();
     let mut answer = String::new();
@@ -358,7 +323,7 @@ fn proxy_carries_a_download_far_larger_than_its_buffers() {
     let backend_addr: SocketAddr = "127.0.0.1:8081".parse().unwrap();
     let s = Served::start(&["--app", "proxy", "--upstream", "127.0.0.1:8081"]);
     let backend = s.lab.shield.enter(move || TcpListener::bind(backend_addr)).unwrap().unwrap();
-    let data = pattern(DOWNLOAD, 11);
+    let data = common::pattern(DOWNLOAD, 11);
     let expected = Sha256::digest(&data);
     let server = std::thread::spawn(move || {
         let (mut conn, _) = backend.accept().unwrap();
@@ -385,7 +350,7 @@ fn two_rx_queues_each_serve_their_flows() {
     assert!(rx_queues.unwrap().contains("rx-1"), "the lab's veth has two RX queues");
     for i in 0..64u64 {
         let mut c = s.connect(SHIELD_V4.into());
-        let data = pattern(2000, i + 1);
+        let data = common::pattern(2000, i + 1);
         c.write_all(&data).unwrap();
         c.shutdown(Shutdown::Write).unwrap();
         let mut back = Vec::new();

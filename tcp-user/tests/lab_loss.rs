@@ -11,12 +11,10 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::Synshield;
-use sha2::{Digest as _, Sha256};
 use tcp_user::impair::{Impaired, Impairment, offloads_off};
 use tcp_user::lab::{CLIENT_IF, Lab, LabOptions, SHIELD_IF, SHIELD_V4, SHIELD_V6};
 
@@ -27,22 +25,9 @@ const LEN: usize = 64 << 20;
 /// test instead of hanging it.
 const IO_TIMEOUT: Duration = Duration::from_mins(1);
 
-/// Deterministic pseudo-random bytes (xorshift).
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
-
 /// Echoes `data` through a fresh connection from the client namespace to `to`, checks
 /// what comes back by SHA-256, and returns how long it took.
-fn echo(lab: &Lab, to: SocketAddr, data: &[u8]) -> Duration {
+fn echo(lab: &Lab, to: SocketAddr, data: Vec<u8>) -> Duration {
     let stream = lab
         .client
         .enter(move || TcpStream::connect_timeout(&to, Duration::from_secs(10)))
@@ -51,29 +36,8 @@ fn echo(lab: &Lab, to: SocketAddr, data: &[u8]) -> Duration {
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     let start = Instant::now();
-    let mut writer = stream.try_clone().unwrap();
-    let owned = data.to_vec();
-    let sender = std::thread::spawn(move || {
-        writer.write_all(&owned).unwrap();
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut reader = stream;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut got = 0;
-    loop {
-        let n = common::read_some(&mut reader, &mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        got += n;
-    }
-    let took = start.elapsed();
-    sender.join().unwrap();
-    assert_eq!(got, data.len(), "echoed length");
-    assert_eq!(hasher.finalize(), Sha256::digest(data), "echoed content (SHA-256)");
-    took
+    common::echo_checked(stream, data);
+    start.elapsed()
 }
 
 #[expect(clippy::cast_precision_loss, reason = "a rate for people")]
@@ -98,8 +62,8 @@ fn served() -> (Lab, Synshield) {
 /// Echoes 64 MiB to `to` with `imp` on the client's veth both ways; checks and prints.
 fn echo_impaired(lab: &Lab, to: SocketAddr, imp: Impairment) {
     let impaired = Impaired::attach(&lab.client, CLIENT_IF, imp, imp).unwrap();
-    let data = pattern(LEN, u64::from(imp.loss_permille) + u64::from(imp.reorder_permille));
-    let took = echo(lab, to, &data);
+    let data = common::pattern(LEN, u64::from(imp.loss_permille) + u64::from(imp.reorder_permille));
+    let took = echo(lab, to, data);
     let counts = impaired.counts().unwrap();
     eprintln!(
         "{:.1} % loss, {:.1} % reordered, to {to}: 64 MiB echoed through synshield in {:.2} s \

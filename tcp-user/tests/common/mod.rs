@@ -149,3 +149,47 @@ pub fn read_some(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<
         }
     }
 }
+
+/// Deterministic pseudo-random bytes (xorshift), so data is neither trivially compressible
+/// nor periodic.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// Sends `data` through an echo on `stream` (written from another thread, then the write
+/// side shut) while reading everything that comes back, and checks that it is `data`: the
+/// same length and SHA-256.
+pub fn echo_checked(stream: std::net::TcpStream, data: Vec<u8>) {
+    use sha2::{Digest as _, Sha256};
+    use std::io::Write as _;
+    let len = data.len();
+    let sent = Sha256::digest(&data);
+    let mut writer = stream.try_clone().expect("cloning the stream");
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&data).expect("sending to the echo");
+        writer.shutdown(std::net::Shutdown::Write).expect("shutting down the write side");
+    });
+    let mut reader = stream;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0;
+    loop {
+        let n = read_some(&mut reader, &mut buf).expect("reading the echo");
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        got += n;
+    }
+    sender.join().expect("the sender thread");
+    assert_eq!(got, len, "echoed length");
+    assert_eq!(hasher.finalize(), sent, "echoed content (SHA-256)");
+}
