@@ -11,26 +11,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use std::time::{Duration, Instant};
 
-use common::{METRICS, Synshield, lab, metric, wait_metric_at_least};
-use tcp_user::lab::{Lab, SHIELD_IF, SHIELD_V4};
+use common::{Synshield, lab, metric, wait_metric_at_least};
+use tcp_user::lab::{Lab, SHIELD_V4};
 
 const PORT: u16 = 7;
 
 fn serve(lab: &Lab, mode: &str, extra: &[&str]) -> Synshield {
-    let mut args = vec![
-        "serve",
-        "--iface",
-        SHIELD_IF,
-        "--port",
-        "7",
-        "--xdp-mode",
-        "native",
-        "--quiet",
-        "--metrics",
-        METRICS,
-        "--mode",
-        mode,
-    ];
+    let mut args = common::serve_args("7", &["--mode", mode]);
     args.extend(extra);
     Synshield::start(&lab.shield, &args)
 }

@@ -29,13 +29,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use common::{EVENT_DEADLINE, Synshield};
+use common::{EVENT_DEADLINE, Synshield, sample_of, scrape};
 use raw::{Capture, Flood, RawConn, RawLink, Received, Segment, Shape, Wire, corrupt_tcp_checksum};
 use tcp_common::{FlowKey, FlowValue};
-use tcp_user::lab::{CLIENT_IF, Lab, LabOptions, SHIELD_IF, SHIELD_V4};
+use tcp_user::lab::{CLIENT_IF, Lab, LabOptions, SHIELD_V4};
 
 const PORT: u16 = 7;
-const METRICS: &str = "127.0.0.1:9100";
 
 /// One case at a time (see the module docs).
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -68,20 +67,7 @@ impl Served {
         let lab = Lab::with_options(&LabOptions { client_xdp_pass: true, ..LabOptions::default() })
             .unwrap();
         let port = PORT.to_string();
-        let mut all = vec![
-            "serve",
-            "--iface",
-            SHIELD_IF,
-            "--port",
-            &port,
-            "--xdp-mode",
-            "native",
-            "--quiet",
-            "--metrics",
-            METRICS,
-            "--mode",
-            "cookies",
-        ];
+        let mut all = common::serve_args(&port, &["--mode", "cookies"]);
         all.extend(args);
         let synshield = Synshield::start(&lab.shield, &all);
         Served { synshield, lab, _turn: turn }
@@ -89,13 +75,12 @@ impl Served {
 
     /// synshield's Prometheus text, fetched inside the shield namespace.
     fn metrics(&self) -> String {
-        self.lab.shield.enter(scrape).unwrap().unwrap()
+        common::metrics(&self.lab)
     }
 
     /// The value of one sample (`name{labels}` as printed).
     fn metric(&self, sample: &str) -> u64 {
-        let text = self.metrics();
-        sample_of(&text, sample).unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
+        common::metric(&self.lab, sample)
     }
 
     /// An XDP verdict's count.
@@ -106,15 +91,7 @@ impl Served {
     /// Waits (bounded) until `sample` has `value`: shards publish their counters four times a
     /// second.
     fn wait_metric(&self, sample: &str, value: u64) {
-        let deadline = Instant::now() + EVENT_DEADLINE;
-        loop {
-            let v = self.metric(sample);
-            if v == value {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{sample} stayed {v}, expected {value}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_metric(&self.lab, sample, value);
     }
 
     /// Waits (bounded) until every third ACK the XDP program validated (a new flow) has an
@@ -181,19 +158,6 @@ impl Served {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-}
-
-fn scrape() -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&METRICS.parse().unwrap(), Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
-}
-
-fn sample_of(text: &str, sample: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// The flow map (`SYNSHIELD_FLOWS`) of process `pid`, found among its descriptors: each test

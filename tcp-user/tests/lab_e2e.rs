@@ -8,14 +8,13 @@ mod common;
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{EVENT_DEADLINE, Synshield};
+use common::Synshield;
 use sha2::{Digest as _, Sha256};
 use tcp_user::lab::{Lab, LabOptions, SHIELD_IF, SHIELD_V4, SHIELD_V6};
 
 const PORT: u16 = 7;
-const METRICS: &str = "127.0.0.1:9100";
 const IO_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// A lab with synshield serving on the shield side.
@@ -34,20 +33,7 @@ impl Served {
         let options = LabOptions { client_xdp_pass: true, queues, ..LabOptions::default() };
         let lab = Lab::with_options(&options).unwrap();
         let port = PORT.to_string();
-        let mut args = vec![
-            "serve",
-            "--iface",
-            SHIELD_IF,
-            "--port",
-            &port,
-            "--xdp-mode",
-            "native",
-            "--quiet",
-            "--metrics",
-            METRICS,
-        ];
-        args.extend(app);
-        let synshield = Synshield::start(&lab.shield, &args);
+        let synshield = Synshield::start(&lab.shield, &common::serve_args(&port, app));
         Served { lab, _synshield: synshield }
     }
 
@@ -66,40 +52,15 @@ impl Served {
         s
     }
 
-    /// synshield's Prometheus text, fetched inside the shield namespace.
-    fn metrics(&self) -> String {
-        self.lab
-            .shield
-            .enter(|| {
-                let mut s = TcpStream::connect(METRICS).unwrap();
-                s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
-                let mut out = String::new();
-                s.read_to_string(&mut out).unwrap();
-                out
-            })
-            .unwrap()
-    }
-
     /// The value of one metric sample (`name` with its labels, as printed).
     fn metric(&self, sample: &str) -> u64 {
-        let text = self.metrics();
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
+        common::metric(&self.lab, sample)
     }
 
     /// Waits until `sample` has `value` (the engine's state is not an event we can block on,
     /// so poll its metrics, bounded).
     fn wait_metric(&self, sample: &str, value: u64) {
-        let deadline = Instant::now() + EVENT_DEADLINE;
-        loop {
-            let v = self.metric(sample);
-            if v == value {
-                return;
-            }
-            assert!(Instant::now() < deadline, "{sample} stayed {v}, expected {value}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_metric(&self.lab, sample, value);
     }
 
     /// `ss -tan` in the client namespace, lines for the shield's port.

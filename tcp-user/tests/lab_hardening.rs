@@ -7,30 +7,15 @@ mod common;
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{
-    EVENT_DEADLINE, METRICS, Synshield, lab, metric, wait_for_line, wait_metric_at_least,
-};
+use common::{Synshield, lab, metric, wait_for_line, wait_metric, wait_metric_at_least};
 use tcp_user::lab::{Lab, SHIELD_IF, SHIELD_V4};
 
 const PORT: u16 = 7;
 
 fn serve_args(extra: &[&'static str]) -> Vec<&'static str> {
-    let mut args = vec![
-        "serve",
-        "--iface",
-        SHIELD_IF,
-        "--port",
-        "7",
-        "--xdp-mode",
-        "native",
-        "--quiet",
-        "--metrics",
-        METRICS,
-    ];
-    args.extend(extra);
-    args
+    common::serve_args("7", extra)
 }
 
 /// A field of /proc/PID/status.
@@ -45,14 +30,6 @@ fn status_field(pid: u32, field: &str) -> String {
 }
 
 /// Waits (bounded) until `sample` reaches `value`: counters are published four times a second.
-fn wait_metric(lab: &Lab, sample: &str, value: u64) {
-    let deadline = Instant::now() + EVENT_DEADLINE;
-    while metric(lab, sample) != value {
-        assert!(Instant::now() < deadline, "{sample} never reached {value}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn http_get_close(lab: &Lab) -> String {
     let addr = SocketAddr::from((SHIELD_V4, PORT));
     lab.client

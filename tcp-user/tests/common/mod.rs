@@ -21,22 +21,66 @@ pub fn lab() -> Lab {
         .expect("building the lab")
 }
 
+/// `synshield serve` on the lab's shield end with native XDP, protecting `port`, without the
+/// status line, with its metrics at [`METRICS`]; then `extra`.
+pub fn serve_args<'a>(port: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "serve",
+        "--iface",
+        tcp_user::lab::SHIELD_IF,
+        "--port",
+        port,
+        "--xdp-mode",
+        "native",
+        "--quiet",
+        "--metrics",
+        METRICS,
+    ];
+    args.extend(extra);
+    args
+}
+
+/// synshield's Prometheus text from [`METRICS`], fetched from the calling thread's network
+/// namespace (enter the shield's first).
+pub fn scrape() -> std::io::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let to = METRICS.parse().map_err(std::io::Error::other)?;
+    let mut s = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// The value of one sample (`name{labels}` as printed) in a Prometheus text.
+pub fn sample_of(text: &str, sample: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// synshield's metrics text, scraped inside the shield namespace.
+pub fn metrics(lab: &Lab) -> String {
+    lab.shield.enter(scrape).expect("entering the shield namespace").expect("scraping /metrics")
+}
+
 /// One sample of synshield's `/metrics` at [`METRICS`] (`name{labels}` as printed).
 pub fn metric(lab: &Lab, sample: &str) -> u64 {
-    use std::io::{Read as _, Write as _};
-    let text = lab
-        .shield
-        .enter(|| {
-            let mut s = std::net::TcpStream::connect(METRICS).expect("connecting to /metrics");
-            s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").expect("asking for /metrics");
-            let mut out = String::new();
-            s.read_to_string(&mut out).expect("reading /metrics");
-            out
-        })
-        .expect("entering the shield namespace");
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
+    let text = metrics(lab);
+    sample_of(&text, sample).unwrap_or_else(|| panic!("no sample {sample} in\n{text}"))
+}
+
+/// Waits (bounded) until `sample` is `value`. Counters are published four times a second and
+/// a scrape is the only way to see them, so this polls.
+pub fn wait_metric(lab: &Lab, sample: &str, value: u64) {
+    let deadline = Instant::now() + EVENT_DEADLINE;
+    loop {
+        let v = metric(lab, sample);
+        if v == value {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sample} stayed {v}, expected {value}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits (bounded) until `sample` is at least `value`; returns it. Counters are published
