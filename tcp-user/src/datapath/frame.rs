@@ -176,43 +176,7 @@ pub fn build(
     }
     let tcp_len = write_tcp(&mut buf[l4..]).ok_or(BuildError::Segment)?;
     let total = l4.checked_add(tcp_len).filter(|t| *t <= buf.len()).ok_or(BuildError::TooLong)?;
-
-    buf[0..6].copy_from_slice(&route.remote_mac);
-    buf[6..12].copy_from_slice(&route.local_mac);
-    let mut at = 12;
-    for &(tpid, tci) in &route.vlans[..usize::from(route.vlan_count.min(2))] {
-        buf[at..at + 2].copy_from_slice(&tpid.to_be_bytes());
-        buf[at + 2..at + 4].copy_from_slice(&tci.to_be_bytes());
-        at += VLAN_HLEN;
-    }
-    let ethertype = if ip_hlen == IPV4_HLEN { ETH_P_IP } else { ETH_P_IPV6 };
-    buf[at..at + 2].copy_from_slice(&ethertype.to_be_bytes());
-    let ip = &mut buf[l3..l4];
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let len = u16::try_from(ip_hlen + tcp_len).map_err(|_| BuildError::TooLong)?;
-            ip.copy_from_slice(&[0; IPV4_HLEN]);
-            ip[0] = 0x45;
-            ip[2..4].copy_from_slice(&len.to_be_bytes());
-            ip[6] = 0x40; // Don't Fragment: we do path MTU discovery like Linux.
-            ip[8] = DEFAULT_TTL;
-            ip[9] = IPPROTO_TCP;
-            ip[12..16].copy_from_slice(&s.octets());
-            ip[16..20].copy_from_slice(&d.octets());
-            let sum = tcp_engine::wire::internet_checksum(ip);
-            ip[10..12].copy_from_slice(&sum.to_be_bytes());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let len = u16::try_from(tcp_len).map_err(|_| BuildError::TooLong)?;
-            ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-            ip[4..6].copy_from_slice(&len.to_be_bytes());
-            ip[6] = IPPROTO_TCP;
-            ip[7] = DEFAULT_TTL;
-            ip[8..24].copy_from_slice(&s.octets());
-            ip[24..40].copy_from_slice(&d.octets());
-        }
-        _ => return Err(BuildError::FamilyMismatch),
-    }
+    write_headers(buf, l4, route, src, dst, tcp_len)?;
     Ok(total)
 }
 
