@@ -109,48 +109,51 @@ impl HyStart {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_rising_rtt_leads_through_css_to_avoidance() {
-        let mut h = HyStart::default();
-        let ms = Duration::from_millis;
-        let mut at = SeqNumber::new(0);
-        // Round 1 at 20 ms, round 2 at 30 ms: 30 >= 20 + max(20/8, 4): CSS after 8 samples.
-        let mut round = |h: &mut HyStart, rtt: Duration| {
-            let end = at + 10_000;
+    /// HyStart driven round by round: each call is one round of ten ACKs over 10,000 bytes,
+    /// every one with the same RTT; returns the phase after the round.
+    struct Rounds {
+        h: HyStart,
+        at: SeqNumber,
+    }
+
+    impl Rounds {
+        fn new() -> Rounds {
+            Rounds { h: HyStart::default(), at: SeqNumber::new(0) }
+        }
+
+        fn round(&mut self, rtt: Duration) -> Phase {
+            let end = self.at + 10_000;
             let mut phase = Phase::SlowStart;
             for i in 0..10 {
-                phase = h.on_ack(at + i * 1000 + 1, end, rtt);
+                phase = self.h.on_ack(self.at + i * 1000 + 1, end, rtt);
             }
-            at = end;
+            self.at = end;
             phase
-        };
-        assert_eq!(round(&mut h, ms(20)), Phase::SlowStart);
-        assert_eq!(round(&mut h, ms(20)), Phase::SlowStart);
-        assert_eq!(round(&mut h, ms(30)), Phase::Conservative { baseline: ms(30), rounds: 0 });
-        for rounds in 1..CSS_ROUNDS {
-            assert_eq!(round(&mut h, ms(31)), Phase::Conservative { baseline: ms(30), rounds });
         }
-        assert_eq!(round(&mut h, ms(31)), Phase::Done);
+    }
+
+    #[test]
+    fn a_rising_rtt_leads_through_css_to_avoidance() {
+        let mut r = Rounds::new();
+        let ms = Duration::from_millis;
+        // Round 1 at 20 ms, round 2 at 30 ms: 30 >= 20 + max(20/8, 4): CSS after 8 samples.
+        assert_eq!(r.round(ms(20)), Phase::SlowStart);
+        assert_eq!(r.round(ms(20)), Phase::SlowStart);
+        assert_eq!(r.round(ms(30)), Phase::Conservative { baseline: ms(30), rounds: 0 });
+        for rounds in 1..CSS_ROUNDS {
+            assert_eq!(r.round(ms(31)), Phase::Conservative { baseline: ms(30), rounds });
+        }
+        assert_eq!(r.round(ms(31)), Phase::Done);
     }
 
     #[test]
     fn an_rtt_falling_back_resumes_slow_start() {
-        let mut h = HyStart::default();
+        let mut r = Rounds::new();
         let ms = Duration::from_millis;
-        let mut at = SeqNumber::new(0);
-        let mut round = |h: &mut HyStart, rtt: Duration| {
-            let end = at + 10_000;
-            let mut phase = Phase::SlowStart;
-            for i in 0..10 {
-                phase = h.on_ack(at + i * 1000 + 1, end, rtt);
-            }
-            at = end;
-            phase
-        };
-        round(&mut h, ms(20));
-        assert!(matches!(round(&mut h, ms(30)), Phase::Conservative { .. }));
+        r.round(ms(20));
+        assert!(matches!(r.round(ms(30)), Phase::Conservative { .. }));
         // The next round's minimum (25) is below the baseline (30): back to slow start.
-        round(&mut h, ms(25));
-        assert_eq!(round(&mut h, ms(25)), Phase::SlowStart);
+        r.round(ms(25));
+        assert_eq!(r.round(ms(25)), Phase::SlowStart);
     }
 }
