@@ -341,7 +341,7 @@ impl<F: FlowMap> Shard<F> {
             let mut meta_bytes = [0u8; RxMeta::LEN];
             meta_bytes.copy_from_slice(meta);
             if let Some((kind, mut flow)) = RxMeta::read(&meta_bytes) {
-                flow.queue = u8::try_from(self.queue).unwrap_or(u8::MAX);
+                flow.queue = self.queue_tag();
                 let tag = match kind {
                     RxKind::NewFlow => RxMeta::NEW_FLOW,
                     RxKind::Reopen => RxMeta::REOPEN,
@@ -434,10 +434,8 @@ impl<F: FlowMap> Shard<F> {
         if self.table.time_wait(&tuple).is_none() {
             // The record already expired (and removed its entry): an ordinary admission.
             let mut flow = *flow;
-            flow.queue = u8::try_from(self.queue).unwrap_or(u8::MAX);
-            if self.flows.set(key, &flow).is_err() {
-                self.stats.map_errors += 1;
-            }
+            flow.queue = self.queue_tag();
+            self.set_flow(key, &flow);
             return self.admit(now, tuple, key, route, &flow, repr, payload);
         }
         if !self.source_admits(tuple.remote.ip()) {
@@ -449,11 +447,9 @@ impl<F: FlowMap> Shard<F> {
         let conn = Conn::new(route, self.app.open());
         if self.table.reopen_from_cookie(now, &handshake, repr, payload, conn).is_ok() {
             let mut flow = *flow;
-            flow.queue = u8::try_from(self.queue).unwrap_or(u8::MAX);
+            flow.queue = self.queue_tag();
             flow.flags &= !FlowValue::TIME_WAIT;
-            if self.flows.set(key, &flow).is_err() {
-                self.stats.map_errors += 1;
-            }
+            self.set_flow(key, &flow);
             self.stats.admitted += 1;
             self.stats.reopened += 1;
         } else {
@@ -494,12 +490,11 @@ impl<F: FlowMap> Shard<F> {
         }
         let entry = FlowValue {
             flags: FlowValue::HALF_OPEN,
-            queue: u8::try_from(self.queue).unwrap_or(u8::MAX),
+            queue: self.queue_tag(),
             ..FlowValue::default()
         };
-        if self.flows.set(key, &entry).is_err() {
+        if !self.set_flow(key, &entry) {
             // Without its entry the third ACK would meet a cookie check it cannot pass.
-            self.stats.map_errors += 1;
             self.source_released(tuple.remote.ip());
             return;
         }
@@ -519,15 +514,26 @@ impl<F: FlowMap> Shard<F> {
         } else if reopens {
             // Not newer: the record stays, answers the SYN, and keeps its marked entry.
             let marked = FlowValue { flags: FlowValue::TIME_WAIT, ..entry };
-            if self.flows.set(key, &marked).is_err() {
-                self.stats.map_errors += 1;
-            }
+            self.set_flow(key, &marked);
             self.source_released(tuple.remote.ip());
             self.segment(now, tuple, key, route, repr, payload);
         } else {
             self.flows.remove(key);
             self.source_released(tuple.remote.ip());
         }
+    }
+
+    /// This shard's queue as a flow-map entry names it.
+    fn queue_tag(&self) -> u8 {
+        u8::try_from(self.queue).unwrap_or(u8::MAX)
+    }
+
+    /// Writes a flow-map entry; a failure is counted (`map_errors`). Returns whether it was
+    /// written.
+    fn set_flow(&mut self, key: &FlowKey, value: &FlowValue) -> bool {
+        let written = self.flows.set(key, value).is_ok();
+        self.stats.map_errors += u64::from(!written);
+        written
     }
 
     /// Opens or closes the queue's half-open room flag as the half-open table fills and
@@ -640,12 +646,10 @@ impl<F: FlowMap> Shard<F> {
                     // New handshakes for this tuple now reach us as reopen candidates.
                     let value = FlowValue {
                         flags: FlowValue::TIME_WAIT,
-                        queue: u8::try_from(self.queue).unwrap_or(u8::MAX),
+                        queue: self.queue_tag(),
                         ..FlowValue::default()
                     };
-                    if self.flows.set(&flow_key(&tuple), &value).is_err() {
-                        self.stats.map_errors += 1;
-                    }
+                    self.set_flow(&flow_key(&tuple), &value);
                 }
                 TableEvent::Closed { tuple, reason, user } => {
                     if let Some(user) = user {
@@ -671,13 +675,8 @@ impl<F: FlowMap> Shard<F> {
         // A stateful handshake completed: an admission, as a cookie's third ACK is one.
         self.stats.admitted += u64::from(tuple.is_some());
         if let Some(tuple) = tuple {
-            let entry = FlowValue {
-                queue: u8::try_from(self.queue).unwrap_or(u8::MAX),
-                ..FlowValue::default()
-            };
-            if self.flows.set(&flow_key(&tuple), &entry).is_err() {
-                self.stats.map_errors += 1;
-            }
+            let entry = FlowValue { queue: self.queue_tag(), ..FlowValue::default() };
+            self.set_flow(&flow_key(&tuple), &entry);
         }
     }
 
