@@ -145,24 +145,12 @@ struct Shield {
 impl Shield {
     fn start(&mut self) {
         assert!(self.synshield.is_none());
-        let mut child = self
-            .ns
-            .command(env!("CARGO_BIN_EXE_synshield"))
-            .args(&self.args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = lines(child.stdout.take().unwrap());
-        let stderr = lines(child.stderr.take().unwrap());
-        let s = Synshield { child, stdout, stderr };
-        if let Err(seen) = wait_for_line(&s.stdout, |l| l.starts_with("synshield: attached")) {
-            let errors: Vec<String> = s.stderr.try_iter().collect();
-            panic!("synshield did not attach in {}; stdout {seen:?}; stderr {errors:?}", self.ns.0);
-        }
-        self.synshield = Some(s);
+        self.synshield = Some(Synshield::spawn(
+            self.ns
+                .command(env!("CARGO_BIN_EXE_synshield"))
+                .args(&self.args)
+                .env("RUST_LOG", "info"),
+        ));
     }
 
     /// SIGTERM, and wait (bounded) until it exited.

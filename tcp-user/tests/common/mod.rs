@@ -107,9 +107,13 @@ pub struct Synshield {
 impl Synshield {
     /// Starts `synshield ARGS` in `ns` and waits for its "attached" line.
     pub fn start(ns: &Netns, args: &[&str]) -> Synshield {
-        let mut child = ns
-            .command(env!("CARGO_BIN_EXE_synshield"))
-            .args(args)
+        Synshield::spawn(ns.command(env!("CARGO_BIN_EXE_synshield")).args(args))
+    }
+
+    /// Runs `command` (synshield, as the caller set it up) with its output piped, and waits
+    /// for its "attached" line.
+    pub fn spawn(command: &mut std::process::Command) -> Synshield {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -120,7 +124,7 @@ impl Synshield {
         let s = Synshield { child, stdout, stderr };
         if let Err(seen) = wait_for_line(&s.stdout, |l| l.starts_with("synshield: attached")) {
             let errors: Vec<String> = s.stderr.try_iter().collect();
-            panic!("synshield did not attach; stdout {seen:?}; stderr {errors:?}");
+            panic!("synshield did not attach ({command:?}); stdout {seen:?}; stderr {errors:?}");
         }
         s
     }
