@@ -74,13 +74,7 @@ impl RawLink {
                         iov_len: f.len(),
                     })
                     .collect();
-                // SAFETY: zeroed mmsghdr is valid (no name, no control).
-                let mut msgs: Vec<libc::mmsghdr> =
-                    (0..iovs.len()).map(|_| unsafe { std::mem::zeroed() }).collect();
-                for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
-                    m.msg_hdr.msg_iov = std::ptr::from_mut(iov);
-                    m.msg_hdr.msg_iovlen = 1;
-                }
+                let mut msgs = one_iovec_each(&mut iovs);
                 let n = u32::try_from(msgs.len()).unwrap();
                 // SAFETY: `msgs` points at `iovs`, which point at frames that outlive the call.
                 let r = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), msgs.as_mut_ptr(), n, 0) };
@@ -119,13 +113,7 @@ impl RawLink {
                 .iter_mut()
                 .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: FRAME_MAX })
                 .collect();
-            // SAFETY: zeroed mmsghdr is valid (no name, no control).
-            let mut msgs: Vec<libc::mmsghdr> =
-                (0..iovs.len()).map(|_| unsafe { std::mem::zeroed() }).collect();
-            for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
-                m.msg_hdr.msg_iov = std::ptr::from_mut(iov);
-                m.msg_hdr.msg_iovlen = 1;
-            }
+            let mut msgs = one_iovec_each(&mut iovs);
             let n = u32::try_from(msgs.len()).unwrap();
             // SAFETY: every message points at one of our buffers of FRAME_MAX bytes.
             let r = unsafe {
@@ -790,4 +778,18 @@ impl RawConn {
         }
         seen
     }
+}
+
+/// One message header per iovec, each pointing at its own (no name, no control), for
+/// `sendmmsg` and `recvmmsg`. The headers point into `iovs`, which must outlive them.
+fn one_iovec_each(iovs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iovs.iter_mut()
+        .map(|iov| {
+            // SAFETY: zeroed mmsghdr is valid (no name, no control).
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = std::ptr::from_mut(iov);
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect()
 }
