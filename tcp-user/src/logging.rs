@@ -10,8 +10,14 @@
 //! (`warn,tcp_user=debug`); the default is `info`. Under systemd (`JOURNAL_STREAM` is set) the
 //! time is left out, since the journal stamps every line itself. Libraries that log through
 //! the `log` crate (aya, and modules not yet moved to `tracing`) come out the same way.
+//!
+//! On a terminal, `serve` keeps one status line at the bottom, rewritten in place
+//! ([`show_status`]). A log line written after it would start in the middle of that line; so
+//! when both go to the terminal, each log line first clears the status line, and the status
+//! line is drawn again below it.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::Mutex;
 
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::filter::Targets;
@@ -29,7 +35,7 @@ pub fn filter_from(spec: Option<&str>) -> Targets {
 pub fn init() {
     let filter = filter_from(std::env::var("RUST_LOG").ok().as_deref());
     let ansi = std::io::stderr().is_terminal();
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+    let layer = tracing_subscriber::fmt::layer().with_writer(|| LogWriter).with_ansi(ansi);
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests) is harmless: the first subscriber stays.
     let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
@@ -37,6 +43,59 @@ pub fn init() {
     } else {
         registry.with(layer).try_init()
     };
+}
+
+/// The status line on the terminal now, if there is one. Held while a log line is written, so
+/// that the two never interleave.
+static STATUS: Mutex<Option<String>> = Mutex::new(None);
+
+/// Clears the current terminal line and draws `line` there, without a newline, on standard
+/// output; log lines keep it at the bottom from now on. `line` must fit the terminal's width.
+pub fn show_status(line: &str) {
+    let mut status = STATUS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "\r\x1b[2K{line}");
+    let _ = out.flush();
+    *status = Some(line.to_owned());
+}
+
+/// Ends the status line with a newline; log lines are written plainly again.
+pub fn end_status() {
+    let mut status = STATUS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if status.take().is_some() {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out);
+        let _ = out.flush();
+    }
+}
+
+/// Standard error, written around the status line: the fmt layer hands it one whole event per
+/// `write_all`.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let status = STATUS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let shared = status.is_some() && std::io::stderr().is_terminal();
+        if shared {
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "\r\x1b[2K");
+            let _ = out.flush();
+        }
+        let mut err = std::io::stderr().lock();
+        err.write_all(buf)?;
+        err.flush()?;
+        if let (true, Some(line)) = (shared, status.as_deref()) {
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "{line}");
+            let _ = out.flush();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 #[cfg(test)]

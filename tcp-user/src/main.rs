@@ -47,6 +47,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // An error while serving: the status line ends first, so the sentence has its own line.
+            tcp_user::logging::end_status();
             eprintln!("synshield: {e:#}");
             ExitCode::FAILURE
         }

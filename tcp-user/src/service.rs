@@ -2,7 +2,7 @@
 //! configuration and secrets, start the data path, serve the application on what it accepts,
 //! keep the secrets rotating, show status and metrics, and stop cleanly on SIGINT/SIGTERM.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -414,11 +414,6 @@ async fn show_status_until_signal(
                 let syn = defense.read().unwrap_or_default();
                 if mode == SynModeChoice::Adaptive && syn.on_cookies() != flooded {
                     flooded = syn.on_cookies();
-                    if terminal && !quiet {
-                        // The log line takes the status line's place; the next one follows it.
-                        print!("\r\x1b[2K");
-                        let _ = std::io::stdout().flush();
-                    }
                     if flooded {
                         tracing::warn!(cpus_on_cookies = syn.cpus_on_cookies, to_cookies = syn.to_cookies, "SYN flood: answering SYNs with cookies");
                     } else {
@@ -438,9 +433,7 @@ async fn show_status_until_signal(
                         // One line, rewritten in place (carriage return, clear line), cut to
                         // the terminal's width: a wrapped line would leave a trail.
                         let width = ratatui::crossterm::terminal::size().map_or(80, |(w, _)| usize::from(w));
-                        let line = crate::stats::fit_to_width(&line, width);
-                        print!("\r\x1b[2K{line}");
-                        let _ = std::io::stdout().flush();
+                        crate::logging::show_status(&crate::stats::fit_to_width(&line, width));
                     } else {
                         println!("status: {line}");
                     }
@@ -450,9 +443,7 @@ async fn show_status_until_signal(
             }
         }
     }
-    if terminal && !quiet {
-        println!();
-    }
+    crate::logging::end_status();
     Ok(())
 }
 

@@ -98,14 +98,29 @@ fn top_shows_the_counters_moving_during_a_bounded_flood_and_quits_on_q() {
     }
 }
 
+/// Checks a screen of `serve` on a terminal `width` columns wide, read with rows that the
+/// terminal wrapped joined (`capture-pane -J`), so that a status line that wrapped shows as
+/// one line wider than the terminal: one status line, within the width, the last line; log
+/// lines above it, none run into it.
+fn assert_one_status_line_at_the_bottom(joined: &str, width: u16) {
+    let status: Vec<&str> = joined.lines().filter(|l| l.starts_with("mode ")).collect();
+    assert!(
+        status.iter().all(|l| l.chars().count() <= usize::from(width)),
+        "a status line wider than the terminal:\n{joined}"
+    );
+    assert_eq!(status.len(), 1, "one status line, rewritten in place:\n{joined}");
+    let last = joined.lines().rfind(|l| !l.trim().is_empty()).unwrap();
+    assert!(last.starts_with("mode "), "the status line is the last one:\n{joined}");
+}
+
 #[test]
-fn the_status_line_is_cut_to_a_narrow_terminal_instead_of_wrapping() {
+fn the_status_line_is_cut_to_a_narrow_terminal_and_log_lines_go_above_it() {
     let lab =
         Lab::with_options(&LabOptions { client_xdp_pass: true, ..LabOptions::default() }).unwrap();
     let width = 40;
     let serve = Tmux::start(
         width,
-        12,
+        40,
         &format!(
             "ip netns exec {} {} serve --iface {SHIELD_IF} --port {PORT}",
             lab.shield.name(),
@@ -114,21 +129,21 @@ fn the_status_line_is_cut_to_a_narrow_terminal_instead_of_wrapping() {
     );
     // `mode adaptive:stateful | rx 7 (0/s) | ...`: the SYN answer first, then the counters.
     serve.wait_for("the first status line", |s| s.lines().any(|l| l.starts_with("mode ")));
-    // A few flood SYNs make the line long: rx, pass_not_ip, tx_synack, conns.
+    // A log line from another thread while the status line is up: an address added to the
+    // interface (the address follower logs it).
+    lab.shield.run("ip", &["addr", "add", "198.18.0.77/24", "dev", SHIELD_IF]).unwrap();
+    serve.wait_for("the address change in the log", |s| s.contains("198.18.0.77"));
+    assert_one_status_line_at_the_bottom(&serve.joined_screen(), width);
+
+    // A few flood SYNs make the line long (rx, pass_not_ip, tx_synack, conns) and log the
+    // switch to cookies.
     let flood = Flood::start(&lab, PORT, 1, 1000);
     flood.wait();
     let rx = |l: &str| {
         l.split(" | ").find_map(|f| f.strip_prefix("rx "))?.split(' ').next()?.parse::<u64>().ok()
     };
-    let screen = serve.wait_for("the flood's frames on a status line cut with …", |s| {
+    serve.wait_for("the flood's frames on a status line cut with …", |s| {
         s.lines().any(|l| rx(l).is_some_and(|n| n >= 500) && l.ends_with('…'))
     });
-    let lines: Vec<&str> = screen.lines().collect();
-    // The last one: a log line (the switch to cookies) may have come between two.
-    let at = lines.iter().rposition(|l| l.starts_with("mode ")).unwrap();
-    assert!(lines[at].chars().count() <= usize::from(width), "{screen}");
-    assert!(
-        lines[at + 1..].iter().all(|l| l.trim().is_empty()),
-        "nothing wrapped below it:\n{screen}"
-    );
+    assert_one_status_line_at_the_bottom(&serve.joined_screen(), width);
 }

@@ -54,6 +54,11 @@ impl Tmux {
         self.output(&["capture-pane", "-p", "-t", "0"])
     }
 
+    /// The pane's text with the rows that the terminal wrapped joined into their line.
+    pub fn joined_screen(&self) -> String {
+        self.output(&["capture-pane", "-p", "-J", "-t", "0"])
+    }
+
     /// Waits until the screen satisfies `pred`, reading it every 100 ms (a terminal has no
     /// event to wait on); panics with the last screen after [`DEADLINE`].
     pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
