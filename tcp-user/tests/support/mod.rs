@@ -19,6 +19,9 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 pub struct Tmux {
     socket: String,
     server_pid: Option<i32>,
+    /// The pane's first process: the leader of the pane's own process group, which holds
+    /// the program and whatever it started.
+    pane_pid: Option<i32>,
 }
 
 impl Tmux {
@@ -38,9 +41,12 @@ impl Tmux {
             .status()
             .expect("tmux is installed (cargo xtask setup)");
         assert!(status.success(), "tmux new-session failed: {status}");
-        let mut tmux = Tmux { socket, server_pid: None };
+        let mut tmux = Tmux { socket, server_pid: None, pane_pid: None };
         tmux.server_pid = tmux.output(&["display-message", "-p", "#{pid}"]).trim().parse().ok();
         assert!(tmux.server_pid.is_some(), "no tmux server pid");
+        tmux.pane_pid =
+            tmux.output(&["display-message", "-p", "-t", "0", "#{pane_pid}"]).trim().parse().ok();
+        assert!(tmux.pane_pid.is_some(), "no pane pid");
         tmux
     }
 
@@ -90,11 +96,36 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
+        // The program first: `serve` takes SIGHUP (the server's hang-up) as "re-read the key
+        // file" and would outlive the server. SIGTERM to the pane's process group, then
+        // SIGKILL if the session has not ended by the deadline.
+        if let Some(pane) = self.pane_pid
+            && self.alive()
+        {
+            // SAFETY: pidfd_open takes a pid and flags; the fd it returns is closed below.
+            let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pane, 0) };
+            // SAFETY: signalling the process group of the pane this guard started.
+            unsafe { libc::kill(-pane, libc::SIGTERM) };
+            let mut exited = false;
+            if let Ok(fd) = i32::try_from(pidfd)
+                && fd >= 0
+            {
+                // The pidfd becomes readable when the process exits.
+                let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                let ms = i32::try_from(DEADLINE.as_millis()).unwrap_or(i32::MAX);
+                // SAFETY: one valid pollfd; then closing the fd we own.
+                exited = unsafe { libc::poll(&raw mut pfd, 1, ms) } == 1;
+                unsafe { libc::close(fd) };
+            }
+            if !exited {
+                // SAFETY: as above.
+                unsafe { libc::kill(-pane, libc::SIGKILL) };
+            }
+        }
         if let Some(pid) = self.server_pid
             && self.alive()
         {
-            // SAFETY: signalling the tmux server this guard started (its own socket); it hangs
-            // up its panes, which ends the program in them.
+            // SAFETY: signalling the tmux server this guard started (its own socket).
             unsafe { libc::kill(pid, libc::SIGTERM) };
         }
         // The server leaves its socket behind when it exits.
