@@ -147,3 +147,47 @@ fn the_status_line_is_cut_to_a_narrow_terminal_and_log_lines_go_above_it() {
     });
     assert_one_status_line_at_the_bottom(&serve.joined_screen(), width);
 }
+
+/// The children of process `pid` (its threads' lists together).
+fn children(pid: i32) -> Vec<i32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok())
+        .flat_map(|c| c.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<_>>())
+        .collect()
+}
+
+#[test]
+fn top_quits_when_its_terminal_hangs_up_without_a_sighup() {
+    // top behind a shell that ignores SIGHUP (as under nohup, or under `cargo xtask run`,
+    // where only the session leader is told): the terminal closing is all it learns. No
+    // synshield to watch: top shows the scrape error and keeps going until then.
+    let mut term = Tmux::start(
+        100,
+        30,
+        &format!(
+            "bash -c 'trap \"\" HUP; {} top --metrics 127.0.0.1:1; true'",
+            env!("CARGO_BIN_EXE_synshield")
+        ),
+    );
+    term.wait_for("top's title", |s| s.contains("synshield on"));
+    let top = children(term.pane_pid());
+    assert_eq!(top.len(), 1, "bash runs top: {top:?}");
+    // SAFETY: pidfd_open takes a pid and flags; the fd is owned below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, top[0], 0) };
+    let fd = i32::try_from(fd).unwrap();
+    assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh fd that nothing else owns.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    term.hang_up();
+    let mut pfd =
+        libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&fd), events: libc::POLLIN, revents: 0 };
+    let ms = i32::try_from(support::DEADLINE.as_millis()).unwrap();
+    // SAFETY: one valid pollfd. It becomes readable when top exits.
+    let ready = unsafe { libc::poll(&raw mut pfd, 1, ms) };
+    if ready != 1 {
+        // SAFETY: the process we started; its pidfd keeps the pid from being reused.
+        unsafe { libc::kill(top[0], libc::SIGKILL) };
+    }
+    assert_eq!(ready, 1, "top still runs on a terminal that hung up");
+}

@@ -93,8 +93,15 @@ pub fn top(args: &TopArgs) -> Result<()> {
             terminal.draw(|f| view::draw(f, &history, &status)).context("drawing")?;
             next = now + INTERVAL;
         }
-        // A key or a resize wakes us before the next scrape; the scrape itself is on a clock.
-        if event::poll(next.saturating_duration_since(Instant::now())).context("reading keys")? {
+        // A key wakes us before the next scrape (a resize within a tenth of a second); the
+        // scrape itself is on a clock.
+        let wait = next.saturating_duration_since(Instant::now()).min(RESIZE_LATENCY);
+        if terminal_input(wait) == Input::HungUp {
+            // The terminal is gone (closed window, dropped SSH session): nobody to show
+            // anything to. crossterm would read its end of file forever.
+            return Ok(());
+        }
+        while event::poll(Duration::ZERO).context("reading keys")? {
             match event::read().context("reading keys")? {
                 Event::Key(k) if k.kind == KeyEventKind::Press => {
                     let ctrl_c =
@@ -109,6 +116,39 @@ pub fn top(args: &TopArgs) -> Result<()> {
                 _ => {}
             }
         }
+    }
+}
+
+/// The longest a resize waits to be drawn: crossterm learns of it from SIGWINCH, which does
+/// not wake the wait on the terminal.
+const RESIZE_LATENCY: Duration = Duration::from_millis(100);
+
+/// What the terminal has after [`terminal_input`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Something to read, or the time is up.
+    Ready,
+    /// The terminal hung up. Only the session leader gets SIGHUP for it: top under
+    /// `cargo xtask run`, or behind a shell that ignores it, learns it here.
+    HungUp,
+}
+
+/// Waits up to `timeout` for input on standard input when it is the terminal.
+fn terminal_input(timeout: Duration) -> Input {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        // crossterm reads /dev/tty then: its own wait (the events are drained after it).
+        let _ = event::poll(timeout);
+        return Input::Ready;
+    }
+    let mut pfd = libc::pollfd { fd: libc::STDIN_FILENO, events: libc::POLLIN, revents: 0 };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd for the duration of the call.
+    let n = unsafe { libc::poll(&raw mut pfd, 1, ms) };
+    if n == 1 && pfd.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        Input::HungUp
+    } else {
+        Input::Ready
     }
 }
 

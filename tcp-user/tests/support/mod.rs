@@ -84,6 +84,20 @@ impl Tmux {
         self.output(&["send-keys", "-t", "0", keys]);
     }
 
+    /// The pane's first process (the shell command line's process).
+    pub fn pane_pid(&self) -> i32 {
+        self.pane_pid.unwrap()
+    }
+
+    /// Ends the tmux server alone, as a closed terminal window would: the pane's terminal
+    /// hangs up, and only the pane's session leader gets SIGHUP.
+    pub fn hang_up(&mut self) {
+        if let Some(pid) = self.server_pid.take() {
+            // SAFETY: signalling the tmux server this guard started (its own socket).
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+
     /// Whether the session still runs (it ends when its program exits).
     pub fn alive(&self) -> bool {
         Command::new("tmux")
