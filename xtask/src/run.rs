@@ -10,7 +10,7 @@ use crate::build::build;
 use crate::lab::{CLIENT_V4, CLIENT_V6, Lab, LabOptions, SHIELD_IF, SHIELD_V4, SHIELD_V6};
 use crate::setup::setup;
 
-/// A SIGINT handler that does nothing.
+/// A SIGINT or SIGHUP handler that does nothing.
 extern "C" fn ignore(_: libc::c_int) {}
 
 /// The port the lab demo protects.
@@ -95,9 +95,13 @@ pub fn run(args: &[String]) -> Result<()> {
 /// the foreground; when top quits (q or Ctrl-C), stop synshield by its PID, then the lab.
 fn run_with_top(lab: &Lab, synshield: &str, serve_args: &[&str], notes: &[String]) -> Result<()> {
     // Ctrl-C while synshield starts must not kill xtask before it cleans up; in top, the
-    // terminal is raw and Ctrl-C is a key that quits top.
+    // terminal is raw and Ctrl-C is a key that quits top. A hang-up (the terminal closed)
+    // ends top but not xtask, which then stops synshield (in its own process group, and it
+    // takes SIGHUP as "reload") and removes the lab.
     // SAFETY: installing a handler that does nothing is async-signal-safe.
     unsafe { libc::signal(libc::SIGINT, ignore as *const () as libc::sighandler_t) };
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGHUP, ignore as *const () as libc::sighandler_t) };
     let log_path = std::env::temp_dir().join("synshield-lab.log");
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
