@@ -35,7 +35,10 @@ pub fn filter_from(spec: Option<&str>) -> Targets {
 pub fn init() {
     let filter = filter_from(std::env::var("RUST_LOG").ok().as_deref());
     let ansi = std::io::stderr().is_terminal();
-    let layer = tracing_subscriber::fmt::layer().with_writer(|| LogWriter).with_ansi(ansi);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(|| LogWriter)
+        .with_ansi(ansi)
+        .log_internal_errors(false);
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests) is harmless: the first subscriber stays.
     let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
@@ -57,6 +60,23 @@ pub fn show_status(line: &str) {
     let _ = write!(out, "\r\x1b[2K{line}");
     let _ = out.flush();
     *status = Some(line.to_owned());
+}
+
+/// Writes `line` and a newline to standard output, above the status line if one is shown.
+/// Output that nobody reads any more (a closed pipe, EPIPE) is not an error: the shield goes
+/// on, where `println!` would panic.
+pub fn say(line: &str) {
+    let status = STATUS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut out = std::io::stdout().lock();
+    match status.as_deref() {
+        Some(shown) => {
+            let _ = write!(out, "\r\x1b[2K{line}\n{shown}");
+        }
+        None => {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    let _ = out.flush();
 }
 
 /// Ends the status line with a newline; log lines are written plainly again.
@@ -82,9 +102,11 @@ impl std::io::Write for LogWriter {
             let _ = write!(out, "\r\x1b[2K");
             let _ = out.flush();
         }
+        // A write error is dropped here: tracing-subscriber would report it with
+        // `eprintln!`, which panics when standard error is what failed.
         let mut err = std::io::stderr().lock();
-        err.write_all(buf)?;
-        err.flush()?;
+        let _ = err.write_all(buf);
+        let _ = err.flush();
         if let (true, Some(line)) = (shared, status.as_deref()) {
             let mut out = std::io::stdout().lock();
             let _ = write!(out, "{line}");
@@ -94,7 +116,8 @@ impl std::io::Write for LogWriter {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }
 

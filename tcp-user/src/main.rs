@@ -1,6 +1,7 @@
 //! `synshield`: a SYN-flood shield. Answers SYNs with SYN cookies in XDP and serves the
 //! validated connections from userspace. The work is in the library; this dispatches.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use tcp_user::cli::{Cli, Command, ParseError};
@@ -12,7 +13,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(ParseError::Clap(e)) => e.exit(),
         Err(e) => {
-            eprintln!("synshield: {e}");
+            let _ = writeln!(std::io::stderr(), "synshield: {e}");
             return ExitCode::from(2);
         }
     };
@@ -49,7 +50,8 @@ fn main() -> ExitCode {
         Err(e) => {
             // An error while serving: the status line ends first, so the sentence has its own line.
             tcp_user::logging::end_status();
-            eprintln!("synshield: {e:#}");
+            // Not eprintln!, which panics if standard error is closed.
+            let _ = writeln!(std::io::stderr(), "synshield: {e:#}");
             ExitCode::FAILURE
         }
     }

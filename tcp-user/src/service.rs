@@ -14,6 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::app::{App, AppKind, HttpConfig};
 use crate::datapath::run::{DataPath, DataPathConfig, OpenDataPath, StatsHandle};
 use crate::loader::{CounterReader, Shield, ShieldOptions, SynModeChoice, XdpModeChoice};
+use crate::logging::say;
 use crate::secrets::{FleetArgs, Keeper, SecretsSchedule};
 use crate::xsk::{XskConfig, XskMode};
 
@@ -290,13 +291,13 @@ impl Running {
             signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         // One line that scripts and tests wait for, printed last: from here on SYNs are
         // answered, connections served and metrics listening.
-        println!(
+        say(&format!(
             "synshield: attached to {} ({} XDP), protecting ports {:?}, serving {:?}",
             shield.iface(),
             shield.mode(),
             config.ports,
             args.app
-        );
+        ));
         tracing::info!(
             iface = shield.iface(),
             xdp_mode = %shield.mode(),
@@ -327,7 +328,7 @@ impl Running {
             }
         }
         // Close the open connections with FIN (RST after the grace period), then detach.
-        println!("synshield: stopping: closing connections (up to {} s)", args.grace);
+        say(&format!("synshield: stopping: closing connections (up to {} s)", args.grace));
         tracing::info!(grace_s = args.grace, "stopping");
         tokio::task::spawn_blocking(move || data_path.stop())
             .await
@@ -339,7 +340,7 @@ impl Running {
         }
         let iface = shield.iface().to_owned();
         drop(shield);
-        println!("synshield: detached from {iface}");
+        say(&format!("synshield: detached from {iface}"));
         tracing::info!(iface, "detached");
         Ok(())
     }
@@ -435,7 +436,7 @@ async fn show_status_until_signal(
                         let width = ratatui::crossterm::terminal::size().map_or(80, |(w, _)| usize::from(w));
                         crate::logging::show_status(&crate::stats::fit_to_width(&line, width));
                     } else {
-                        println!("status: {line}");
+                        say(&format!("status: {line}"));
                     }
                 }
                 last = now;

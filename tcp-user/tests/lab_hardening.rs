@@ -244,3 +244,63 @@ fn shield_mac(lab: &Lab) -> String {
         .trim()
         .to_owned()
 }
+
+/// A child process, killed (by its PID) and reaped when dropped.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn closed_stdout_and_stderr_end_nothing() {
+    // Output to a pipe whose reader went away (`synshield serve | tee log` with tee killed, a
+    // log collector restarted): a write fails with EPIPE, and Rust's print macros panic on
+    // that. The shield must go on serving and logging to nowhere.
+    const MOVED: &str = "198.18.0.77";
+    let lab = lab();
+    let args = ["serve", "--iface", SHIELD_IF, "--port", "7", "--app", "http"];
+    let child = lab
+        .shield
+        .command(env!("CARGO_BIN_EXE_synshield"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut guard = Reap(child);
+    let mut out = std::io::BufReader::new(guard.0.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("synshield: attached") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0, "no attach line");
+    }
+    drop(out);
+    drop(guard.0.stderr.take());
+
+    // A log line into the closed stderr: the address follower's, seen done when the new
+    // address is answered.
+    lab.shield.run("ip", &["addr", "add", &format!("{MOVED}/24"), "dev", SHIELD_IF]).unwrap();
+    let to = SocketAddr::from(([198, 18, 0, 77], PORT));
+    let deadline = std::time::Instant::now() + common::EVENT_DEADLINE;
+    while lab
+        .client
+        .enter(move || TcpStream::connect_timeout(&to, Duration::from_secs(1)))
+        .unwrap()
+        .is_err()
+    {
+        let ended = guard.0.try_wait().unwrap();
+        assert!(std::time::Instant::now() < deadline && ended.is_none(), "not answered: {ended:?}");
+    }
+    // Status lines into the closed stdout, one a second: nothing tells when one was written,
+    // so two periods pass.
+    std::thread::sleep(Duration::from_millis(2200));
+    assert!(guard.0.try_wait().unwrap().is_none(), "synshield ended: {:?}", guard.0.try_wait());
+    assert!(http_get_close(&lab).starts_with("HTTP/1.1 200 OK"));
+}
