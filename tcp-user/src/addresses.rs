@@ -8,11 +8,17 @@
 //! Without a follower, SYNs to an address added after the start would go unanswered until a
 //! restart.
 //!
-//! [`AddressWatch`] is a netlink socket subscribed to the kernel's IPv4 and IPv6 address
-//! notifications (`RTMGRP_IPV4_IFADDR`, `RTMGRP_IPV6_IFADDR`; no capability needed). It is opened
-//! before the loader reads the addresses, so that no change between that read and the first
-//! wait is missed. On every notification (or a lost one: `ENOBUFS`), [`follow`] reads the
-//! interface's addresses again and rewrites the map if the list changed, with one log line.
+//! [`AddressWatch`] is a netlink socket subscribed to the kernel's IPv4 and IPv6 address and
+//! link notifications (`RTMGRP_IPV4_IFADDR`, `RTMGRP_IPV6_IFADDR`, `RTMGRP_LINK`; no capability
+//! needed). It is opened before the loader reads the addresses, so that no change between that
+//! read and the first wait is missed. On every notification (or a lost one: `ENOBUFS`),
+//! [`follow`] reads the interface's addresses again and rewrites the map if the list changed,
+//! with one log line.
+//!
+//! An interface that is deleted, or moved to another network namespace, takes its XDP program
+//! with it: nothing is protected any more. [`follow`] then ends, and `serve` exits with one
+//! sentence rather than run on, protecting nothing (the systemd unit restarts it, and the
+//! restart says whether the interface is back).
 
 use std::io;
 use std::net::IpAddr;
@@ -23,10 +29,27 @@ use tokio::io::unix::AsyncFd;
 
 use crate::loader::{LocalAddrsWriter, interface_addresses, local_addrs};
 
-/// `RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR` (linux/rtnetlink.h).
-const ADDRESS_GROUPS: u32 = 0x10 | 0x100;
+/// `RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR` (linux/rtnetlink.h).
+const ADDRESS_GROUPS: u32 = 0x1 | 0x10 | 0x100;
 
-/// A netlink socket that becomes readable when any interface's addresses change.
+/// Whether interface `ifindex` exists in the calling thread's network namespace.
+#[must_use]
+pub fn interface_exists(ifindex: u32) -> bool {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: a buffer of IF_NAMESIZE bytes, as if_indextoname requires.
+    !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()
+}
+
+/// The index of interface `name`, if it exists in the calling thread's network namespace.
+#[must_use]
+pub fn interface_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// A netlink socket that becomes readable when any interface's addresses or links change.
 #[derive(Debug)]
 pub struct AddressWatch {
     fd: OwnedFd,
@@ -95,15 +118,16 @@ impl AddressWatch {
 }
 
 /// Keeps the XDP program's address list equal to `iface`'s addresses plus `extra`, for as long
-/// as the returned future runs (it ends only on a netlink error). `current` is what the loader
-/// wrote. A list that no longer fits the map is logged and the old one kept.
+/// as the returned future runs. It ends with `Ok` when interface `ifindex` (the one the program
+/// is attached to) no longer exists in this namespace. `current` is what the loader wrote. A
+/// list that no longer fits the map is logged and the old one kept.
 ///
 /// # Errors
 ///
 /// The netlink socket failed; the list written last stays in force.
 pub async fn follow(
     watch: AddressWatch,
-    iface: String,
+    (iface, ifindex): (String, u32),
     extra: Vec<IpAddr>,
     mut writer: LocalAddrsWriter,
     mut current: LocalAddrs,
@@ -120,6 +144,9 @@ pub async fn follow(
         ready.clear_ready();
         if !changed {
             continue;
+        }
+        if !interface_exists(ifindex) {
+            return Ok(());
         }
         let found = match interface_addresses(&iface) {
             Ok(found) => found,
@@ -158,21 +185,33 @@ pub struct Follower {
     watch: AddressWatch,
     writer: LocalAddrsWriter,
     current: LocalAddrs,
+    ifindex: u32,
 }
 
 impl Follower {
-    /// `watch` must have been opened before the loader read the addresses it wrote (`current`).
-    pub fn new(watch: AddressWatch, writer: LocalAddrsWriter, current: LocalAddrs) -> Follower {
-        Follower { watch, writer, current }
+    /// `watch` must have been opened before the loader read the addresses it wrote (`current`)
+    /// on interface `ifindex`.
+    pub fn new(
+        watch: AddressWatch,
+        writer: LocalAddrsWriter,
+        current: LocalAddrs,
+        ifindex: u32,
+    ) -> Follower {
+        Follower { watch, writer, current, ifindex }
     }
 
-    /// Runs [`follow`] on the current tokio runtime; a netlink failure is logged once and the
-    /// last list stays in force.
+    /// Runs [`follow`] on the current tokio runtime. The task ends when the interface is gone
+    /// (see [`follow`]), and only then: a netlink failure is logged once, the last list stays
+    /// in force, and the task waits for ever.
     pub fn spawn(self, iface: String, extra: Vec<IpAddr>) -> tokio::task::JoinHandle<()> {
-        let Follower { watch, writer, current } = self;
+        let Follower { watch, writer, current, ifindex } = self;
         tokio::spawn(async move {
-            if let Err(e) = follow(watch, iface.clone(), extra, writer, current).await {
-                tracing::warn!(iface, error = %e, "no longer following the interface's addresses; the last list stays");
+            match follow(watch, (iface.clone(), ifindex), extra, writer, current).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(iface, error = %e, "no longer following the interface's addresses; the last list stays");
+                    std::future::pending::<()>().await;
+                }
             }
         })
     }
@@ -189,6 +228,14 @@ mod tests {
     use super::*;
 
     /// The subscription needs no privilege, and with nothing changed there is nothing to read.
+    #[test]
+    fn loopback_exists_by_name_and_index_and_a_free_index_does_not() {
+        let lo = interface_index("lo").expect("every namespace has lo");
+        assert!(interface_exists(lo));
+        assert!(!interface_exists(u32::MAX));
+        assert_eq!(interface_index("no-such-if0"), None);
+    }
+
     #[test]
     fn a_quiet_subscription_reports_no_change() {
         let watch = AddressWatch::open().expect("netlink address subscription");

@@ -178,10 +178,13 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let address_watch = crate::addresses::AddressWatch::open()
         .context("subscribing to the interface's address changes (netlink)")?;
     let shield = Shield::attach_with(&args.iface, args.xdp_mode, &config, &shield_options(&args))?;
+    let ifindex = crate::addresses::interface_index(shield.iface())
+        .with_context(|| format!("{} is gone already, just after the attach", shield.iface()))?;
     let addresses = crate::addresses::Follower::new(
         address_watch,
         shield.local_addrs_writer()?,
         shield.local_addrs(),
+        ifindex,
     );
     let engine = Arc::new(engine_config(&args, &config));
     let open = OpenDataPath::open(
@@ -250,7 +253,7 @@ impl Running {
             addresses,
             started,
         } = self;
-        let follower = addresses.spawn(shield.iface().to_owned(), args.addresses.clone());
+        let mut follower = addresses.spawn(shield.iface().to_owned(), args.addresses.clone());
         let mut secrets = tokio::spawn(
             keeper
                 .run(move |s| {
@@ -260,19 +263,6 @@ impl Running {
                 .context("installing the SIGHUP handler")?,
         );
         let stats = data_path.stats_handle();
-        let info = crate::metrics::Info {
-            iface: shield.iface().to_owned(),
-            xdp_mode: shield.mode().to_string(),
-            defense: match args.syn_mode() {
-                SynModeChoice::Cookies => "cookies",
-                SynModeChoice::Stateful => "stateful",
-                SynModeChoice::Adaptive => "adaptive",
-            }
-            .to_owned(),
-            start_time_seconds: started
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        };
         let metrics = match metrics_listener {
             Some(l) => Some(spawn_metrics(
                 tokio::net::TcpListener::from_std(l)
@@ -280,7 +270,7 @@ impl Running {
                 &counters,
                 &stats,
                 &defense,
-                info,
+                metrics_info(&args, &shield, started),
             )),
             None => None,
         };
@@ -317,6 +307,16 @@ impl Running {
         };
         tokio::select! {
             r = show_status_until_signal(args.quiet, watched, signals) => r?,
+            r = &mut follower => {
+                crate::logging::end_status();
+                r.context("following the interface's addresses")?;
+                bail!(
+                    "{} is gone (deleted, or moved to another network namespace) and its XDP \
+                     program with it: synshield exits rather than run protecting nothing; \
+                     start it again once the interface is back (the systemd unit does)",
+                    shield.iface()
+                );
+            }
             (queue, why) = failure.wait() => {
                 // The process exits: its BPF link goes with it, so the XDP program is detached
                 // and no SYN is answered for connections nobody would serve.
@@ -356,6 +356,27 @@ struct Watched<'a> {
 }
 
 /// Serves the metrics on `listener` until the task is aborted.
+/// What the metrics page says of this instance.
+fn metrics_info(
+    args: &ServeArgs,
+    shield: &Shield,
+    started: std::time::SystemTime,
+) -> crate::metrics::Info {
+    crate::metrics::Info {
+        iface: shield.iface().to_owned(),
+        xdp_mode: shield.mode().to_string(),
+        defense: match args.syn_mode() {
+            SynModeChoice::Cookies => "cookies",
+            SynModeChoice::Stateful => "stateful",
+            SynModeChoice::Adaptive => "adaptive",
+        }
+        .to_owned(),
+        start_time_seconds: started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    }
+}
+
 fn spawn_metrics(
     listener: tokio::net::TcpListener,
     counters: &Arc<CounterReader>,

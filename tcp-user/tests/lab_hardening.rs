@@ -304,3 +304,17 @@ fn closed_stdout_and_stderr_end_nothing() {
     assert!(guard.0.try_wait().unwrap().is_none(), "synshield ended: {:?}", guard.0.try_wait());
     assert!(http_get_close(&lab).starts_with("HTTP/1.1 200 OK"));
 }
+
+#[test]
+fn a_deleted_interface_ends_serve_with_one_sentence() {
+    // The XDP program goes with its interface: a shield that ran on would protect nothing
+    // and look healthy. It exits (the systemd unit restarts it).
+    let lab = lab();
+    let mut s = Synshield::start(&lab.shield, &serve_args(&["--app", "http"]));
+    assert!(http_get_close(&lab).starts_with("HTTP/1.1 200 OK"));
+    lab.shield.run("ip", &["link", "del", "dev", SHIELD_IF]).unwrap();
+    let line = wait_for_line(&s.stderr, |l| l.starts_with("synshield: "))
+        .unwrap_or_else(|seen| panic!("no sentence; stderr: {seen:?}"));
+    assert!(line.contains("shield0 is gone") && line.contains("start it again"), "{line}");
+    assert_eq!(s.child.wait().unwrap().code(), Some(1), "{line}");
+}
