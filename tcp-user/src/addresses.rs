@@ -93,16 +93,17 @@ impl AddressWatch {
         Ok(AddressWatch { fd })
     }
 
-    /// Reads every queued notification; returns whether there was one (or one was lost).
-    fn drain(&self) -> io::Result<bool> {
+    /// Reads every queued notification; returns whether one concerned interface `ifindex`
+    /// (or one was lost, which may have).
+    fn drain(&self, ifindex: u32) -> io::Result<bool> {
         let mut buf = [0u8; 8192];
         let mut any = false;
         loop {
             // SAFETY: our socket and a buffer of the length we pass.
             let n =
                 unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n >= 0 {
-                any = true;
+            if let Ok(n) = usize::try_from(n) {
+                any |= concerns(&buf[..n.min(buf.len())], ifindex);
                 continue;
             }
             let e = io::Error::last_os_error();
@@ -115,6 +116,38 @@ impl AddressWatch {
             }
         }
     }
+}
+
+/// Whether a datagram of rtnetlink notifications concerns interface `ifindex`: a link or
+/// address message for it, or anything that does not parse (then the list is read again,
+/// which is always safe). Other interfaces' changes (containers coming and going) cost no
+/// re-read. Every message starts with `nlmsghdr` (16 bytes), then `ifinfomsg` or
+/// `ifaddrmsg`, both with the interface index at their byte 4.
+fn concerns(datagram: &[u8], ifindex: u32) -> bool {
+    const HEADER: usize = 16;
+    let mut rest = datagram;
+    while !rest.is_empty() {
+        let Some(len) = rest.first_chunk::<4>().map(|b| u32::from_ne_bytes(*b) as usize) else {
+            return true;
+        };
+        let Some(message) = rest.get(..len).filter(|_| len >= HEADER) else { return true };
+        let kind = u16::from_ne_bytes([message[4], message[5]]);
+        match kind {
+            // RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR.
+            16 | 17 | 20 | 21 => {
+                let Some(index) = message.get(HEADER + 4..HEADER + 8) else { return true };
+                if u32::from_ne_bytes([index[0], index[1], index[2], index[3]]) == ifindex {
+                    return true;
+                }
+            }
+            // NLMSG_NOOP, NLMSG_DONE; nothing else is subscribed to.
+            1 | 3 => {}
+            _ => return true,
+        }
+        // NLMSG_ALIGN: messages start on 4-byte boundaries.
+        rest = rest.get(len.next_multiple_of(4)..).unwrap_or(&[]);
+    }
+    false
 }
 
 /// Keeps the XDP program's address list equal to `iface`'s addresses plus `extra`, for as long
@@ -140,7 +173,7 @@ pub async fn follow(
     };
     loop {
         let mut ready = watch.readable().await?;
-        let changed = ready.get_inner().drain()?;
+        let changed = ready.get_inner().drain(ifindex)?;
         ready.clear_ready();
         if !changed {
             continue;
@@ -227,7 +260,6 @@ impl std::os::fd::AsRawFd for AddressWatch {
 mod tests {
     use super::*;
 
-    /// The subscription needs no privilege, and with nothing changed there is nothing to read.
     #[test]
     fn loopback_exists_by_name_and_index_and_a_free_index_does_not() {
         let lo = interface_index("lo").expect("every namespace has lo");
@@ -236,9 +268,52 @@ mod tests {
         assert_eq!(interface_index("no-such-if0"), None);
     }
 
+    /// The subscription needs no privilege, and with nothing changed there is nothing to read.
     #[test]
     fn a_quiet_subscription_reports_no_change() {
         let watch = AddressWatch::open().expect("netlink address subscription");
-        assert!(!watch.drain().expect("reading the subscription"));
+        assert!(!watch.drain(1).expect("reading the subscription"));
+    }
+
+    /// An rtnetlink message of `kind` about interface `index`, `body` bytes after the header.
+    fn message(kind: u16, index: u32, body: usize) -> Vec<u8> {
+        let len = 16 + body;
+        let mut m = vec![0u8; len];
+        m[..4].copy_from_slice(&u32::try_from(len).unwrap().to_ne_bytes());
+        m[4..6].copy_from_slice(&kind.to_ne_bytes());
+        if body >= 8 {
+            m[20..24].copy_from_slice(&index.to_ne_bytes());
+        }
+        m
+    }
+
+    #[test]
+    fn only_messages_about_our_interface_or_unreadable_ones_concern_it() {
+        const RTM_NEWLINK: u16 = 16;
+        const RTM_DELLINK: u16 = 17;
+        const RTM_NEWADDR: u16 = 20;
+        const RTM_DELADDR: u16 = 21;
+        // Another interface's link and address changes: nothing to read again.
+        let mut others = message(RTM_NEWLINK, 9, 16 + 1); // an unaligned length
+        others.resize(others.len().next_multiple_of(4), 0);
+        others.extend(message(RTM_NEWADDR, 9, 8));
+        assert!(!concerns(&others, 3));
+        assert!(!concerns(&[], 3));
+        // Ours, first or after another's.
+        for kind in [RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_DELADDR] {
+            assert!(concerns(&message(kind, 3, 16), 3), "kind {kind}");
+            let mut two = others.clone();
+            two.extend(message(kind, 3, 8));
+            assert!(concerns(&two, 3), "kind {kind} second");
+        }
+        // Whatever does not parse is read again: short, too long, a body without an index,
+        // an unexpected kind.
+        assert!(concerns(&[16, 0], 3));
+        assert!(concerns(&message(RTM_NEWADDR, 9, 8)[..20], 3));
+        assert!(concerns(&message(RTM_NEWADDR, 9, 4), 3));
+        let mut zero = message(RTM_NEWADDR, 9, 8);
+        zero[..4].copy_from_slice(&0u32.to_ne_bytes());
+        assert!(concerns(&zero, 3));
+        assert!(concerns(&message(2, 9, 8), 3));
     }
 }
