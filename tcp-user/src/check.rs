@@ -295,17 +295,28 @@ fn interface(iface: &str) -> Finding {
     let state = read(base.join("operstate")).unwrap_or_default();
     let mtu = read(base.join("mtu")).unwrap_or_default();
     let driver = driver(iface).unwrap_or_else(|| "unknown".into());
+    interface_finding(iface, &driver, &mtu, &state)
+}
+
+/// The interface row from what sysfs says (`operstate` as RFC 2863 names it).
+fn interface_finding(iface: &str, driver: &str, mtu: &str, state: &str) -> Finding {
     let what = format!("{iface}: driver {driver}, MTU {mtu}, {state}");
-    if state == "down" {
-        finding(
+    match state {
+        "down" => finding(
             Status::Warn,
             "interface",
             format!(
                 "{what}: bring it up (`ip link set dev {iface} up`) before clients can reach it."
             ),
-        )
-    } else {
-        finding(Status::Ok, "interface", format!("{what}."))
+        ),
+        "lowerlayerdown" | "notpresent" | "dormant" => finding(
+            Status::Warn,
+            "interface",
+            format!(
+                "{what}: it is up but has no link (cable, switch port, or the veth peer down): nothing reaches it until it has."
+            ),
+        ),
+        _ => finding(Status::Ok, "interface", format!("{what}.")),
     }
 }
 
@@ -524,6 +535,22 @@ fn read(path: impl AsRef<Path>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interface_that_is_down_or_has_no_link_is_a_warning_and_up_or_unknown_is_ok() {
+        for (state, status, says) in [
+            ("up", Status::Ok, "eth0: driver ixgbe, MTU 1500, up."),
+            ("unknown", Status::Ok, "eth0: driver ixgbe, MTU 1500, unknown."),
+            ("down", Status::Warn, "ip link set dev eth0 up"),
+            ("lowerlayerdown", Status::Warn, "has no link"),
+            ("dormant", Status::Warn, "has no link"),
+        ] {
+            let f = interface_finding("eth0", "ixgbe", "1500", state);
+            assert_eq!(f.status, status, "{f}");
+            assert!(f.sentence.contains(says), "{f}");
+            assert!(f.sentence.ends_with('.') && !f.sentence.contains('\n'), "{f}");
+        }
+    }
 
     #[test]
     fn a_missing_interface_fails_with_a_sentence_and_the_rest_still_runs() {

@@ -193,6 +193,10 @@ impl Shield {
         config: &Config,
         options: &ShieldOptions,
     ) -> Result<Shield, LoadError> {
+        // First: a mistyped name gets its one sentence, not a warning about its addresses.
+        if crate::addresses::interface_index(iface).is_none() {
+            return Err(LoadError::NoSuchInterface(iface.to_owned()));
+        }
         let mut ebpf = load_with(object, options.flow_table)?;
         write_config(&mut ebpf, config)?;
         let local = local_addrs(&interface_addresses(iface)?, &options.addresses)?;

@@ -100,6 +100,27 @@ fn missing_interface_is_one_clear_sentence() {
 }
 
 #[test]
+fn serve_on_a_missing_interface_says_one_sentence_and_nothing_else() {
+    let lab = Lab::new().unwrap();
+    let out = lab
+        .shield
+        .command(env!("CARGO_BIN_EXE_synshield"))
+        .args(["serve", "--iface", "nosuch0", "--port", "7"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines,
+        [
+            "synshield: there is no network interface named \"nosuch0\": pick one that `ip link` lists"
+        ],
+        "{stderr}"
+    );
+}
+
+#[test]
 fn interface_with_another_xdp_program_is_refused() {
     let lab = Lab::new().unwrap();
     // Someone else's program: here a first synshield on the same interface.
