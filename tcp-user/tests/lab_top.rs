@@ -173,21 +173,12 @@ fn top_quits_when_its_terminal_hangs_up_without_a_sighup() {
     term.wait_for("top's title", |s| s.contains("synshield on"));
     let top = children(term.pane_pid());
     assert_eq!(top.len(), 1, "bash runs top: {top:?}");
-    // SAFETY: pidfd_open takes a pid and flags; the fd is owned below.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, top[0], 0) };
-    let fd = i32::try_from(fd).unwrap();
-    assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
-    // SAFETY: a fresh fd that nothing else owns.
-    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let exit = support::Exit::watch(top[0]);
     term.hang_up();
-    let mut pfd =
-        libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&fd), events: libc::POLLIN, revents: 0 };
-    let ms = i32::try_from(support::DEADLINE.as_millis()).unwrap();
-    // SAFETY: one valid pollfd. It becomes readable when top exits.
-    let ready = unsafe { libc::poll(&raw mut pfd, 1, ms) };
-    if ready != 1 {
-        // SAFETY: the process we started; its pidfd keeps the pid from being reused.
+    let exited = exit.wait(support::DEADLINE);
+    if !exited {
+        // SAFETY: the process we started; the pidfd keeps its pid from being reused.
         unsafe { libc::kill(top[0], libc::SIGKILL) };
     }
-    assert_eq!(ready, 1, "top still runs on a terminal that hung up");
+    assert!(exited, "top still runs on a terminal that hung up");
 }

@@ -116,22 +116,10 @@ impl Drop for Tmux {
         if let Some(pane) = self.pane_pid
             && self.alive()
         {
-            // SAFETY: pidfd_open takes a pid and flags; the fd it returns is closed below.
-            let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pane, 0) };
+            let exit = Exit::watch(pane);
             // SAFETY: signalling the process group of the pane this guard started.
             unsafe { libc::kill(-pane, libc::SIGTERM) };
-            let mut exited = false;
-            if let Ok(fd) = i32::try_from(pidfd)
-                && fd >= 0
-            {
-                // The pidfd becomes readable when the process exits.
-                let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-                let ms = i32::try_from(DEADLINE.as_millis()).unwrap_or(i32::MAX);
-                // SAFETY: one valid pollfd; then closing the fd we own.
-                exited = unsafe { libc::poll(&raw mut pfd, 1, ms) } == 1;
-                unsafe { libc::close(fd) };
-            }
-            if !exited {
+            if !exit.wait(DEADLINE) {
                 // SAFETY: as above.
                 unsafe { libc::kill(-pane, libc::SIGKILL) };
             }
@@ -144,6 +132,36 @@ impl Drop for Tmux {
         }
         // The server leaves its socket behind when it exits.
         let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// The exit of a process that is not our child (a pane's program): a pidfd, readable once the
+/// process has exited, and which keeps its pid from being reused while held.
+pub struct Exit(Option<std::os::fd::OwnedFd>);
+
+impl Exit {
+    /// Watches `pid`; one that is already gone counts as exited.
+    pub fn watch(pid: i32) -> Exit {
+        use std::os::fd::FromRawFd as _;
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a fresh fd that nothing else owns.
+        Exit(
+            i32::try_from(fd)
+                .ok()
+                .filter(|&fd| fd >= 0)
+                .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }),
+        )
+    }
+
+    /// Waits up to `timeout` for the exit; whether it came.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        use std::os::fd::AsRawFd as _;
+        let Some(fd) = &self.0 else { return true };
+        let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(&raw mut pfd, 1, ms) == 1 }
     }
 }
 
