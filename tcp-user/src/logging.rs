@@ -14,7 +14,10 @@
 //! On a terminal, `serve` keeps one status line at the bottom, rewritten in place
 //! ([`show_status`]). A log line written after it would start in the middle of that line; so
 //! when both go to the terminal, each log line first clears the status line, and the status
-//! line is drawn again below it.
+//! line is drawn again below it. `serve`'s own lines ([`say`]) do the same.
+//!
+//! Output nobody reads any more (a closed pipe) is dropped, never a panic: `println!` and
+//! `eprintln!` would panic on EPIPE and take the shield down with them.
 
 use std::io::{IsTerminal as _, Write as _};
 use std::sync::Mutex;
