@@ -54,5 +54,4 @@ pub mod maps {
 /// Name of the XDP program in the object.
 pub const XDP_PROGRAM: &str = "synshield";
 
-/// Programs and maps in the XDP object that only tests load, and what they report.
 pub mod testing;

@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result};
 use crate::build::{build, host_cargo};
 use crate::{run_cmd, setup::setup};
 
-/// Setup, build, lint, pure tests, root tests.
+/// Setup, build, lint, docs, pure tests, root tests.
 pub fn test() -> Result<()> {
     setup()?;
     build()?;
@@ -23,6 +23,12 @@ pub fn test() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    step("docs (broken links are errors)");
+    run_cmd(
+        host_cargo()
+            .args(["doc", "--workspace", "--no-deps", "--exclude", "tcp-ebpf"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
     step("pure tests (no root needed)");
     run_cmd(host_cargo().args(["test"]))?;
     step("root tests in the lab (XDP programs, namespaces, the real Linux TCP stack)");

@@ -6,7 +6,7 @@
 //! connections. Frames come in with the XDP program's [`RxMeta`] in front of them, so a frame
 //! costs one lookup in the table and no map read.
 //!
-//! Call order per iteration of [`Shard::run_once`]:
+//! Call order per iteration of the queue thread's loop (`run_shard` in `datapath::run`):
 //! 1. the poll set's reports (backend sockets, wake-ups);
 //! 2. a batch of received frames, and frames other shards forwarded;
 //! 3. the engine's and the applications' timers;
