@@ -49,6 +49,13 @@ pub fn interface_index(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
+/// The MTU of interface `name`, from sysfs (the calling process's network namespace, as `ip
+/// netns exec` mounts it).
+#[must_use]
+pub fn interface_mtu(name: &str) -> Option<u32> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu")).ok()?.trim().parse().ok()
+}
+
 /// A netlink socket that becomes readable when any interface's addresses or links change.
 #[derive(Debug)]
 pub struct AddressWatch {
@@ -153,14 +160,16 @@ fn concerns(datagram: &[u8], ifindex: u32) -> bool {
 /// Keeps the XDP program's address list equal to `iface`'s addresses plus `extra`, for as long
 /// as the returned future runs. It ends with `Ok` when interface `ifindex` (the one the program
 /// is attached to) no longer exists in this namespace. `current` is what the loader wrote. A
-/// list that no longer fits the map is logged and the old one kept.
+/// list that no longer fits the map is logged and the old one kept. A change of the MTU from
+/// `mtu` (what the SYN-ACKs' MSS was clamped to) is logged once per change: the MSS follows
+/// it only after a restart.
 ///
 /// # Errors
 ///
 /// The netlink socket failed; the list written last stays in force.
 pub async fn follow(
     watch: AddressWatch,
-    (iface, ifindex): (String, u32),
+    (iface, ifindex, mut mtu): (String, u32, Option<u32>),
     extra: Vec<IpAddr>,
     mut writer: LocalAddrsWriter,
     mut current: LocalAddrs,
@@ -180,6 +189,18 @@ pub async fn follow(
         }
         if !interface_exists(ifindex) {
             return Ok(());
+        }
+        let now_mtu = interface_mtu(&iface);
+        if now_mtu != mtu {
+            if let (Some(was), Some(now)) = (mtu, now_mtu) {
+                tracing::warn!(
+                    iface,
+                    was,
+                    now,
+                    "the interface's MTU changed; SYN-ACKs still advertise the MSS for the old one: restart synshield to apply it"
+                );
+            }
+            mtu = now_mtu;
         }
         let found = match interface_addresses(&iface) {
             Ok(found) => found,
@@ -219,27 +240,28 @@ pub struct Follower {
     writer: LocalAddrsWriter,
     current: LocalAddrs,
     ifindex: u32,
+    mtu: Option<u32>,
 }
 
 impl Follower {
     /// `watch` must have been opened before the loader read the addresses it wrote (`current`)
-    /// on interface `ifindex`.
+    /// on interface `ifindex`, whose MTU the configuration was made for (`mtu`).
     pub fn new(
         watch: AddressWatch,
         writer: LocalAddrsWriter,
         current: LocalAddrs,
-        ifindex: u32,
+        (ifindex, mtu): (u32, Option<u32>),
     ) -> Follower {
-        Follower { watch, writer, current, ifindex }
+        Follower { watch, writer, current, ifindex, mtu }
     }
 
     /// Runs [`follow`] on the current tokio runtime. The task ends when the interface is gone
     /// (see [`follow`]), and only then: a netlink failure is logged once, the last list stays
     /// in force, and the task waits for ever.
     pub fn spawn(self, iface: String, extra: Vec<IpAddr>) -> tokio::task::JoinHandle<()> {
-        let Follower { watch, writer, current, ifindex } = self;
+        let Follower { watch, writer, current, ifindex, mtu } = self;
         tokio::spawn(async move {
-            match follow(watch, (iface.clone(), ifindex), extra, writer, current).await {
+            match follow(watch, (iface.clone(), ifindex, mtu), extra, writer, current).await {
                 Ok(()) => {}
                 Err(e) => {
                     tracing::warn!(iface, error = %e, "no longer following the interface's addresses; the last list stays");

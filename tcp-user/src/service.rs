@@ -172,7 +172,8 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         key_rotation: Duration::from_secs(args.key_rotation),
     };
     let keeper = Keeper::start(&args.fleet, schedule)?;
-    let mut config = xdp_config(&args)?;
+    let mtu = crate::addresses::interface_mtu(&args.iface);
+    let mut config = xdp_config(&args, mtu)?;
     config.secrets = keeper.secrets();
     // Subscribed before the loader reads the addresses: no change after that read is missed.
     let address_watch = crate::addresses::AddressWatch::open()
@@ -184,7 +185,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         address_watch,
         shield.local_addrs_writer()?,
         shield.local_addrs(),
-        ifindex,
+        (ifindex, mtu),
     );
     let engine = Arc::new(engine_config(&args, &config));
     let open = OpenDataPath::open(
@@ -470,11 +471,10 @@ async fn show_status_until_signal(
 }
 
 /// The XDP program's configuration from the options and the interface.
-fn xdp_config(args: &ServeArgs) -> Result<Config> {
+fn xdp_config(args: &ServeArgs, mtu: Option<u32>) -> Result<Config> {
     let mut config = Config::EMPTY;
     config.ports = port_set(&args.ports)?;
-    let mtu = std::fs::read_to_string(format!("/sys/class/net/{}/mtu", args.iface));
-    if let Some(mtu) = mtu.ok().and_then(|m| m.trim().parse().ok()) {
+    if let Some(mtu) = mtu {
         config.clamp_mss_to_mtu(mtu);
     }
     if let Some(mss) = args.mss {

@@ -318,3 +318,17 @@ fn a_deleted_interface_ends_serve_with_one_sentence() {
     assert!(line.contains("shield0 is gone") && line.contains("start it again"), "{line}");
     assert_eq!(s.child.wait().unwrap().code(), Some(1), "{line}");
 }
+
+#[test]
+fn an_mtu_change_while_serving_is_logged_with_what_to_do() {
+    // The SYN-ACKs' MSS was clamped to the MTU at the start: after a change it no longer
+    // fits, and the operator is told so, once.
+    let lab = lab();
+    let s = Synshield::start(&lab.shield, &serve_args(&["--app", "http"]));
+    lab.shield.run("ip", &["link", "set", "dev", SHIELD_IF, "mtu", "1400"]).unwrap();
+    let line = wait_for_line(&s.stderr, |l| l.contains("MTU changed"))
+        .unwrap_or_else(|seen| panic!("no word of the MTU; stderr: {seen:?}"));
+    assert!(line.contains("was=1500") && line.contains("now=1400"), "{line}");
+    assert!(line.contains("restart synshield"), "{line}");
+    assert!(http_get_close(&lab).starts_with("HTTP/1.1 200 OK"));
+}
