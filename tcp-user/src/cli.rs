@@ -167,6 +167,34 @@ rst-invalid-ack = true
 "#;
 
     #[test]
+    fn limits_and_timers_that_would_disable_the_service_are_refused_by_name() {
+        // No connection at all, no TIME-WAIT (RFC 9293 asks for 2 MSL), a probe storm, a
+        // reset at the first idle check, no half-open entry (stateful mode then drops every
+        // SYN): each refused with clap's sentence naming the option, from either source.
+        for (flag, value) in [
+            ("--max-conns", "0"),
+            ("--msl", "0"),
+            ("--keepalive-interval", "0"),
+            ("--keepalive-probes", "0"),
+            ("--max-half-open", "0"),
+        ] {
+            let e = parse(args(&["serve", "--iface", "eth0", "--port", "80", flag, value]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(flag) && e.contains("is not in 1.."), "{flag}: {e}");
+            let f = ConfigFile::new(&format!(
+                "iface = \"eth0\"\nport = [80]\n{} = {value}\n",
+                &flag[2..]
+            ));
+            let e = parse(args(&["serve", "--config", f.path()])).unwrap_err().to_string();
+            assert!(e.contains("is not in 1.."), "{flag} in a file: {e}");
+        }
+        // 1 is taken.
+        let ok = args(&["serve", "--iface", "eth0", "--port", "80", "--max-conns", "1"]);
+        assert_eq!(serve(parse(ok).unwrap()).max_conns, 1);
+    }
+
+    #[test]
     fn config_file_gives_values_the_command_line_does_not() {
         let f = ConfigFile::new(FILE);
         let a = serve(parse(args(&["serve", "--config", f.path()])).unwrap());

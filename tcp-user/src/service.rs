@@ -66,7 +66,8 @@ pub struct ServeArgs {
     pub mode: Option<SynModeChoice>,
     /// Most half-open connections (SYN-RECEIVED, answered statefully) at once; beyond it
     /// SYNs get cookies (adaptive) or are dropped (stateful).
-    #[arg(long, default_value_t = tcp_common::flow::DEFAULT_MAX_HALF_OPEN)]
+    #[arg(long, default_value_t = tcp_common::flow::DEFAULT_MAX_HALF_OPEN,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub max_half_open: u32,
     /// SYN-ACK retransmissions of a stateful handshake before it is dropped (Linux's
     /// tcp_synack_retries: 1 s, doubling, 5 retries, 63 s in all).
@@ -76,7 +77,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = tcp_common::adaptive::DEFAULT_SYN_THRESHOLD)]
     pub syn_threshold: u32,
     /// Most connections held at once; beyond it new ones are reset.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 100_000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_conns: usize,
     /// Our MSS (default: what the interface MTU allows).
     #[arg(long)]
@@ -94,13 +96,13 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 7200)]
     pub keepalive_idle: u64,
     /// Keepalive: seconds between probes.
-    #[arg(long, default_value_t = 75)]
+    #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..))]
     pub keepalive_interval: u64,
     /// Keepalive: unanswered probes before the connection is reset.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub keepalive_probes: u32,
     /// Maximum segment lifetime in seconds (TIME-WAIT lasts twice this).
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub msl: u64,
     /// Seconds a stop waits for connections to close with FIN before resetting them.
     #[arg(long, default_value_t = 5)]
