@@ -27,34 +27,12 @@ use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
 use tcp_common::local::LocalAddrs;
 use tokio::io::unix::AsyncFd;
 
-use crate::loader::{LocalAddrsWriter, interface_addresses, local_addrs};
+use crate::loader::{
+    LocalAddrsWriter, interface_addresses, interface_exists, interface_mtu, local_addrs,
+};
 
 /// `RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR` (linux/rtnetlink.h).
 const ADDRESS_GROUPS: u32 = 0x1 | 0x10 | 0x100;
-
-/// Whether interface `ifindex` exists in the calling thread's network namespace.
-#[must_use]
-pub fn interface_exists(ifindex: u32) -> bool {
-    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: a buffer of IF_NAMESIZE bytes, as if_indextoname requires.
-    !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()
-}
-
-/// The index of interface `name`, if it exists in the calling thread's network namespace.
-#[must_use]
-pub fn interface_index(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: a NUL-terminated name.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (index != 0).then_some(index)
-}
-
-/// The MTU of interface `name`, from sysfs (the calling process's network namespace, as `ip
-/// netns exec` mounts it).
-#[must_use]
-pub fn interface_mtu(name: &str) -> Option<u32> {
-    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu")).ok()?.trim().parse().ok()
-}
 
 /// A netlink socket that becomes readable when any interface's addresses or links change.
 #[derive(Debug)]
@@ -281,14 +259,6 @@ impl std::os::fd::AsRawFd for AddressWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_exists_by_name_and_index_and_a_free_index_does_not() {
-        let lo = interface_index("lo").expect("every namespace has lo");
-        assert!(interface_exists(lo));
-        assert!(!interface_exists(u32::MAX));
-        assert_eq!(interface_index("no-such-if0"), None);
-    }
 
     /// The subscription needs no privilege, and with nothing changed there is nothing to read.
     #[test]

@@ -154,6 +154,9 @@ pub struct ShieldOptions {
 pub struct Shield {
     ebpf: Ebpf,
     iface: String,
+    /// The interface's index when the program was attached: gone from the namespace, the
+    /// program is gone with it.
+    ifindex: u32,
     mode: AttachedMode,
     /// The address list written when attaching.
     local: LocalAddrs,
@@ -194,9 +197,8 @@ impl Shield {
         options: &ShieldOptions,
     ) -> Result<Shield, LoadError> {
         // First: a mistyped name gets its one sentence, not a warning about its addresses.
-        if crate::addresses::interface_index(iface).is_none() {
-            return Err(LoadError::NoSuchInterface(iface.to_owned()));
-        }
+        let ifindex =
+            interface_index(iface).ok_or_else(|| LoadError::NoSuchInterface(iface.to_owned()))?;
         let mut ebpf = load_with(object, options.flow_table)?;
         write_config(&mut ebpf, config)?;
         let local = local_addrs(&interface_addresses(iface)?, &options.addresses)?;
@@ -216,13 +218,19 @@ impl Shield {
                 other => other?,
             },
         };
-        Ok(Shield { ebpf, iface: iface.to_owned(), mode, local })
+        Ok(Shield { ebpf, iface: iface.to_owned(), ifindex, mode, local })
     }
 
     /// The interface the program is attached to.
     #[must_use]
     pub fn iface(&self) -> &str {
         &self.iface
+    }
+
+    /// The index of the interface the program is attached to.
+    #[must_use]
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
     }
 
     /// The mode the program is attached in.
@@ -349,6 +357,30 @@ pub fn local_addrs(interface: &[IpAddr], extra: &[IpAddr]) -> Result<LocalAddrs,
         }
     }
     Ok(local)
+}
+
+/// Whether interface `ifindex` exists in the calling thread's network namespace.
+#[must_use]
+pub fn interface_exists(ifindex: u32) -> bool {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: a buffer of IF_NAMESIZE bytes, as if_indextoname requires.
+    !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()
+}
+
+/// The index of interface `name`, if it exists in the calling thread's network namespace.
+#[must_use]
+pub fn interface_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated name.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
+}
+
+/// The MTU of interface `name`, from sysfs (the calling process's network namespace, as `ip
+/// netns exec` mounts it).
+#[must_use]
+pub fn interface_mtu(name: &str) -> Option<u32> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu")).ok()?.trim().parse().ok()
 }
 
 /// The IPv4 and IPv6 addresses of `iface` in the calling thread's network namespace (empty
@@ -651,4 +683,17 @@ fn other(e: &dyn std::error::Error) -> LoadError {
         source = s.source();
     }
     LoadError::Other(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_exists_by_name_and_index_and_a_free_index_does_not() {
+        let lo = interface_index("lo").expect("every namespace has lo");
+        assert!(interface_exists(lo));
+        assert!(!interface_exists(u32::MAX));
+        assert_eq!(interface_index("no-such-if0"), None);
+    }
 }

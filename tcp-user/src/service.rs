@@ -174,20 +174,18 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         key_rotation: Duration::from_secs(args.key_rotation),
     };
     let keeper = Keeper::start(&args.fleet, schedule)?;
-    let mtu = crate::addresses::interface_mtu(&args.iface);
+    let mtu = crate::loader::interface_mtu(&args.iface);
     let mut config = xdp_config(&args, mtu)?;
     config.secrets = keeper.secrets();
     // Subscribed before the loader reads the addresses: no change after that read is missed.
     let address_watch = crate::addresses::AddressWatch::open()
         .context("subscribing to the interface's address changes (netlink)")?;
     let shield = Shield::attach_with(&args.iface, args.xdp_mode, &config, &shield_options(&args))?;
-    let ifindex = crate::addresses::interface_index(shield.iface())
-        .with_context(|| format!("{} is gone already, just after the attach", shield.iface()))?;
     let addresses = crate::addresses::Follower::new(
         address_watch,
         shield.local_addrs_writer()?,
         shield.local_addrs(),
-        (ifindex, mtu),
+        (shield.ifindex(), mtu),
     );
     let engine = Arc::new(engine_config(&args, &config));
     let open = OpenDataPath::open(

@@ -5,7 +5,6 @@
 //! half is a free list that [`XskSocket::send_with`] takes from and the completion ring gives
 //! back to. So RX can never starve TX of frames, nor the other way round.
 
-use std::ffi::CString;
 use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -92,13 +91,9 @@ impl XskSocket {
     /// Opens a socket on `ifname`'s RX queue `queue` (in the calling thread's network
     /// namespace), registers its UMEM, maps its rings and fills the fill ring.
     pub fn open(ifname: &str, queue: u32, config: &XskConfig) -> io::Result<XskSocket> {
-        let c_if =
-            CString::new(ifname).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        // SAFETY: NUL-terminated string.
-        let ifindex = unsafe { libc::if_nametoindex(c_if.as_ptr()) };
-        if ifindex == 0 {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname}")));
-        }
+        let ifindex = crate::loader::interface_index(ifname).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname}"))
+        })?;
         if !config.ring_size.is_power_of_two() || config.ring_size < config.frame_count / 2 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
