@@ -309,7 +309,6 @@ impl Running {
         tokio::select! {
             r = show_status_until_signal(args.quiet, watched, signals) => r?,
             r = &mut follower => {
-                crate::logging::end_status();
                 r.context("following the interface's addresses")?;
                 bail!(
                     "{} is gone (deleted, or moved to another network namespace) and its XDP \
@@ -356,7 +355,6 @@ struct Watched<'a> {
     secrets: &'a mut tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// Serves the metrics on `listener` until the task is aborted.
 /// What the metrics page says of this instance.
 fn metrics_info(
     args: &ServeArgs,
@@ -378,6 +376,7 @@ fn metrics_info(
     }
 }
 
+/// Serves the metrics on `listener` until the task is aborted.
 fn spawn_metrics(
     listener: tokio::net::TcpListener,
     counters: &Arc<CounterReader>,
