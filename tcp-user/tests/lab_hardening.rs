@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::{Synshield, lab, metric, wait_for_line, wait_metric, wait_metric_at_least};
-use tcp_user::lab::{Lab, SHIELD_IF, SHIELD_V4};
+use tcp_user::lab::{CLIENT_IF, Lab, SHIELD_IF, SHIELD_V4};
 
 const PORT: u16 = 7;
 
@@ -224,9 +224,8 @@ fn an_address_added_while_serving_is_answered_and_one_removed_is_not() {
     wait_for_line(&s.stderr, |l| l.contains("addresses changed") && !l.contains(MOVED))
         .unwrap_or_else(|seen| panic!("no word of the removed address; stderr: {seen:?}"));
     // The client still knows the MAC: its SYN reaches the shield, which no longer answers.
-    lab.client
-        .run("ip", &["neigh", "replace", MOVED, "lladdr", &shield_mac(&lab), "dev", "client0"])
-        .unwrap();
+    let mac = Lab::mac(&lab.shield, SHIELD_IF).unwrap().map(|b| format!("{b:02x}")).join(":");
+    lab.client.run("ip", &["neigh", "replace", MOVED, "lladdr", &mac, "dev", CLIENT_IF]).unwrap();
     assert!(lab.client.enter(get).unwrap().is_err(), "a SYN to a removed address is answered");
     let after = wait_metric_at_least(
         &lab,
@@ -234,15 +233,6 @@ fn an_address_added_while_serving_is_answered_and_one_removed_is_not() {
         refused + 1,
     );
     assert!(after > refused);
-}
-
-/// The shield interface's MAC address.
-fn shield_mac(lab: &Lab) -> String {
-    lab.shield
-        .run("cat", &[&format!("/sys/class/net/{SHIELD_IF}/address")])
-        .unwrap()
-        .trim()
-        .to_owned()
 }
 
 /// A child process, killed (by its PID) and reaped when dropped.
