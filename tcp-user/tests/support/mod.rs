@@ -112,7 +112,7 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         // The program first: `serve` takes SIGHUP (the server's hang-up) as "re-read the key
         // file" and would outlive the server. SIGTERM to the pane's process group, then
-        // SIGKILL if the session has not ended by the deadline.
+        // SIGKILL to it if the pane's first process has not exited by the deadline.
         if let Some(pane) = self.pane_pid
             && self.alive()
         {
