@@ -187,12 +187,9 @@ fn stream_goodput(lab: &Lab, addr: SocketAddr, echo: bool) -> Result<f64> {
             let mut buf = vec![0u8; 1 << 16];
             let mut total = 0;
             loop {
-                match reader.read(&mut buf) {
-                    Ok(0) => return Ok(total),
-                    Ok(n) => total += n,
-                    // A socket read with a timeout ends with EINTR on any signal: read again.
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+                match read_some(&mut reader, &mut buf)? {
+                    0 => return Ok(total),
+                    n => total += n,
                 }
             }
         });

@@ -570,12 +570,9 @@ impl EchoServer {
                     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
                     let mut buf = [0u8; 4096];
                     loop {
-                        let n = match s.read(&mut buf) {
-                            Ok(0) => break,
+                        let n = match read_some(&mut s, &mut buf) {
+                            Ok(0) | Err(_) => break,
                             Ok(n) => n,
-                            // A read with a timeout ends with EINTR on any signal: again.
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                            Err(_) => break,
                         };
                         if s.write_all(&buf[..n]).is_err() {
                             break;

@@ -12,7 +12,7 @@
 //!   namespace (a thread, on the next port), over the same link with the same loss. The
 //!   stream is checked on the way back. Goal: synshield at least 0.8x Linux at 1 % and 5 %.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 
 use super::examples::example_output;
@@ -170,11 +170,7 @@ fn echo(lab: &Lab, port: u16, data: &[u8]) -> Result<f64> {
         let mut buf = vec![0u8; 1 << 16];
         let mut got = 0;
         loop {
-            let n = match reader.read(&mut buf) {
-                // A socket read with a timeout ends with EINTR on any signal: read again.
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                r => r.context("reading the echo")?,
-            };
+            let n = read_some(&mut reader, &mut buf).context("reading the echo")?;
             if n == 0 {
                 break;
             }

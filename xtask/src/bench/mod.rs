@@ -91,7 +91,7 @@ use examples::{engine_section, xdp_test_run_section};
 use flood::lab_section;
 use loadtest::load_section;
 use loss::loss_section;
-use process::{Interrupted, Interrupts, Process, TempDir};
+use process::{Interrupted, Interrupts, Process, TempDir, read_some};
 
 /// The report, at the root of the repository.
 const REPORT: &str = "BENCHMARKS.md";

@@ -2,6 +2,18 @@
 
 use super::*;
 
+/// `read`, again when a signal interrupted it. A socket read with a timeout (SO_RCVTIMEO) is
+/// never restarted by the kernel: any signal to the process ends it with EINTR, which
+/// `Read::read` passes on.
+pub(super) fn read_some(r: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match r.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
 /// A line of output and when it was read.
 pub(super) type Line = (Instant, String);
 
